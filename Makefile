@@ -1,0 +1,32 @@
+# `make run` and `make test` work on a fresh clone: they create .venv if it is missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench calibrate clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/seedchip run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_oracle.py
+
+# Re-fit the shipped H100 calibration from the measured kernel tables in ../shared/data.
+calibrate: $(STAMP)
+	$(BIN)/seedchip calibrate fit-tables ../shared/data/calibration/h100_sxm --chip h100-sxm \
+		--out src/seedchip/perf/calibrations/h100-sxm.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

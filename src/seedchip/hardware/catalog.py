@@ -1,0 +1,67 @@
+"""The chip catalog: YAML files shipped with the package, or a user's own YAML path."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import SpecError, UnknownNameError, one_line
+from .spec import ChipSpec
+
+CATALOG_DIR = Path(__file__).parent / "catalog"
+
+
+def catalog_ids() -> list[str]:
+    return sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{what} {str(path)!r} is not valid YAML: {one_line(e)}") from None
+    except OSError as e:
+        raise SpecError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{what} {str(path)!r} must be a YAML mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def chip_from_dict(data: dict, origin: str = "<dict>") -> ChipSpec:
+    try:
+        return ChipSpec.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        msg = first["msg"].removeprefix("Value error, ")
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise SpecError(f"chip {origin}: {loc}: {msg}{more}") from None
+
+
+@lru_cache(maxsize=256)
+def _load_path(path: str) -> ChipSpec:
+    return chip_from_dict(_read_yaml(Path(path), "chip file"), origin=repr(path))
+
+
+def load_chip(name_or_path: str | ChipSpec) -> ChipSpec:
+    """A catalog id (``h200-sxm``) or a path to a chip YAML file."""
+    if isinstance(name_or_path, ChipSpec):
+        return name_or_path
+    name = str(name_or_path)
+    p = Path(name)
+    if name.endswith((".yaml", ".yml")) or p.is_file():
+        if not p.is_file():
+            raise SpecError(f"chip file {name!r} does not exist; give a catalog id ({', '.join(catalog_ids())}) or a YAML path")
+        return _load_path(str(p.resolve()))
+    key = name.strip().lower()
+    f = CATALOG_DIR / f"{key}.yaml"
+    if not f.is_file():
+        raise UnknownNameError("chip", name, catalog_ids())
+    return _load_path(str(f))
+
+
+def list_chips() -> list[ChipSpec]:
+    return [load_chip(i) for i in catalog_ids()]

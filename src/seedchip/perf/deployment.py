@@ -1,0 +1,133 @@
+"""Deployment: how a model is laid on chips (parallel plan, number formats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..errors import ParallelismError, SeedChipError, SpecError
+from ..formats import FORMATS, get_format
+from ..hardware.catalog import load_chip
+from ..hardware.spec import ChipSpec
+from ..model.arch import ModelArch
+from ..spec_base import FrozenSpec
+from .calibration import Calibration, load_calibration
+
+QUANTIZED_ACT = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "fp4": "fp4", "mxfp4": "fp4"}
+
+
+class Deployment(FrozenSpec):
+    """``num_chips = dp x tp x pp``. Attention and dense layers: tensor parallel over
+    ``tp``, replicated ``dp`` times (each replica serves its share of the sequences).
+    MoE layers: the ``tp x dp`` chips of a pipeline stage form the expert group; experts
+    are split over ``ep`` of them and each expert is tensor-sharded over the remaining
+    ``tp x dp / ep``."""
+    chip: ChipSpec
+    num_chips: int = Field(1, gt=0)
+    tp: int = Field(1, gt=0)
+    pp: int = Field(1, gt=0)
+    ep: int = Field(1, gt=0)
+    weight_format: str = "bf16"
+    act_format: str | None = Field(None, description="None: quantized like the weights when they are fp8/int8/fp4 (W8A8, W4A4), else bf16")
+    kv_format: str = "bf16"
+    memory_fraction: float = Field(0.9, gt=0, le=1, description="share of HBM the engine may use (vLLM gpu_memory_utilization)")
+    max_batched_tokens: int = Field(8192, gt=0, description="tokens per step the activation reserve is sized for")
+    calibration: Calibration
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if not isinstance(data.get("chip"), ChipSpec) and "chip" in data:
+                data["chip"] = load_chip(data["chip"])
+            data["calibration"] = load_calibration(data.get("calibration"))
+        return data
+
+    @field_validator("weight_format", "kv_format", "act_format")
+    @classmethod
+    def _fmt(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        get_format(v)  # raises UnknownNameError with the known formats
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _plan(self) -> "Deployment":
+        if self.num_chips % (self.tp * self.pp):
+            raise ParallelismError(
+                f"num_chips {self.num_chips} is not a multiple of tp x pp = {self.tp} x {self.pp}; "
+                f"use num_chips = dp x tp x pp")
+        if (self.tp * self.dp) % self.ep:
+            raise ParallelismError(f"ep {self.ep} must divide tp x dp = {self.tp * self.dp} (the chips of one pipeline stage)")
+        return self
+
+    @property
+    def dp(self) -> int:
+        return self.num_chips // (self.tp * self.pp)
+
+    @property
+    def moe_tp(self) -> int:
+        return self.tp * self.dp // self.ep
+
+    @property
+    def act(self) -> str:
+        if self.act_format:
+            return self.act_format
+        return QUANTIZED_ACT.get(self.weight_format, "bf16")
+
+    def check_model(self, model: ModelArch) -> None:
+        """Raise ParallelismError when the plan does not fit the model's shapes."""
+        tp = self.tp
+        if model.num_heads % tp:
+            raise ParallelismError(f"tp {tp} does not divide {model.id}'s {model.num_heads} attention heads; "
+                                   f"use a tp that divides {model.num_heads}")
+        if model.attention != "mla" and model.num_kv_heads % tp and tp % model.num_kv_heads:
+            raise ParallelismError(f"tp {tp} and {model.id}'s {model.num_kv_heads} KV heads: one must divide the other")
+        if self.pp > model.num_layers:
+            raise ParallelismError(f"pp {self.pp} exceeds {model.id}'s {model.num_layers} layers")
+        if self.ep > 1 and not model.is_moe:
+            raise ParallelismError(f"ep {self.ep} needs an MoE model; {model.id} is dense (use ep 1)")
+        if model.is_moe and model.num_experts % self.ep:
+            raise ParallelismError(f"ep {self.ep} does not divide {model.id}'s {model.num_experts} experts")
+        inter = model.moe_intermediate_size if model.is_moe else model.intermediate_size
+        if model.is_moe and inter % self.moe_tp:
+            raise ParallelismError(f"expert width {inter} is not divisible by the expert tensor split "
+                                   f"{self.moe_tp} (= tp x dp / ep); raise ep")
+        if model.intermediate_size and not all(model.layer_is_moe) and model.intermediate_size % tp:
+            raise ParallelismError(f"tp {tp} does not divide the MLP width {model.intermediate_size}")
+
+
+def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None = None, pp: int = 1, ep: int = 1,
+                    weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
+                    calibration: str | Calibration | None = None, memory_fraction: float = 0.9,
+                    max_batched_tokens: int = 8192) -> Deployment:
+    """Build a Deployment from user options; ``tp`` defaults to num_chips / pp (pure TP)
+    for a single replica, and must then fit the chips."""
+    for label, v in (("num_chips", num_chips), ("pp", pp), ("ep", ep)):
+        if not isinstance(v, int) or v <= 0:
+            raise SpecError(f"{label} = {v!r} must be a positive integer")
+    if tp is None:
+        tp = num_chips // pp if ep == 1 else 1
+    if tp <= 0:
+        raise SpecError(f"tp = {tp!r} must be a positive integer")
+    try:
+        return Deployment(chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
+                          act_format=act_format, kv_format=kv_format, calibration=calibration,
+                          memory_fraction=memory_fraction, max_batched_tokens=max_batched_tokens)
+    except ValidationError as e:
+        raise unwrap(e) from None
+
+
+def unwrap(e: ValidationError) -> SeedChipError:
+    """The project's own error inside a pydantic ValidationError, or a SpecError."""
+    first = e.errors()[0]
+    inner = (first.get("ctx") or {}).get("error")
+    if isinstance(inner, SeedChipError):
+        return inner
+    loc = ".".join(str(x) for x in first["loc"]) or "deployment"
+    return SpecError(f"{loc}: {first['msg'].removeprefix('Value error, ')}")
+
+
+__all__ = ["Deployment", "make_deployment", "FORMATS"]

@@ -1,0 +1,197 @@
+"""The op graph of one step: which ops one chip runs for a batch of sequences.
+
+A step is vLLM's token-counter model: per sequence, the number of new tokens it
+computes this step and the context already cached. One description covers prefill,
+decode, chunked prefill and mixed batches. Ops are built per layer *kind* (dense or
+MoE feed-forward x full or windowed attention) and repeated by count, as
+aiconfigurator does, so a 126-layer model prices in a handful of op evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from ..formats import get_format
+from ..model.arch import ModelArch
+from . import kernels, ops
+from .deployment import Deployment
+from .ops import OpCost
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One DP replica's share of a step, aggregated for pricing."""
+    num_tokens: int
+    num_decode: int
+    decode_context: tuple[int, ...]     # per decode sequence: tokens attended (cached + the new one)
+    prefill: tuple[tuple[int, int], ...]  # per prefill chunk: (new tokens, cached context)
+    num_logits: int                     # sequences sampled this step
+
+    @staticmethod
+    def from_seqs(seqs: tuple[tuple[int, int, bool], ...]) -> "Batch":
+        dec = tuple(c + 1 for n, c, _ in seqs if n == 1)
+        pre = tuple((n, c) for n, c, _ in seqs if n > 1)
+        return Batch(num_tokens=sum(n for n, _, _ in seqs), num_decode=len(dec), decode_context=dec,
+                     prefill=pre, num_logits=sum(1 for _, _, s in seqs if s))
+
+
+def _heads(model: ModelArch, dep: Deployment) -> tuple[int, int]:
+    """(query heads, KV heads) on one chip; KV heads are replicated when tp > num_kv_heads."""
+    tp = dep.tp
+    kv = model.num_kv_heads if model.attention == "mla" else max(1, model.num_kv_heads // tp)
+    return model.num_heads // tp, kv
+
+
+def layer_kinds(model: ModelArch) -> Counter:
+    """(is_moe, window or 0) -> number of layers."""
+    return Counter((moe, w or 0) for moe, w in zip(model.layer_is_moe, model.layer_windows))
+
+
+def _gemm(dep: Deployment, name: str, m: int, n: int, k: int, *, weight: bool = True, groups: int = 1,
+          a_fmt: str | None = None, b_fmt: str | None = None) -> OpCost:
+    act = dep.act
+    wf = dep.weight_format if weight else (b_fmt or act)
+    return ops.gemm(dep.chip, dep.calibration, max(1, int(m)), max(1, int(n)), max(1, int(k)),
+                    a_fmt or act, wf, "bf16", groups, name)
+
+
+def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, bytes_per_elem: float) -> OpCost:
+    return ops.vector(dep.chip, dep.calibration, float(elems * flops_per_elem), float(elems * bytes_per_elem), name)
+
+
+def attention_ops(model: ModelArch, dep: Deployment, b: Batch, window: int) -> list[OpCost]:
+    """Attention core (projections excluded) for one layer of the given window."""
+    out: list[OpCost] = []
+    chip, cal = dep.chip, dep.calibration
+    heads, kv_heads = _heads(model, dep)
+    kv_fmt = dep.kv_format
+    act = "bf16"  # attention math runs on bf16 activations
+    if b.prefill:
+        q = [n for n, _ in b.prefill]
+        c = [ctx for _, ctx in b.prefill]
+        pairs = float(sum(kernels.tiled_pairs(qi, ci, window) for qi, ci in zip(q, c)))
+        kv_tokens = float(sum(min(ci + qi, (window + qi) if window else ci + qi) for qi, ci in zip(q, c)))
+        q_tiles = float(sum(math.ceil(qi / kernels.ATTN_Q_TILE) for qi in q))
+        if model.attention == "mla":
+            nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
+            # decompress the latent KV of every key into per-head K (nope) and V
+            out.append(_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank))
+            out.append(ops.prefill_attention(chip, cal, pairs, float(sum(q)), kv_tokens, q_tiles, heads, heads,
+                                             nope + rope, v, heads * (nope + rope + v), act, "bf16",
+                                             "attention_prefill"))
+        else:
+            d = model.head_dim
+            out.append(ops.prefill_attention(chip, cal, pairs, float(sum(q)), kv_tokens, q_tiles, heads, kv_heads,
+                                             d, model.v_head_dim, kv_heads * (d + model.v_head_dim), act, kv_fmt,
+                                             "attention_prefill"))
+    if b.num_decode:
+        ctx = float(sum(min(x, window) if window else x for x in b.decode_context))
+        if model.attention == "mla":
+            r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
+            lat = model.kv_latent_dim
+            out.append(_gemm(dep, "q_absorb", b.num_decode, r, nope, groups=heads))
+            out.append(ops.decode_attention(chip, cal, b.num_decode, ctx, heads, 1, 2.0 * (lat + r), lat, lat,
+                                            act, kv_fmt, "attention_decode"))
+            out.append(_gemm(dep, "v_absorb", b.num_decode, v, r, groups=heads))
+        else:
+            d = model.head_dim
+            out.append(ops.decode_attention(chip, cal, b.num_decode, ctx, heads, kv_heads,
+                                            2.0 * (d + model.v_head_dim), kv_heads * (d + model.v_head_dim), d,
+                                            act, kv_fmt, "attention_decode"))
+    return out
+
+
+def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
+    heads, kv_heads = _heads(model, dep)
+    h = model.hidden_size
+    out = [_vector(dep, "input_norm", t * h, 4, 2 * 2 + 2)]  # read x, add residual, write
+    if model.attention == "mla":
+        nope, rope = model.qk_nope_head_dim, model.qk_rope_head_dim
+        if model.q_lora_rank:
+            out.append(_gemm(dep, "q_down_proj", t, model.q_lora_rank, h))
+            out.append(_gemm(dep, "q_up_proj", t, heads * (nope + rope), model.q_lora_rank))
+        else:
+            out.append(_gemm(dep, "q_proj", t, heads * (nope + rope), h))
+        out.append(_gemm(dep, "kv_down_proj", t, model.kv_latent_dim, h))
+        out.append(_vector(dep, "rotary_norm", t * (heads * rope + model.kv_latent_dim), 6, 4))
+    else:
+        n = (heads + 2 * kv_heads) * model.head_dim
+        out.append(_gemm(dep, "qkv_proj", t, n, h))
+        out.append(_vector(dep, "rotary", t * (heads + kv_heads) * model.head_dim, 6, 4))
+    return out
+
+
+def out_proj_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
+    heads, _ = _heads(model, dep)
+    h = model.hidden_size
+    out = [_gemm(dep, "o_proj", t, h, heads * model.v_head_dim)]
+    if dep.tp > 1:
+        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, dep.tp, "tp_allreduce"))
+    return out
+
+
+def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int, prefix: str = "mlp",
+                  reduce: bool = True, norm: bool = True) -> list[OpCost]:
+    h = model.hidden_size
+    w = width // tp
+    up = 2 * w if model.mlp_gated else w
+    out = [_vector(dep, "mlp_norm", t * h, 4, 6)] if norm else []
+    out += [_gemm(dep, f"{prefix}_up_proj", t, up, h),
+            _vector(dep, f"{prefix}_act", t * w, 6, (2 if model.mlp_gated else 1) * 2 + 2),
+            _gemm(dep, f"{prefix}_down_proj", t, h, w)]
+    if reduce and tp > 1:
+        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, tp, f"{prefix}_allreduce"))
+    return out
+
+
+def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> list[OpCost]:
+    """Routed experts (grouped GEMM over the experts the batch touches), shared
+    experts, router, and the all-to-all dispatch/combine when experts are spread."""
+    h = model.hidden_size
+    e, k = model.num_experts, model.num_experts_per_tok
+    ep, moe_tp = dep.ep, dep.moe_tp
+    out = [_vector(dep, "mlp_norm", t_replica * h, 4, 6),
+           _gemm(dep, "router", t_replica, e, h, weight=False, a_fmt="bf16", b_fmt="bf16"),
+           _vector(dep, "topk", t_replica * e, 4, 4)]
+    local = e // ep
+    # expected distinct local experts hit when t_all tokens each pick k of e (uniform routing)
+    touched = local * (1.0 - (1.0 - k / e) ** t_all)
+    groups = max(1, math.ceil(touched - 1e-9))
+    per_expert = t_all * k / ep / max(touched, 1e-9)
+    w = model.moe_intermediate_size // moe_tp
+    up = 2 * w if model.mlp_gated else w
+    chips_per_token = dep.tp * dep.dp // max(1, dep.dp)  # tokens of a replica are split over its tp chips
+    t_chip = math.ceil(t_replica / chips_per_token) if ep > 1 else t_replica
+    if ep > 1:
+        size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
+        out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
+    out.append(_gemm(dep, "experts_up_proj", math.ceil(per_expert), up, h, groups=groups))
+    out.append(_vector(dep, "experts_act", t_all * k / ep * w, 6, 6))
+    out.append(_gemm(dep, "experts_down_proj", math.ceil(per_expert), h, w, groups=groups))
+    if ep > 1:
+        size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
+        out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
+    if model.shared_expert_intermediate_size:
+        out += dense_mlp_ops(model, dep, t_replica, model.shared_expert_intermediate_size, dep.tp, "shared_expert",
+                             reduce=False, norm=False)
+    reduce_over = dep.tp if ep == 1 else moe_tp
+    if reduce_over > 1:
+        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t_replica * h * 2.0, reduce_over,
+                                  "moe_allreduce"))
+    return out
+
+
+def head_ops(model: ModelArch, dep: Deployment, b: Batch) -> list[OpCost]:
+    h, v = model.hidden_size, model.vocab_size
+    out = [_vector(dep, "embedding", b.num_tokens * h, 0, 2 * 2)]
+    if b.num_logits:
+        vt = math.ceil(v / dep.tp)
+        out.append(_vector(dep, "final_norm", b.num_logits * h, 4, 6))
+        out.append(_gemm(dep, "lm_head", b.num_logits, vt, h, weight=False, a_fmt="bf16", b_fmt="bf16"))
+        if dep.tp > 1:
+            out.append(ops.collective(dep.chip, dep.calibration, "allgather", b.num_logits * v * 4.0, dep.tp,
+                                      "logits_allgather"))
+        out.append(_vector(dep, "sampling", b.num_logits * v, 5, 4 * 2))
+    return out

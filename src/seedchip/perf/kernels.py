@@ -1,0 +1,166 @@
+"""Kernel-level cost equations: counts (FLOP, bytes, messages) -> seconds.
+
+Each function is written with NumPy operations that broadcast, so the same code
+prices one op inside the oracle and 100,000 measured shapes inside the calibration
+fit (one implementation, no drift between the model and what was fitted). Every
+estimate is ``count / rate`` (the Scaling-book habit): a compute time, a memory time,
+joined by a p-norm (p -> inf is the roofline max, p = 1 the no-overlap sum), plus a
+fixed per-kernel overhead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ATTN_Q_TILE = 128          # query rows per flash-attention work unit
+DECODE_UNIT_TOKENS = 1024  # context tokens per split-KV decode work unit
+GEMM_K_STEP = 64           # k depth of one pipelined operand load
+GEMM_STAGES = 3            # operand buffers in flight per core
+
+
+def pnorm(a, b, p):
+    """(a^p + b^p)^(1/p), stable for large p; p >= 1e6 is treated as max(a, b)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    hi = np.maximum(a, b)
+    lo = np.minimum(a, b)
+    if np.all(np.asarray(p) >= 1e6):
+        return hi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(hi > 0, lo / np.where(hi > 0, hi, 1.0), 0.0)
+    return hi * (1.0 + r**p) ** (1.0 / p)
+
+
+def tile_candidates(array_rows: int, array_cols: int, min_tile: int, core_sram_bytes: float,
+                    operand_bytes: float) -> list[tuple[int, int]]:
+    """Output tiles (tm, tn) a core can run: multiples of its MAC array (at least
+    ``min_tile``) whose pipelined operand buffers fit in core-local SRAM."""
+    base_m = max(array_rows, min_tile)
+    base_n = max(array_cols, min_tile)
+    out = []
+    for fm in (1, 2, 4):
+        for fn in (1, 2, 4):
+            tm, tn = base_m * fm, base_n * fn
+            need = GEMM_STAGES * (tm + tn) * GEMM_K_STEP * operand_bytes
+            if need <= core_sram_bytes or (fm == 1 and fn == 1):
+                out.append((tm, tn))
+    return out
+
+
+def gemm_compute_time(m, n, k, groups, peak_flops_per_s, num_cores, tiles, quantize=True):
+    """Matrix-unit time of ``groups`` GEMMs of m x n x k: tile and wave quantization
+    over the cores, with split-K when there are fewer tiles than cores. The best of
+    the candidate tiles is taken (what a library's heuristic aims for)."""
+    m = np.asarray(m, dtype=float)
+    n = np.asarray(n, dtype=float)
+    k = np.asarray(k, dtype=float)
+    groups = np.asarray(groups, dtype=float)
+    flops = 2.0 * m * n * k * groups
+    if not quantize:
+        return flops / peak_flops_per_s
+    per_core = peak_flops_per_s / num_cores
+    best = None
+    for tm, tn in tiles:
+        num_tiles = groups * np.ceil(m / tm) * np.ceil(n / tn)
+        split = np.maximum(1.0, np.minimum(np.floor(num_cores / num_tiles), np.floor(k / 512.0)))
+        waves = np.ceil(num_tiles * split / num_cores)
+        t = waves * 2.0 * tm * tn * np.ceil(k / split) / per_core
+        best = t if best is None else np.minimum(best, t)
+    return best
+
+
+def gemm_hbm_bytes(m, n, k, groups, a_bytes, b_bytes, c_bytes, shared_sram_bytes, concurrent_block):
+    """HBM traffic of ``groups`` GEMMs with on-chip blocking. The output is worked in
+    blocks of T x T: at least the tiles in flight on all cores at once
+    (``concurrent_block``, they share A rows and B columns through the shared SRAM as
+    k advances), larger when whole A and B panels (T x k, k x T) fit in half the shared
+    SRAM. A is read once per block column, B once per block row; everything is read
+    once when both operands fit on chip."""
+    m = np.asarray(m, dtype=float)
+    n = np.asarray(n, dtype=float)
+    k = np.asarray(k, dtype=float)
+    budget = 0.5 * shared_sram_bytes
+    block = np.maximum(budget / (k * (a_bytes + b_bytes)), float(concurrent_block))
+    a = m * k * a_bytes
+    b = k * n * b_bytes
+    fits = (a + b) <= budget
+    reads_a = np.where(fits, 1.0, np.ceil(n / block))
+    reads_b = np.where(fits, 1.0, np.ceil(m / block))
+    return groups * (a * reads_a + b * reads_b + m * n * c_bytes)
+
+
+def tiled_pairs(q, context, window, tile=ATTN_Q_TILE):
+    """(query, key) pairs a flash kernel computes for one sequence chunk of ``q`` new
+    tokens after ``context`` cached ones, causal, optionally windowed (window <= 0:
+    none). Work is done in tile x tile blocks, so the diagonal block and the window's
+    ragged edge count whole: pairs = tile x sum over query tiles of keys touched."""
+    q = np.asarray(q, dtype=float)
+    c = np.asarray(context, dtype=float)
+    w = np.asarray(window, dtype=float)
+    nt = np.ceil(q / tile)
+    full = nt * c + tile * nt * (nt + 1) / 2.0            # keys touched, no window
+    n1 = np.clip(np.floor((w - c) / tile) + 1.0, 0.0, nt)  # tiles still inside the window
+    windowed = n1 * c + tile * n1 * (n1 + 1) / 2.0 + (nt - n1) * (w + tile)
+    keys = np.where(w > 0, np.minimum(full, windowed), full)
+    return tile * keys
+
+
+def exact_pairs(q, context, window):
+    """Useful causal (query, key) pairs of a chunk: sum over new tokens of the keys
+    each attends to (min(position + 1, window))."""
+    q = np.asarray(q, dtype=float)
+    c = np.asarray(context, dtype=float)
+    w = np.asarray(window, dtype=float)
+    full = q * c + q * (q + 1) / 2.0
+    # positions p = c .. c+q-1 attend to min(p + 1, w) keys
+    n_in = np.clip(w - c, 0.0, q)                            # positions with p + 1 <= w
+    windowed = n_in * c + n_in * (n_in + 1) / 2.0 + (q - n_in) * w
+    return np.where(w > 0, np.minimum(full, windowed), full)
+
+
+def prefill_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, num_cores, eff_c,
+                           bw_bytes_per_s, eff_m, p, overhead_s, softmax_flops=0.0, vector_flops_per_s=1.0):
+    """Flash-style prefill: matmul work plus the softmax's exponentials (on the vector
+    units) over query tiles x heads spread in waves over the cores; KV streamed once
+    per sequence."""
+    units = np.asarray(work_units, dtype=float)
+    quant = np.ceil(units / num_cores) * num_cores / units
+    compute = (np.asarray(flops, dtype=float) / (peak_flops_per_s * eff_c)
+               + np.asarray(softmax_flops, dtype=float) / vector_flops_per_s) * quant
+    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m)
+    return compute, memory, pnorm(compute, memory, p) + overhead_s
+
+
+def decode_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, eff_c, bw_bytes_per_s,
+                          eff_m, half_units, p, overhead_s, head_units=0.0, num_cores=1, unit_s=0.0):
+    """Decode: the KV cache is read once per step; the bandwidth reached grows with the
+    parallel work (sequences x KV heads x 1k-token splits) as u / (u + half). Each
+    (sequence, query head) block also pays a fixed ``unit_s`` (load q, reduce, write o),
+    in waves over the cores."""
+    units = np.asarray(work_units, dtype=float)
+    util = units / (units + half_units) if np.any(np.asarray(half_units) > 0) else 1.0
+    compute = np.asarray(flops, dtype=float) / (peak_flops_per_s * eff_c)
+    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m * util)
+    blocks = np.ceil(np.asarray(head_units, dtype=float) / num_cores) * unit_s
+    return compute, memory, pnorm(compute, memory, p) + blocks + overhead_s
+
+
+def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, latency_s, hop_s, floor_s=0.0):
+    """NCCL-style collective over a ring (or the switch), ``size_bytes`` the full
+    buffer (nccl-tests convention). all-reduce moves 2(n-1)/n of it per chip,
+    all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. Two regimes:
+    small messages cost a fixed ``floor_s``; large ones ``latency_s`` + wire / bandwidth
+    (the bandwidth protocol's set-up is dearer than the low-latency one's)."""
+    n = np.asarray(num_chips, dtype=float)
+    size = np.asarray(size_bytes, dtype=float)
+    if kind == "allreduce":
+        factor, steps = 2.0 * (n - 1) / n, 2.0 * (n - 1)
+    elif kind in ("allgather", "reducescatter", "alltoall"):
+        factor, steps = (n - 1) / n, (n - 1)
+    elif kind == "p2p":
+        factor, steps = np.ones_like(n), np.ones_like(n)
+    else:  # pragma: no cover - guarded by callers
+        raise ValueError(kind)
+    wire = factor * size
+    t = np.maximum(wire / (bw_bytes_per_s * eff) + latency_s, floor_s) + np.maximum(steps - 1, 0) * hop_s
+    return np.where(n > 1, t, 0.0), np.where(n > 1, wire, 0.0)

@@ -1,0 +1,182 @@
+"""step_cost: the single oracle the simulator, explorer and planner ask.
+
+``step_cost(model, deployment, step)`` prices one engine step: ``step`` lists, per
+sequence, ``(new_tokens, context_len)`` (optionally a third item, whether the sequence
+is sampled this step; default True). It returns the step's time and energy on the
+deployment's chips, with a per-op breakdown and each op's binding resource.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..errors import SpecError
+from ..model.arch import ModelArch
+from . import graph, ops
+from .deployment import Deployment
+from .ops import OpCost
+
+SeqWork = tuple[int, int] | tuple[int, int, bool]
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Cost of one step. ``ops`` are one chip's ops on the critical path (the slowest
+    replica, every pipeline stage), each with ``count`` = instances per step."""
+    time_s: float
+    energy_j: float                  # all chips of the deployment, idle power included
+    ops: tuple[OpCost, ...]
+    num_tokens: int
+    num_seqs: int
+    num_chips: int
+    provenance: dict = field(default_factory=dict, compare=False)
+
+    def by_class(self) -> dict[str, dict]:
+        """Time, energy, work and binding resource summed per op class."""
+        out: dict[str, dict] = {}
+        for o in self.ops:
+            d = out.setdefault(o.op_class, {"time_s": 0.0, "energy_j": 0.0, "flops": 0.0, "hbm_bytes": 0.0,
+                                             "comm_bytes": 0.0, "_bound": {}})
+            d["time_s"] += o.time_s * o.count
+            d["energy_j"] += o.energy_j * o.count
+            d["flops"] += o.flops * o.count
+            d["hbm_bytes"] += o.hbm_bytes * o.count
+            d["comm_bytes"] += o.comm_bytes * o.count
+            d["_bound"][o.bound] = d["_bound"].get(o.bound, 0.0) + o.time_s * o.count
+        for d in out.values():
+            b = d.pop("_bound")
+            d["bound"] = max(b, key=b.get)
+        return out
+
+    def by_op(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for o in self.ops:
+            d = out.setdefault(o.name, {"op_class": o.op_class, "time_s": 0.0, "energy_j": 0.0, "count": 0,
+                                        "bound": o.bound})
+            d["time_s"] += o.time_s * o.count
+            d["energy_j"] += o.energy_j * o.count
+            d["count"] += o.count
+        return out
+
+    def to_dict(self) -> dict:
+        return {"time_s": self.time_s, "energy_j": self.energy_j, "num_tokens": self.num_tokens,
+                "num_seqs": self.num_seqs, "num_chips": self.num_chips, "by_class": self.by_class(),
+                "ops": self.by_op(), "provenance": self.provenance}
+
+
+def normalize_step(step: Iterable[Sequence]) -> tuple[tuple[int, int, bool], ...]:
+    out = []
+    for i, s in enumerate(step):
+        if len(s) not in (2, 3):
+            raise SpecError(f"step item {i} = {tuple(s)!r}: give (new_tokens, context_len[, sampled])")
+        n, c = int(s[0]), int(s[1])
+        if n <= 0 or c < 0:
+            raise SpecError(f"step item {i}: new_tokens {n} must be > 0 and context_len {c} >= 0")
+        out.append((n, c, bool(s[2]) if len(s) == 3 else True))
+    if not out:
+        raise SpecError("a step needs at least one sequence")
+    return tuple(out)
+
+
+def split_replicas(seqs: tuple[tuple[int, int, bool], ...], dp: int) -> list[tuple]:
+    """Deal sequences to the dp replicas, largest first onto the least-loaded one."""
+    if dp == 1:
+        return [seqs]
+    loads = [0] * dp
+    groups: list[list] = [[] for _ in range(dp)]
+    for s in sorted(seqs, key=lambda x: (-x[0], -x[1])):
+        i = loads.index(min(loads))
+        groups[i].append(s)
+        loads[i] += s[0] + s[1] / 1024.0
+    return [tuple(g) for g in groups if g]
+
+
+def _dynamic(o: OpCost, idle_w: float) -> float:
+    return (o.energy_j - idle_w * o.time_s) * o.count
+
+
+def _layer_ops(model: ModelArch, dep: Deployment, b: graph.Batch, moe: bool, window: int, t_all: int) -> list[OpCost]:
+    t = b.num_tokens
+    out = graph.qkv_ops(model, dep, t) + graph.attention_ops(model, dep, b, window) + graph.out_proj_ops(model, dep, t)
+    if moe:
+        out += graph.moe_ops(model, dep, t, t_all)
+    else:
+        out += graph.dense_mlp_ops(model, dep, t, model.intermediate_size, dep.tp)
+    return out
+
+
+@lru_cache(maxsize=100_000)
+def _step_cost_cached(model: ModelArch, dep: Deployment, seqs: tuple[tuple[int, int, bool], ...]) -> StepCost:
+    chip = dep.chip
+    replicas = split_replicas(seqs, dep.dp)
+    batches = [graph.Batch.from_seqs(r) for r in replicas]
+    t_all = sum(b.num_tokens for b in batches)
+    kinds = graph.layer_kinds(model)
+    pp = dep.pp
+    # layers per stage: as even as possible, the first stages take the remainder
+    per_stage = [model.num_layers // pp + (1 if i < model.num_layers % pp else 0) for i in range(pp)]
+    share = [n / model.num_layers for n in per_stage]
+
+    critical: list[OpCost] = []
+    time_s = 0.0
+    dynamic_j = 0.0
+    # per layer kind: price each replica, keep the slowest (the step waits for it)
+    for (moe, window), count in sorted(kinds.items()):
+        best = None
+        for b in batches:
+            lo = _layer_ops(model, dep, b, moe, window, t_all)
+            lt = sum(o.time_s * o.count for o in lo)
+            dyn = sum(_dynamic(o, chip.energy.idle_w) for o in lo)
+            dynamic_j += dyn * count * dep.tp * pp  # every replica's chips work; counted per replica
+            if best is None or lt > best[0]:
+                best = (lt, lo)
+        lt, lo = best
+        time_s += lt * count
+        critical += [o.scaled(o.count * count) for o in lo]
+    head_best = None
+    for b in batches:
+        ho = graph.head_ops(model, dep, b)
+        ht = sum(o.time_s * o.count for o in ho)
+        dynamic_j += sum(_dynamic(o, chip.energy.idle_w) for o in ho) * dep.tp
+        if head_best is None or ht > head_best[0]:
+            head_best = (ht, ho)
+    time_s += head_best[0]
+    critical += head_best[1]
+    if pp > 1:
+        biggest = max(b.num_tokens for b in batches)
+        p2p = ops.collective(chip, dep.calibration, "p2p", biggest * model.hidden_size * 2.0, 2, "pp_send")
+        critical.append(p2p.scaled(pp - 1))
+        time_s += p2p.time_s * (pp - 1)
+        dynamic_j += _dynamic(p2p, chip.energy.idle_w) * (pp - 1)
+    # layers are spread over stages: each chip runs 1/pp of them, so per-layer dynamic
+    # energy above (counted x pp for every stage's chips) is divided back
+    dynamic_j = dynamic_j / pp if pp > 1 else dynamic_j
+    del share
+    energy = dynamic_j + chip.energy.idle_w * dep.num_chips * time_s
+    prov = {"chip": chip.id, "chip_hash": chip.spec_hash(), "model": model.id, "model_hash": model.spec_hash(),
+            "calibration": dep.calibration.id, "deployment_hash": dep.spec_hash()}
+    return StepCost(time_s=time_s, energy_j=energy, ops=tuple(critical), num_tokens=t_all, num_seqs=len(seqs),
+                    num_chips=dep.num_chips, provenance=prov)
+
+
+def step_cost(model: ModelArch, deployment: Deployment, step: Iterable[Sequence]) -> StepCost:
+    """Price one step (see module doc). Pure and cached: the same inputs return the
+    same object."""
+    seqs = step if isinstance(step, tuple) and step and isinstance(step[0], tuple) and len(step[0]) == 3 \
+        else normalize_step(step)
+    return _step_cost_cached(model, deployment, seqs)
+
+
+def decode_step(batch: int, context_len: int) -> tuple[tuple[int, int, bool], ...]:
+    """A decode step of ``batch`` sequences each with ``context_len`` cached tokens."""
+    return ((1, context_len, True),) * batch
+
+
+def prefill_step(batch: int, input_len: int) -> tuple[tuple[int, int, bool], ...]:
+    return ((input_len, 0, True),) * batch
+
+
+__all__ = ["StepCost", "step_cost", "decode_step", "prefill_step", "normalize_step", "math"]

@@ -1,0 +1,53 @@
+"""Shared machinery for frozen, validated user-facing specs (pydantic v2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
+
+from . import units
+
+
+class FrozenSpec(BaseModel):
+    """Frozen; unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    _hash: str | None = PrivateAttr(default=None)
+
+    def spec_hash(self) -> str:
+        """A stable short hash of the spec's content, for provenance in every result."""
+        if self._hash is None:
+            blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+            self._hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._hash
+
+    def __hash__(self) -> int:  # specs key caches; dict fields make the default unhashable
+        return hash((type(self).__name__, self.spec_hash()))
+
+    def replace(self, **changes: Any):
+        """A copy with changes, validated again (specs are never mutated)."""
+        data = self.model_dump()
+        data.update(changes)
+        return type(self).model_validate(data)
+
+
+def _quantity(dimension: str):
+    def parse(v: Any) -> Any:
+        if v is None:
+            return None
+        return units.parse(v, dimension)
+    return BeforeValidator(parse)
+
+
+Bytes = Annotated[float, _quantity("bytes")]
+BytesPerS = Annotated[float, _quantity("bytes/s")]
+FlopPerS = Annotated[float, _quantity("flop/s")]
+Seconds = Annotated[float, _quantity("s")]
+Hertz = Annotated[float, _quantity("hz")]
+Watts = Annotated[float, _quantity("w")]
+JoulePerByte = Annotated[float, _quantity("j/byte")]
+JoulePerFlop = Annotated[float, _quantity("j/flop")]
+Area = Annotated[float, _quantity("m2")]
