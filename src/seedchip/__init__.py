@@ -1,0 +1,21 @@
+"""SeedChip: design, deploy and plan an in-house LLM inference accelerator before its
+silicon exists.
+
+    import seedchip
+    seedchip.op("gemm", chip="h200-sxm", m=1, n=8192, k=8192, format="fp8").to_dict()
+    seedchip.estimate(chip="h200-sxm", model="llama-3.1-70b", num_chips=8, tp=8,
+                      weight_format="fp8", kv_format="fp8", batch=64).to_dict()
+"""
+
+from .api import (Deployment, EstimateResult, OpResult, StepCost, chips, estimate, load_calibration, load_chip,
+                  load_model, make_deployment, memory_plan, models, op, step_cost)
+from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
+                     UnsupportedArchitectureError)
+from .headline import run
+
+__version__ = "0.1.0"
+
+__all__ = ["Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
+           "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "step_cost",
+           "SeedChipError", "SpecError", "UnknownNameError", "UnsupportedArchitectureError", "ParallelismError",
+           "DoesNotFitError", "__version__"]

@@ -184,42 +184,42 @@ def fit_attention(chip, base: Calibration, folder: Path) -> tuple[Calibration, d
 
 
 def fit_collectives(chip: ChipSpec, base: Calibration, folder: Path) -> tuple[Calibration, dict]:
-    """Per collective kind: the small-message floor (median of messages <= 64 KiB), then
-    bandwidth efficiency, bandwidth-regime latency and per-hop latency by least squares."""
+    """Per collective kind, by least squares on log time: peak bandwidth efficiency,
+    start-up latency, per-hop latency and the bandwidth fill curve (half_bytes, shape)."""
     c = columns(read_csv(folder / "nccl.csv.gz"), {"op_name": str, "nccl_dtype": str, "num_gpus": float,
                                                     "message_size": float, "latency_s": float})
     size = c["message_size"] * np.array([NCCL_BYTES.get(d, 2) for d in c["nccl_dtype"]])
     kinds = np.array([NCCL_OPS.get(o, o) for o in c["op_name"]])
     train = ~holdout_mask(c["message_size"], c["num_gpus"], kinds == "allreduce", kinds == "allgather")
     bw, hop = ops.link_for(chip, 8)
-    eff, lat, floor, hops = {}, {}, {}, []
+    fitted: dict[str, np.ndarray] = {}
     report = {}
     for kind in sorted(set(kinds)):
         sel = kinds == kind
-        small = sel & train & (size <= 65536)
-        fl = float(np.median(c["latency_s"][small])) - hop if small.any() else 0.0
 
-        def pred(x, mask, fl=fl, kind=kind):
+        def pred(x, mask, kind=kind):
             t, _ = kernels.collective_time(kind, size[mask], c["num_gpus"][mask], bw, x[0], x[1] + hop, x[2],
-                                           fl + hop)
+                                           x[3], x[4])
             return t
 
         def resid(x, m=sel & train, pred=pred):
             return np.log(pred(x, m) / c["latency_s"][m])
 
-        res = least_squares(resid, np.array([0.8, 10e-6, 0.5e-6]), bounds=([0.05, 0.0, 0.0], [2.0, 500e-6, 10e-6]),
-                            loss="soft_l1", f_scale=0.1, x_scale=[0.1, 1e-5, 1e-7])
-        eff[kind], lat[kind], floor[kind] = float(res.x[0]), float(res.x[1]), max(fl, 0.0)
-        hops.append(float(res.x[2]))
+        res = least_squares(resid, np.array([0.9, 10e-6, 0.5e-6, 1e6, 1.0]),
+                            bounds=([0.05, 0.0, 0.0, 0.0, 0.1], [2.0, 500e-6, 10e-6, 1e9, 3.0]),
+                            loss="soft_l1", f_scale=0.1, x_scale=[0.1, 1e-5, 1e-7, 1e6, 0.1])
+        fitted[kind] = res.x
         report[f"collective_{kind}_train"] = error_stats(pred(res.x, sel & train), c["latency_s"][sel & train])
         report[f"collective_{kind}_holdout"] = error_stats(pred(res.x, sel & ~train), c["latency_s"][sel & ~train])
     # p2p has no table: take all-gather's figures (one sender, one receiver, full wire)
-    for d in (eff, lat, floor):
-        d.setdefault("p2p", d.get("allgather", next(iter(d.values()))))
-    coll = CollectiveCal(bw_efficiency={k: eff.get(k, eff["allreduce"]) for k in COLLECTIVES},
-                         latency_s={k: lat.get(k, lat["allreduce"]) for k in COLLECTIVES},
-                         floor_s={k: floor.get(k, floor["allreduce"]) for k in COLLECTIVES},
-                         latency_per_hop_s=float(np.median(hops)))
+    fitted.setdefault("p2p", fitted.get("allgather", next(iter(fitted.values()))))
+    fallback = fitted.get("allreduce", next(iter(fitted.values())))
+    x = {k: fitted.get(k, fallback) for k in COLLECTIVES}
+    coll = CollectiveCal(bw_efficiency={k: float(v[0]) for k, v in x.items()},
+                         latency_s={k: float(v[1]) for k, v in x.items()},
+                         latency_per_hop_s=float(np.median([v[2] for v in fitted.values()])),
+                         half_bytes={k: float(v[3]) for k, v in x.items()},
+                         shape={k: float(v[4]) for k, v in x.items()})
     return base.model_copy(update={"collective": coll}), report
 
 

@@ -53,8 +53,9 @@ class VectorCal(FrozenSpec):
 
 class CollectiveCal(FrozenSpec):
     bw_efficiency: dict[str, float] = Field(description="fraction of link bandwidth per collective kind")
-    latency_s: dict[str, float] = Field(description="fixed time of the bandwidth regime per collective kind")
-    floor_s: dict[str, float] = Field(default_factory=dict, description="least time of a collective (small messages), per kind")
+    latency_s: dict[str, float] = Field(description="fixed start-up time per collective kind")
+    half_bytes: dict[str, float] = Field(default_factory=dict, description="wire bytes at which the bandwidth fill term is (1/2)^shape")
+    shape: dict[str, float] = Field(default_factory=dict, description="exponent of the bandwidth fill term")
     latency_per_hop_s: float = Field(ge=0, description="added per ring step beyond the first")
 
 
@@ -100,8 +101,7 @@ IDEAL = Calibration(
                            overlap_p=1e9),
     vector=VectorCal(memory_efficiency=1.0, overhead_s=0.0),
     collective=CollectiveCal(bw_efficiency={c: 1.0 for c in COLLECTIVES},
-                             latency_s={c: 0.0 for c in COLLECTIVES}, floor_s={c: 0.0 for c in COLLECTIVES},
-                             latency_per_hop_s=0.0),
+                             latency_s={c: 0.0 for c in COLLECTIVES}, latency_per_hop_s=0.0),
 )
 
 

@@ -145,12 +145,14 @@ def decode_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, eff_c,
     return compute, memory, pnorm(compute, memory, p) + blocks + overhead_s
 
 
-def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, latency_s, hop_s, floor_s=0.0):
+def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, latency_s, hop_s, half_bytes=0.0,
+                    shape=1.0):
     """NCCL-style collective over a ring (or the switch), ``size_bytes`` the full
     buffer (nccl-tests convention). all-reduce moves 2(n-1)/n of it per chip,
-    all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. Two regimes:
-    small messages cost a fixed ``floor_s``; large ones ``latency_s`` + wire / bandwidth
-    (the bandwidth protocol's set-up is dearer than the low-latency one's)."""
+    all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. The bandwidth
+    reached grows with the wire bytes w as eff x (w / (w + half_bytes))^shape (protocols
+    and pipelining need big messages to fill the links); ``latency_s`` is the fixed
+    start-up, ``hop_s`` is added per ring step beyond the first."""
     n = np.asarray(num_chips, dtype=float)
     size = np.asarray(size_bytes, dtype=float)
     if kind == "allreduce":
@@ -162,5 +164,8 @@ def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, laten
     else:  # pragma: no cover - guarded by callers
         raise ValueError(kind)
     wire = factor * size
-    t = np.maximum(wire / (bw_bytes_per_s * eff) + latency_s, floor_s) + np.maximum(steps - 1, 0) * hop_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(wire > 0, (wire / (wire + half_bytes)) ** shape, 1.0)
+        transfer = np.where(wire > 0, wire / (bw_bytes_per_s * eff * fill), 0.0)
+    t = transfer + latency_s + np.maximum(steps - 1, 0) * hop_s
     return np.where(n > 1, t, 0.0), np.where(n > 1, wire, 0.0)

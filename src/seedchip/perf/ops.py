@@ -239,11 +239,11 @@ def collective(chip: ChipSpec, cal: Calibration, kind: str, size_bytes: float, n
         raise SpecError(f"collective needs bytes >= 0 and num_chips >= 1, got {size_bytes!r}, {num_chips!r}")
     bw, hop = link_for(chip, num_chips)
     c = cal.collective
-    floor = c.floor_s.get(kind, 0.0) + hop
     t, wire = kernels.collective_time(kind, size_bytes, num_chips, bw, c.bw_efficiency[kind],
-                                      c.latency_s[kind] + hop, c.latency_per_hop_s, floor)
+                                      c.latency_s[kind] + hop, c.latency_per_hop_s, c.half_bytes.get(kind, 0.0),
+                                      c.shape.get(kind, 1.0))
     t, wire = float(t), float(wire)
-    fixed = min(t, floor) if num_chips > 1 else 0.0
+    fixed = (c.latency_s[kind] + hop) if num_chips > 1 else 0.0
     return _finish(chip, cal, name or kind, "collective", compute_s=0.0, memory_s=0.0, comm_s=t - fixed,
                    overhead_s=fixed, time_s=t, flops=0.0, matrix_class=None, vector_flops=0.0,
                    hbm_bytes=2.0 * wire, sram_bytes=0.0, comm_bytes=wire,

@@ -1,0 +1,108 @@
+"""Rich rendering of results for humans. JSON output never passes through here."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..units import fmt
+
+console = Console()
+
+
+def chips_table(rows: list[dict]) -> Table:
+    t = Table(title="Chip catalog (dense peaks; * = some figures are estimates)", header_style="bold")
+    for col in ("id", "vendor", "year", "bf16", "fp8", "fp4", "HBM", "HBM BW", "SRAM", "link/dir", "TDP", "sources"):
+        t.add_column(col, justify="right" if col not in ("id", "vendor", "sources") else "left")
+    for r in rows:
+        t.add_row(r["id"] + ("*" if r["has_estimates"] else ""), r["vendor"], str(r["year"]),
+                  fmt(r["bf16_flops_per_s"], "flop/s"), fmt(r["fp8_flops_per_s"], "flop/s"),
+                  fmt(r["fp4_flops_per_s"], "flop/s"), fmt(r["hbm_capacity_bytes"], "bytes"),
+                  fmt(r["hbm_bw_bytes_per_s"], "bytes/s"), fmt(r["sram_bytes"], "bytes"),
+                  fmt(r["link_bw_per_direction_bytes_per_s"], "bytes/s"), fmt(r["tdp_w"], "w"),
+                  "; ".join(f"{s['document'][:48]}… ({s['year']})" if len(s["document"]) > 48
+                            else f"{s['document']} ({s['year']})" for s in r["sources"][:1])
+                  + (f" +{len(r['sources']) - 1}" if len(r["sources"]) > 1 else ""))
+    return t
+
+
+def models_table(rows: list[dict]) -> Table:
+    t = Table(title="Model zoo", header_style="bold")
+    for col in ("id", "architecture", "attention", "layers", "hidden", "heads/kv", "experts", "total params",
+                "active params"):
+        t.add_column(col, justify="left" if col in ("id", "architecture", "attention") else "right")
+    for r in rows:
+        experts = f"{r['num_experts_per_tok']}/{r['num_experts']}" if r["num_experts"] else "—"
+        attn = r["attention"] + (f" +{r['sliding_window_layers']} windowed" if r["sliding_window_layers"] else "")
+        t.add_row(r["id"], r["architecture"], attn, str(r["num_layers"]), str(r["hidden_size"]),
+                  f"{r['num_heads']}/{r['num_kv_heads']}", experts, f"{r['total_params'] / 1e9:.2f} B",
+                  f"{r['active_params'] / 1e9:.2f} B")
+    return t
+
+
+def op_table(d: dict) -> Table:
+    t = Table(title=f"{d['op']} on {d['chip']} (calibration {d['calibration']})", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+    t.add_row("inputs", ", ".join(f"{k}={v}" for k, v in d["inputs"].items()))
+    t.add_row("time", fmt(d["time_s"], "s"))
+    t.add_row("bound", d["bound"])
+    t.add_row("compute / memory / comm / overhead",
+              " / ".join(fmt(d[k], "s") for k in ("compute_s", "memory_s", "comm_s", "overhead_s")))
+    t.add_row("work", f"{fmt(d['flops'], 'flop')}, {fmt(d['bytes'], 'bytes')} HBM"
+              + (f", {fmt(d['comm_bytes'], 'bytes')} on links" if d["comm_bytes"] else ""))
+    if d["flops"]:
+        t.add_row("achieved", fmt(d["achieved_flops_per_s"], "flop/s"))
+    if d["bytes"]:
+        t.add_row("achieved HBM", fmt(d["achieved_bytes_per_s"], "bytes/s"))
+    t.add_row("energy", fmt(d["energy_j"], "j"))
+    return t
+
+
+def estimate_tables(d: dict) -> list[Table]:
+    i = d["inputs"]
+    head = Table(title=(f"{i['model']} on {i['num_chips']} x {i['chip']} (tp {i['tp']}, pp {i['pp']}, ep {i['ep']}, "
+                        f"dp {i['dp']}; weights {i['weight_format']}, act {i['act_format']}, KV {i['kv_format']}; "
+                        f"calibration {i['calibration']})"), show_header=False)
+    head.add_column("", style="bold")
+    head.add_column("", justify="right")
+    head.add_row("workload", f"batch {i['batch']}, input {i['input_len']}, output {i['output_len']}")
+    head.add_row("TTFT", fmt(d["ttft_s"], "s"))
+    head.add_row("TPOT", fmt(d["tpot_s"], "s"))
+    head.add_row("end-to-end", fmt(d["e2e_s"], "s"))
+    head.add_row("throughput", f"{d['throughput_tokens_per_s']:,.0f} tok/s "
+                 f"({d['throughput_tokens_per_s_per_chip']:,.0f} per chip)")
+    head.add_row("energy", f"{d['energy_per_output_token_j']:.3g} J per output token, "
+                 f"{d['avg_power_w_per_chip']:.0f} W per chip on average")
+    m = d["memory"]
+    head.add_row("memory per chip", f"weights {fmt(m['weights_bytes'], 'bytes')}, KV {fmt(m['kv_bytes_per_token'], 'bytes')}"
+                 f"/token, free {fmt(m['free_bytes'], 'bytes')} of {fmt(m['capacity_bytes'], 'bytes')} "
+                 f"({m['max_kv_tokens_total']:,} KV tokens)")
+    out = [head]
+    for phase in ("prefill", "decode"):
+        p = d[phase]
+        t = Table(title=f"{phase}: {fmt(p['time_s'], 's')} over {p['steps']} step(s)", header_style="bold")
+        for col in ("op class", "time", "share", "bound", "FLOP", "HBM bytes", "link bytes"):
+            t.add_column(col, justify="left" if col in ("op class", "bound") else "right")
+        for cls, c in p["by_class"].items():
+            t.add_row(cls, fmt(c["time_s"], "s"), f"{c['share_of_time']:.0%}", c["bound"], fmt(c["flops"], "flop"),
+                      fmt(c["hbm_bytes"], "bytes"), fmt(c["comm_bytes"], "bytes"))
+        out.append(t)
+    return out
+
+
+def headline_table(d: dict) -> Table:
+    i = d["inputs"]
+    t = Table(title=(f"SeedChip headline: {i['model']} on {i['num_chips']} chips (tp {i['tp']}, {i['weight_format']} "
+                     f"weights, {i['kv_format']} KV), batch {i['batch']}, {i['input_len']} in / {i['output_len']} out"),
+              header_style="bold")
+    for col in ("chip", "throughput", "per chip", "TTFT", "TPOT", "tok/J", "W/chip", "decode bound"):
+        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right")
+    for r in d["rows"]:
+        t.add_row(r["chip"], f"{r['throughput_tokens_per_s']:,.0f} tok/s", f"{r['tokens_per_s_per_chip']:,.0f} tok/s",
+                  fmt(r["ttft_s"], "s"), fmt(r["tpot_s"], "s"), f"{r['tokens_per_joule']:.2f}",
+                  f"{r['avg_power_w_per_chip']:.0f}", f"{r['decode_top_class']} ({r['decode_bound']})")
+    for name, ratio in d["ratios"].items():
+        t.add_row(name.replace("_vs_", " / "), f"{ratio['throughput']:.2f}x", "", f"{ratio['ttft']:.2f}x",
+                  f"{ratio['tpot']:.2f}x", f"{ratio['tokens_per_joule']:.2f}x", "", "", style="italic")
+    return t
