@@ -184,42 +184,61 @@ def fit_attention(chip, base: Calibration, folder: Path) -> tuple[Calibration, d
 
 
 def fit_collectives(chip: ChipSpec, base: Calibration, folder: Path) -> tuple[Calibration, dict]:
-    """Per collective kind, by least squares on log time: peak bandwidth efficiency,
-    start-up latency, per-hop latency and the bandwidth fill curve (half_bytes, shape)."""
+    """Per collective kind: the start-up latency (least measured time, less one link
+    hop) and a per-hop latency (least squares over the chip counts), then the bandwidth
+    efficiency at each measured wire size, eff = wire / (bw x (t - latency - hops)),
+    averaged over the training rows of that size (all dtypes and chip counts). Sizes
+    held out (20%, by hash) test the interpolation."""
     c = columns(read_csv(folder / "nccl.csv.gz"), {"op_name": str, "nccl_dtype": str, "num_gpus": float,
                                                     "message_size": float, "latency_s": float})
     size = c["message_size"] * np.array([NCCL_BYTES.get(d, 2) for d in c["nccl_dtype"]])
     kinds = np.array([NCCL_OPS.get(o, o) for o in c["op_name"]])
-    train = ~holdout_mask(c["message_size"], c["num_gpus"], kinds == "allreduce", kinds == "allgather")
+    n = c["num_gpus"]
+    train = ~holdout_mask(size, n, kinds == "allreduce", kinds == "allgather")
     bw, hop = ops.link_for(chip, 8)
-    fitted: dict[str, np.ndarray] = {}
+    lat, curves, hops = {}, {}, []
     report = {}
     for kind in sorted(set(kinds)):
         sel = kinds == kind
+        factor = {"allreduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
+        steps = {"allreduce": 2.0 * (n - 1)}.get(kind, n - 1)
+        wire = factor * size
+        # latency: the smallest messages are pure latency; fit t_small = a + b (steps - 1)
+        small = sel & train & (size <= 4096)
+        A = np.vstack([np.ones(small.sum()), np.maximum(steps[small] - 1, 0)]).T
+        (a, b), *_ = np.linalg.lstsq(A, c["latency_s"][small], rcond=None)
+        a, b = max(float(a) - hop, 0.0), max(float(b), 0.0)
+        lat[kind] = a
+        hops.append(b)
+        move = c["latency_s"] - a - hop - np.maximum(steps - 1, 0) * b
+        eff = wire / (bw * np.maximum(move, 1e-9))
+        pts = []
+        for w in np.unique(wire[sel & train]):
+            j = sel & train & (wire == w)
+            pts.append((float(w), float(np.clip(np.exp(np.mean(np.log(eff[j]))), 1e-4, 2.0))))
+        # a wire size is measured at several chip counts: merge points closer than 1%
+        pts.sort()
+        merged: list[tuple[float, float]] = []
+        for w, e in pts:
+            if merged and w <= merged[-1][0] * 1.01:
+                merged[-1] = (merged[-1][0], (merged[-1][1] + e) / 2)
+            else:
+                merged.append((w, e))
+        curves[kind] = merged
 
-        def pred(x, mask, kind=kind):
-            t, _ = kernels.collective_time(kind, size[mask], c["num_gpus"][mask], bw, x[0], x[1] + hop, x[2],
-                                           x[3], x[4])
+        def pred(mask, kind=kind):
+            xs, ys = [p[0] for p in curves[kind]], [p[1] for p in curves[kind]]
+            t, _ = kernels.collective_time(kind, size[mask], n[mask], bw, lat[kind] + hop, b, xs, ys)
             return t
 
-        def resid(x, m=sel & train, pred=pred):
-            return np.log(pred(x, m) / c["latency_s"][m])
-
-        res = least_squares(resid, np.array([0.9, 10e-6, 0.5e-6, 1e6, 1.0]),
-                            bounds=([0.05, 0.0, 0.0, 0.0, 0.1], [2.0, 500e-6, 10e-6, 1e9, 3.0]),
-                            loss="soft_l1", f_scale=0.1, x_scale=[0.1, 1e-5, 1e-7, 1e6, 0.1])
-        fitted[kind] = res.x
-        report[f"collective_{kind}_train"] = error_stats(pred(res.x, sel & train), c["latency_s"][sel & train])
-        report[f"collective_{kind}_holdout"] = error_stats(pred(res.x, sel & ~train), c["latency_s"][sel & ~train])
+        report[f"collective_{kind}_train"] = error_stats(pred(sel & train), c["latency_s"][sel & train])
+        report[f"collective_{kind}_holdout"] = error_stats(pred(sel & ~train), c["latency_s"][sel & ~train])
     # p2p has no table: take all-gather's figures (one sender, one receiver, full wire)
-    fitted.setdefault("p2p", fitted.get("allgather", next(iter(fitted.values()))))
-    fallback = fitted.get("allreduce", next(iter(fitted.values())))
-    x = {k: fitted.get(k, fallback) for k in COLLECTIVES}
-    coll = CollectiveCal(bw_efficiency={k: float(v[0]) for k, v in x.items()},
-                         latency_s={k: float(v[1]) for k, v in x.items()},
-                         latency_per_hop_s=float(np.median([v[2] for v in fitted.values()])),
-                         half_bytes={k: float(v[3]) for k, v in x.items()},
-                         shape={k: float(v[4]) for k, v in x.items()})
+    lat.setdefault("p2p", lat.get("allgather", next(iter(lat.values()))))
+    curves.setdefault("p2p", curves.get("allgather", next(iter(curves.values()))))
+    coll = CollectiveCal(latency_s={k: lat.get(k, lat["allreduce"]) for k in COLLECTIVES},
+                         latency_per_hop_s=float(np.median(hops)),
+                         efficiency_curve={k: curves.get(k, curves["allreduce"]) for k in COLLECTIVES})
     return base.model_copy(update={"collective": coll}), report
 
 
@@ -237,8 +256,8 @@ def fit_tables(folder: str | Path, chip: ChipSpec, cal_id: str, vector_memory_ef
         attention=AttentionCal(prefill_compute_efficiency=0.5, prefill_overhead_s=5e-6, decode_memory_efficiency=0.8,
                                decode_overhead_s=5e-6, decode_half_units=50, overlap_p=3.0),
         vector=VectorCal(memory_efficiency=vector_memory_efficiency, overhead_s=vector_overhead_s),
-        collective=CollectiveCal(bw_efficiency={k: 0.8 for k in COLLECTIVES},
-                                 latency_s={k: 10e-6 for k in COLLECTIVES}, latency_per_hop_s=0.0),
+        collective=CollectiveCal(latency_s={k: 10e-6 for k in COLLECTIVES}, latency_per_hop_s=0.0,
+                                 efficiency_curve={k: [(1.0, 0.8)] for k in COLLECTIVES}),
     )
     d = load_gemm(folder)
     train = ~holdout_mask(d.m, d.n, d.k)

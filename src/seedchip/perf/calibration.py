@@ -52,11 +52,14 @@ class VectorCal(FrozenSpec):
 
 
 class CollectiveCal(FrozenSpec):
-    bw_efficiency: dict[str, float] = Field(description="fraction of link bandwidth per collective kind")
     latency_s: dict[str, float] = Field(description="fixed start-up time per collective kind")
-    half_bytes: dict[str, float] = Field(default_factory=dict, description="wire bytes at which the bandwidth fill term is (1/2)^shape")
-    shape: dict[str, float] = Field(default_factory=dict, description="exponent of the bandwidth fill term")
     latency_per_hop_s: float = Field(ge=0, description="added per ring step beyond the first")
+    efficiency_curve: dict[str, list[tuple[float, float]]] = Field(
+        description="per kind: (wire bytes per chip, fraction of link bandwidth reached), interpolated in log bytes")
+
+    def curve(self, kind: str) -> tuple[list[float], list[float]]:
+        pts = self.efficiency_curve.get(kind) or self.efficiency_curve.get("allgather") or [(1.0, 1.0)]
+        return [p[0] for p in pts], [p[1] for p in pts]
 
 
 class Calibration(FrozenSpec):
@@ -100,8 +103,8 @@ IDEAL = Calibration(
                            decode_memory_efficiency=1.0, decode_overhead_s=0.0, decode_half_units=0.0,
                            overlap_p=1e9),
     vector=VectorCal(memory_efficiency=1.0, overhead_s=0.0),
-    collective=CollectiveCal(bw_efficiency={c: 1.0 for c in COLLECTIVES},
-                             latency_s={c: 0.0 for c in COLLECTIVES}, latency_per_hop_s=0.0),
+    collective=CollectiveCal(latency_s={c: 0.0 for c in COLLECTIVES}, latency_per_hop_s=0.0,
+                             efficiency_curve={c: [(1.0, 1.0)] for c in COLLECTIVES}),
 )
 
 

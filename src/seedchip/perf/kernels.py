@@ -145,14 +145,15 @@ def decode_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, eff_c,
     return compute, memory, pnorm(compute, memory, p) + blocks + overhead_s
 
 
-def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, latency_s, hop_s, half_bytes=0.0,
-                    shape=1.0):
+def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, latency_s, hop_s, curve_wire_bytes=None,
+                    curve_efficiency=None, efficiency=1.0):
     """NCCL-style collective over a ring (or the switch), ``size_bytes`` the full
     buffer (nccl-tests convention). all-reduce moves 2(n-1)/n of it per chip,
-    all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. The bandwidth
-    reached grows with the wire bytes w as eff x (w / (w + half_bytes))^shape (protocols
-    and pipelining need big messages to fill the links); ``latency_s`` is the fixed
-    start-up, ``hop_s`` is added per ring step beyond the first."""
+    all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. Time = start-up
+    latency + per-hop latency + wire bytes / (link bandwidth x efficiency), where the
+    efficiency depends on the wire bytes (protocols and pipelining need big messages
+    to fill the links): a measured curve interpolated in log(bytes), flat beyond its
+    ends, or the constant ``efficiency``."""
     n = np.asarray(num_chips, dtype=float)
     size = np.asarray(size_bytes, dtype=float)
     if kind == "allreduce":
@@ -164,8 +165,10 @@ def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, eff, laten
     else:  # pragma: no cover - guarded by callers
         raise ValueError(kind)
     wire = factor * size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(wire > 0, (wire / (wire + half_bytes)) ** shape, 1.0)
-        transfer = np.where(wire > 0, wire / (bw_bytes_per_s * eff * fill), 0.0)
-    t = transfer + latency_s + np.maximum(steps - 1, 0) * hop_s
+    if curve_wire_bytes is not None and len(curve_wire_bytes):
+        eff = np.interp(np.log(np.maximum(wire, 1.0)), np.log(np.asarray(curve_wire_bytes, float)),
+                        np.asarray(curve_efficiency, float))
+    else:
+        eff = efficiency
+    t = wire / (bw_bytes_per_s * eff) + latency_s + np.maximum(steps - 1, 0) * hop_s
     return np.where(n > 1, t, 0.0), np.where(n > 1, wire, 0.0)

@@ -239,9 +239,9 @@ def collective(chip: ChipSpec, cal: Calibration, kind: str, size_bytes: float, n
         raise SpecError(f"collective needs bytes >= 0 and num_chips >= 1, got {size_bytes!r}, {num_chips!r}")
     bw, hop = link_for(chip, num_chips)
     c = cal.collective
-    t, wire = kernels.collective_time(kind, size_bytes, num_chips, bw, c.bw_efficiency[kind],
-                                      c.latency_s[kind] + hop, c.latency_per_hop_s, c.half_bytes.get(kind, 0.0),
-                                      c.shape.get(kind, 1.0))
+    xs, ys = c.curve(kind)
+    t, wire = kernels.collective_time(kind, size_bytes, num_chips, bw, c.latency_s[kind] + hop, c.latency_per_hop_s,
+                                      xs, ys)
     t, wire = float(t), float(wire)
     fixed = (c.latency_s[kind] + hop) if num_chips > 1 else 0.0
     return _finish(chip, cal, name or kind, "collective", compute_s=0.0, memory_s=0.0, comm_s=t - fixed,

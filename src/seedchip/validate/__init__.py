@@ -1,0 +1,1 @@
+"""How wrong are we: the oracle against public measurements (never fitted on them)."""
