@@ -43,7 +43,7 @@ FORMATS: dict[str, NumericFormat] = {f.name: f for f in (
     NumericFormat("fp4", 4, scale_bits=8, block_size=16, matrix_class="fp4",
                   description="4-bit e2m1 values, one 8-bit scale per 16 values (NVFP4-style): 9/16 byte"),
     NumericFormat("mxfp4", 4, scale_bits=8, block_size=32, matrix_class="fp4",
-                  description="OCP MX fp4: e2m1 values, one e8m0 scale per 32 values: 17/64 byte"),
+                  description="OCP MX fp4: e2m1 values, one e8m0 scale per 32 values: 17/32 byte"),
 )}
 
 

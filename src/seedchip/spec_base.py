@@ -19,10 +19,12 @@ class FrozenSpec(BaseModel):
 
     def spec_hash(self) -> str:
         """A stable short hash of the spec's content, for provenance in every result."""
-        if self._hash is None:
+        private = self.__pydantic_private__  # plain dict: faster than the attribute hook
+        h = private.get("_hash")
+        if h is None:
             blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-            self._hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._hash
+            h = private["_hash"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return h
 
     def __hash__(self) -> int:  # specs key caches; dict fields make the default unhashable
         return hash((type(self).__name__, self.spec_hash()))

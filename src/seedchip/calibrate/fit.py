@@ -159,8 +159,7 @@ def fit_attention(chip, base: Calibration, folder: Path) -> tuple[Calibration, d
     def make(x):
         a = AttentionCal(prefill_compute_efficiency=float(x[0]), prefill_overhead_s=float(x[1]),
                          decode_memory_efficiency=float(x[2]), decode_overhead_s=float(x[3]),
-                         decode_half_units=float(x[4]), overlap_p=float(x[5]), softmax_flops_per_pair=float(x[6]),
-                         decode_block_s=float(x[7]))
+                         overlap_p=float(x[4]), softmax_flops_per_pair=float(x[5]), decode_block_s=float(x[6]))
         return base.model_copy(update={"attention": a})
 
     def resid(x):
@@ -168,11 +167,11 @@ def fit_attention(chip, base: Calibration, folder: Path) -> tuple[Calibration, d
         return np.concatenate([np.log(prefill_predict(chip, cal, pc, ps) / pc["latency_s"][ps]),
                                np.log(decode_predict(chip, cal, dc, ds) / dc["latency_s"][ds])])
 
-    x0 = np.array([0.6, 5e-6, 0.8, 5e-6, 50.0, 3.0, 10.0, 0.2e-6])
-    lo = np.array([0.05, 0.0, 0.05, 0.0, 0.0, 1.0, 0.0, 0.0])
-    hi = np.array([1.0, 50e-6, 1.0, 50e-6, 5000.0, 20.0, 200.0, 20e-6])
+    x0 = np.array([0.6, 5e-6, 0.8, 5e-6, 3.0, 10.0, 0.2e-6])
+    lo = np.array([0.05, 0.0, 0.05, 0.0, 1.0, 0.0, 0.0])
+    hi = np.array([1.0, 50e-6, 1.0, 50e-6, 20.0, 200.0, 20e-6])
     res = least_squares(resid, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
-                        x_scale=[0.1, 1e-6, 0.1, 1e-6, 10.0, 1.0, 1.0, 1e-7])
+                        x_scale=[0.1, 1e-6, 0.1, 1e-6, 1.0, 1.0, 1e-7])
     cal = make(res.x)
     report = {
         "attention_prefill_train": error_stats(prefill_predict(chip, cal, pc, p_train), pc["latency_s"][p_train]),
@@ -224,6 +223,11 @@ def fit_collectives(chip: ChipSpec, base: Calibration, folder: Path) -> tuple[Ca
                 merged[-1] = (merged[-1][0], (merged[-1][1] + e) / 2)
             else:
                 merged.append((w, e))
+        # more bytes must never take less time: efficiency may rise at most as fast as bytes
+        for i in range(1, len(merged)):
+            w, e = merged[i]
+            cap = merged[i - 1][1] * w / merged[i - 1][0]
+            merged[i] = (w, min(e, cap))
         curves[kind] = merged
 
         def pred(mask, kind=kind):
@@ -254,7 +258,7 @@ def fit_tables(folder: str | Path, chip: ChipSpec, cal_id: str, vector_memory_ef
         gemm=GemmCal(compute_efficiency={"bf16": 0.8, "fp8": 0.65}, memory_efficiency={"bf16": 0.8},
                      overlap_p=3.0, overhead_s={"bf16": 5e-6}),
         attention=AttentionCal(prefill_compute_efficiency=0.5, prefill_overhead_s=5e-6, decode_memory_efficiency=0.8,
-                               decode_overhead_s=5e-6, decode_half_units=50, overlap_p=3.0),
+                               decode_overhead_s=5e-6, overlap_p=3.0),
         vector=VectorCal(memory_efficiency=vector_memory_efficiency, overhead_s=vector_overhead_s),
         collective=CollectiveCal(latency_s={k: 10e-6 for k in COLLECTIVES}, latency_per_hop_s=0.0,
                                  efficiency_curve={k: [(1.0, 0.8)] for k in COLLECTIVES}),

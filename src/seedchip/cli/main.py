@@ -31,14 +31,19 @@ def emit(obj) -> None:
 
 
 @app.command()
-def chips(as_json: bool = JSON) -> None:
+def chips(as_json: bool = JSON,
+          sources: bool = typer.Option(False, "--sources", help="list every chip's sources")) -> None:
     """The chip catalog, with key figures and sources."""
     rows = api.chips()
     if as_json:
         emit(rows)
     else:
-        from .render import chips_table, console
+        from .render import chips_table, console, sources_table
         console.print(chips_table(rows))
+        if sources:
+            console.print(sources_table(rows))
+        else:
+            console.print("Sources per figure: seedchip chips --sources (or --json).")
 
 
 @app.command()

@@ -8,21 +8,36 @@ from rich.table import Table
 from ..units import fmt
 
 console = Console()
+if not console.is_terminal:          # piped or captured: do not squeeze tables to 80 columns
+    console = Console(width=160)
 
 
 def chips_table(rows: list[dict]) -> Table:
     t = Table(title="Chip catalog (dense peaks; * = some figures are estimates)", header_style="bold")
-    for col in ("id", "vendor", "year", "bf16", "fp8", "fp4", "HBM", "HBM BW", "SRAM", "link/dir", "TDP", "sources"):
-        t.add_column(col, justify="right" if col not in ("id", "vendor", "sources") else "left")
+    for col in ("id", "vendor", "year", "process", "bf16", "fp8", "fp4", "HBM", "HBM BW", "SRAM", "link/dir", "TDP",
+                "sources"):
+        t.add_column(col, justify="right" if col not in ("id", "vendor", "process", "sources") else "left",
+                     no_wrap=col != "vendor")
     for r in rows:
-        t.add_row(r["id"] + ("*" if r["has_estimates"] else ""), r["vendor"], str(r["year"]),
+        n_est = sum(1 for s in r["sources"] if s["estimate"])
+        t.add_row(r["id"] + ("*" if r["has_estimates"] else ""), r["vendor"], str(r["year"]), r["process_node"],
                   fmt(r["bf16_flops_per_s"], "flop/s"), fmt(r["fp8_flops_per_s"], "flop/s"),
                   fmt(r["fp4_flops_per_s"], "flop/s"), fmt(r["hbm_capacity_bytes"], "bytes"),
                   fmt(r["hbm_bw_bytes_per_s"], "bytes/s"), fmt(r["sram_bytes"], "bytes"),
                   fmt(r["link_bw_per_direction_bytes_per_s"], "bytes/s"), fmt(r["tdp_w"], "w"),
-                  "; ".join(f"{s['document'][:48]}… ({s['year']})" if len(s["document"]) > 48
-                            else f"{s['document']} ({s['year']})" for s in r["sources"][:1])
-                  + (f" +{len(r['sources']) - 1}" if len(r["sources"]) > 1 else ""))
+                  f"{len(r['sources'])}" + (f" ({n_est} estimate{'s' if n_est > 1 else ''})" if n_est else ""))
+    return t
+
+
+def sources_table(rows: list[dict]) -> Table:
+    t = Table(title="Chip sources (what each supports; ESTIMATE = not a published fact)", header_style="bold",
+              show_lines=True)
+    for col in ("id", "what", "document", "year"):
+        t.add_column(col)
+    for r in rows:
+        for s in r["sources"]:
+            t.add_row(r["id"], s["what"], ("ESTIMATE: " if s["estimate"] and "ESTIMATE" not in s["document"] else "")
+                      + s["document"], str(s["year"]))
     return t
 
 

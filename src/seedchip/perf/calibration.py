@@ -41,7 +41,6 @@ class AttentionCal(FrozenSpec):
     softmax_flops_per_pair: float = Field(0.0, ge=0, description="vector FLOP per (query, key, head) for the softmax")
     decode_memory_efficiency: float = Field(gt=0, le=1)
     decode_overhead_s: float = Field(ge=0)
-    decode_half_units: float = Field(ge=0, description="work units (sequence x kv head x 1k tokens) at which decode reaches half its bandwidth")
     decode_block_s: float = Field(0.0, ge=0, description="fixed time per (sequence, query head) block, in waves over the cores")
     overlap_p: float = Field(ge=1)
 
@@ -55,7 +54,7 @@ class CollectiveCal(FrozenSpec):
     latency_s: dict[str, float] = Field(description="fixed start-up time per collective kind")
     latency_per_hop_s: float = Field(ge=0, description="added per ring step beyond the first")
     efficiency_curve: dict[str, list[tuple[float, float]]] = Field(
-        description="per kind: (wire bytes per chip, fraction of link bandwidth reached), interpolated in log bytes")
+        description="per kind: (wire bytes per chip, fraction of link bandwidth reached), interpolated in log-log")
 
     def curve(self, kind: str) -> tuple[list[float], list[float]]:
         pts = self.efficiency_curve.get(kind) or self.efficiency_curve.get("allgather") or [(1.0, 1.0)]
@@ -100,7 +99,7 @@ IDEAL = Calibration(
     gemm=GemmCal(compute_efficiency={c: 1.0 for c in MATRIX_CLASSES}, memory_efficiency={"bf16": 1.0},
                  overlap_p=1e9, overhead_s={"bf16": 0.0}, min_tile=1),
     attention=AttentionCal(prefill_compute_efficiency=1.0, prefill_overhead_s=0.0,
-                           decode_memory_efficiency=1.0, decode_overhead_s=0.0, decode_half_units=0.0,
+                           decode_memory_efficiency=1.0, decode_overhead_s=0.0,
                            overlap_p=1e9),
     vector=VectorCal(memory_efficiency=1.0, overhead_s=0.0),
     collective=CollectiveCal(latency_s={c: 0.0 for c in COLLECTIVES}, latency_per_hop_s=0.0,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 ATTN_Q_TILE = 128          # query rows per flash-attention work unit
-DECODE_UNIT_TOKENS = 1024  # context tokens per split-KV decode work unit
 GEMM_K_STEP = 64           # k depth of one pipelined operand load
 GEMM_STAGES = 3            # operand buffers in flight per core
+SKINNY_M_TILE = 16         # token rows of the narrowest tile (decode-sized GEMMs)
 
 
 def pnorm(a, b, p):
@@ -33,16 +33,19 @@ def pnorm(a, b, p):
 
 def tile_candidates(array_rows: int, array_cols: int, min_tile: int, core_sram_bytes: float,
                     operand_bytes: float) -> list[tuple[int, int]]:
-    """Output tiles (tm, tn) a core can run: multiples of its MAC array (at least
-    ``min_tile``) whose pipelined operand buffers fit in core-local SRAM."""
+    """Output tiles (tm, tn) a core can run whose pipelined operand buffers fit in
+    core-local SRAM. tn is a multiple of the MAC array's columns (at least
+    ``min_tile``); tm, the token dimension, is a multiple of its rows, or a skinny
+    SKINNY_M_TILE rows for few tokens (tokens stream through a weight-stationary array;
+    a GPU swaps the operands so the few tokens sit on the MMA's narrow side)."""
     base_m = max(array_rows, min_tile)
     base_n = max(array_cols, min_tile)
     out = []
-    for fm in (1, 2, 4):
+    for tm in (SKINNY_M_TILE, base_m, 2 * base_m, 4 * base_m):
         for fn in (1, 2, 4):
-            tm, tn = base_m * fm, base_n * fn
+            tn = base_n * fn
             need = GEMM_STAGES * (tm + tn) * GEMM_K_STEP * operand_bytes
-            if need <= core_sram_bytes or (fm == 1 and fn == 1):
+            if need <= core_sram_bytes or (tm == base_m and fn == 1):
                 out.append((tm, tn))
     return out
 
@@ -131,16 +134,13 @@ def prefill_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, num_c
     return compute, memory, pnorm(compute, memory, p) + overhead_s
 
 
-def decode_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, eff_c, bw_bytes_per_s,
-                          eff_m, half_units, p, overhead_s, head_units=0.0, num_cores=1, unit_s=0.0):
-    """Decode: the KV cache is read once per step; the bandwidth reached grows with the
-    parallel work (sequences x KV heads x 1k-token splits) as u / (u + half). Each
-    (sequence, query head) block also pays a fixed ``unit_s`` (load q, reduce, write o),
-    in waves over the cores."""
-    units = np.asarray(work_units, dtype=float)
-    util = units / (units + half_units) if np.any(np.asarray(half_units) > 0) else 1.0
+def decode_attention_time(flops, hbm_bytes, peak_flops_per_s, eff_c, bw_bytes_per_s, eff_m, p, overhead_s,
+                          head_units=0.0, num_cores=1, unit_s=0.0):
+    """Decode: the KV cache is read once per step. Each (sequence, query head) block
+    also pays a fixed ``unit_s`` (load q, reduce the split-KV partials, write o), in
+    waves over the cores. Adding work never makes it faster."""
     compute = np.asarray(flops, dtype=float) / (peak_flops_per_s * eff_c)
-    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m * util)
+    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m)
     blocks = np.ceil(np.asarray(head_units, dtype=float) / num_cores) * unit_s
     return compute, memory, pnorm(compute, memory, p) + blocks + overhead_s
 
@@ -152,8 +152,9 @@ def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, latency_s,
     all-gather / reduce-scatter / all-to-all (n-1)/n, p2p all of it. Time = start-up
     latency + per-hop latency + wire bytes / (link bandwidth x efficiency), where the
     efficiency depends on the wire bytes (protocols and pipelining need big messages
-    to fill the links): a measured curve interpolated in log(bytes), flat beyond its
-    ends, or the constant ``efficiency``."""
+    to fill the links): a measured curve interpolated in log-log, flat beyond its ends,
+    or the constant ``efficiency``. Time never falls as bytes grow as long as no
+    segment's efficiency rises faster than its bytes (the fit enforces it)."""
     n = np.asarray(num_chips, dtype=float)
     size = np.asarray(size_bytes, dtype=float)
     if kind == "allreduce":
@@ -166,8 +167,8 @@ def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, latency_s,
         raise ValueError(kind)
     wire = factor * size
     if curve_wire_bytes is not None and len(curve_wire_bytes):
-        eff = np.interp(np.log(np.maximum(wire, 1.0)), np.log(np.asarray(curve_wire_bytes, float)),
-                        np.asarray(curve_efficiency, float))
+        eff = np.exp(np.interp(np.log(np.maximum(wire, 1.0)), np.log(np.asarray(curve_wire_bytes, float)),
+                               np.log(np.asarray(curve_efficiency, float))))
     else:
         eff = efficiency
     t = wire / (bw_bytes_per_s * eff) + latency_s + np.maximum(steps - 1, 0) * hop_s

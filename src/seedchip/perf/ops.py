@@ -7,7 +7,7 @@ All times come from :mod:`seedchip.perf.kernels`; efficiencies from the calibrat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -39,8 +39,10 @@ class OpCost:
     count: int = 1
     detail: str = ""
 
-    def scaled(self, count: int, name: str | None = None) -> "OpCost":
-        return replace(self, count=count, name=name or self.name)
+    def scaled(self, count: int) -> "OpCost":
+        return OpCost(self.name, self.op_class, self.time_s, self.flops, self.hbm_bytes, self.comm_bytes,
+                      self.energy_j, self.bound, self.compute_s, self.memory_s, self.comm_s, self.overhead_s,
+                      count, self.detail)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,11 +163,10 @@ def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, contex
     seqs = np.asarray(num_seqs, float)
     flops = ctx * heads * flops_per_pair_per_head
     hbm = ctx * kv_elems_per_token * kv_bytes + 2.0 * seqs * heads * q_elems_per_head * act_bytes
-    units = kv_heads * np.maximum(seqs, ctx / kernels.DECODE_UNIT_TOKENS)
     eff_c = cal.gemm_efficiency(used)
     compute, memory, time = kernels.decode_attention_time(
-        flops, hbm, units, peak, eff_c, chip.hbm_bw_bytes_per_s, a.decode_memory_efficiency,
-        a.decode_half_units, a.overlap_p, a.decode_overhead_s, seqs * heads, chip.matrix.num_cores, a.decode_block_s)
+        flops, hbm, peak, eff_c, chip.hbm_bw_bytes_per_s, a.decode_memory_efficiency, a.overlap_p,
+        a.decode_overhead_s, seqs * heads, chip.matrix.num_cores, a.decode_block_s)
     return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
             "matrix_class": used}
 

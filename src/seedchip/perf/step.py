@@ -82,16 +82,11 @@ def normalize_step(step: Iterable[Sequence]) -> tuple[tuple[int, int, bool], ...
 
 
 def split_replicas(seqs: tuple[tuple[int, int, bool], ...], dp: int) -> list[tuple]:
-    """Deal sequences to the dp replicas, largest first onto the least-loaded one."""
+    """Deal sequences to the dp replicas by position (sequence i to replica i mod dp),
+    as a router pins each request to one replica; the step waits for the slowest."""
     if dp == 1:
         return [seqs]
-    loads = [0] * dp
-    groups: list[list] = [[] for _ in range(dp)]
-    for s in sorted(seqs, key=lambda x: (-x[0], -x[1])):
-        i = loads.index(min(loads))
-        groups[i].append(s)
-        loads[i] += s[0] + s[1] / 1024.0
-    return [tuple(g) for g in groups if g]
+    return [seqs[i::dp] for i in range(dp) if seqs[i::dp]]
 
 
 def _dynamic(o: OpCost, idle_w: float) -> float:

@@ -1,0 +1,132 @@
+"""The CLI from a user's side, in a subprocess: CLI JSON == API to_dict, exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import seedchip
+
+pytestmark = pytest.mark.e2e
+
+EXE = [sys.executable, "-m", "seedchip.cli.main"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def cli_json(*args: str):
+    r = cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def roundtrip(obj):
+    return json.loads(json.dumps(obj))
+
+
+def test_op_gemm_cli_equals_api():
+    out = cli_json("op", "--chip", "h200-sxm", "gemm", "--m", "8192", "--n", "8192", "--k", "8192",
+                   "--format", "bf16")
+    api = seedchip.op("gemm", chip="h200-sxm", m=8192, n=8192, k=8192, format="bf16").to_dict()
+    assert out == roundtrip(api)
+    for key in ("time_s", "flops", "bytes", "bound"):
+        assert key in out
+
+
+def test_op_attention_and_collective_cli_equals_api():
+    out = cli_json("op", "--chip", "seedchip-ref", "attention", "--phase", "decode", "--batch", "64",
+                   "--seq-len", "4096", "--num-heads", "64", "--num-kv-heads", "8", "--head-dim", "128",
+                   "--format", "bf16", "--kv-format", "fp8")
+    api = seedchip.op("attention", chip="seedchip-ref", phase="decode", batch=64, seq_len=4096, num_heads=64,
+                      num_kv_heads=8, head_dim=128, format="bf16", kv_format="fp8").to_dict()
+    assert out == roundtrip(api)
+    out = cli_json("op", "--chip", "h100-sxm", "allreduce", "--bytes", "16777216", "--num-chips", "8")
+    assert out == roundtrip(seedchip.op("allreduce", chip="h100-sxm", bytes=16777216, num_chips=8).to_dict())
+
+
+def test_estimate_cli_equals_api():
+    args = dict(chip="h200-sxm", model="llama-3.1-70b", num_chips=8, tp=8, weight_format="fp8", kv_format="fp8",
+                batch=64, input_len=1024, output_len=128)
+    flags = []
+    for k, v in args.items():
+        flags += [f"--{k.replace('_', '-')}", str(v)]
+    out = cli_json("estimate", *flags)
+    assert out == roundtrip(seedchip.estimate(**args).to_dict())
+    assert out["memory"]["weights_bytes"] > 0 and out["prefill"]["by_class"] and out["decode"]["by_class"]
+
+
+def test_chips_and_models_json():
+    chips = cli_json("chips")
+    ids = {c["id"] for c in chips}
+    assert {"h100-sxm", "h200-sxm", "b200", "mi300x", "mi325x", "tpu-v5e", "tpu-v6e", "trainium2", "gaudi3",
+            "ascend-910b", "seedchip-ref"} <= ids
+    for c in chips:
+        assert c["sources"] and c["hbm_capacity_bytes"] > 0 and c["tdp_w"] > 0 and c["bf16_flops_per_s"] > 0
+    models = cli_json("models")
+    for m in models:
+        assert {"id", "architecture", "total_params", "active_params"} <= set(m)
+    assert roundtrip(seedchip.models()) == models
+
+
+def test_human_output_runs():
+    r = cli("chips")
+    assert r.returncode == 0 and "h200-sxm" in r.stdout
+    r = cli("estimate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--batch", "4")
+    assert r.returncode == 0 and "TTFT" in r.stdout and "decode" in r.stdout
+
+
+def test_run_headline_writes_json(tmp_path):
+    r = cli("run", "--out", str(tmp_path / "run.json"))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "run.json").read_text())
+    assert [row["chip"] for row in data["rows"]] == ["seedchip-ref", "h200-sxm"]
+    assert "seedchip-ref" in r.stdout
+
+
+def test_output_is_deterministic():
+    a = cli("estimate", "--chip", "seedchip-ref", "--model", "mixtral-8x7b", "--num-chips", "2", "--json")
+    b = cli("estimate", "--chip", "seedchip-ref", "--model", "mixtral-8x7b", "--num-chips", "2", "--json")
+    assert a.returncode == 0 and a.stdout == b.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["estimate", "--chip", "h200", "--model", "llama-3.1-8b"], "h200-sxm"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama3-8b"], "llama-3.1-8b"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--batch", "0"], "batch"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--batch", "-3"], "batch"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-70b", "--num-chips", "3", "--tp", "3"], "tp 3"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-405b"], "does not fit"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--batch", "many"], "--batch"),
+    (["estimate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--weight-format", "fp9"], "fp8"),
+    (["op", "--chip", "h200-sxm", "gemm", "--m", "0", "--n", "1", "--k", "1"], "m = 0"),
+    (["op", "--chip", "h200-sxm", "attention", "--batch", "1", "--seq-len", "8", "--num-heads", "6",
+      "--num-kv-heads", "4"], "multiple"),
+    (["estimate", "--chip", "nowhere/chip.yaml", "--model", "llama-3.1-8b"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert needle in lines[0]
+
+
+def test_malformed_chip_yaml_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nmatrix: [unclosed\n")
+    r = cli("estimate", "--chip", str(bad), "--model", "llama-3.1-8b")
+    assert r.returncode == 2 and "not valid YAML" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    bad.write_text("id: my-chip\nname: x\n")
+    r = cli("op", "--chip", str(bad), "gemm", "--m", "1", "--n", "1", "--k", "1")
+    assert r.returncode == 2 and "field required" in r.stderr.lower() or "missing" in r.stderr.lower()
+
+
+def test_unsupported_model_config_exits_2(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
+    r = cli("estimate", "--chip", "h200-sxm", "--model", str(cfg))
+    assert r.returncode == 2 and "BertModel" in r.stderr and "LlamaForCausalLM" in r.stderr
