@@ -7,8 +7,8 @@ silicon exists.
                       weight_format="fp8", kv_format="fp8", batch=64).to_dict()
 """
 
-from .api import (Deployment, EstimateResult, OpResult, StepCost, chips, estimate, load_calibration, load_chip,
-                  load_model, make_deployment, memory_plan, models, op, step_cost)
+from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chips, estimate, load_calibration,
+                  load_chip, load_model, make_deployment, memory_plan, models, op, simulate, step_cost)
 from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
                      UnsupportedArchitectureError)
 from .headline import run
@@ -16,6 +16,6 @@ from .headline import run
 __version__ = "0.1.0"
 
 __all__ = ["Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
-           "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "step_cost",
+           "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "simulate", "capacity", "step_cost",
            "SeedChipError", "SpecError", "UnknownNameError", "UnsupportedArchitectureError", "ParallelismError",
            "DoesNotFitError", "__version__"]

@@ -135,6 +135,87 @@ def estimate(chip: str = typer.Option(..., "--chip", help="catalog id or chip YA
 
 
 @app.command()
+def simulate(chip: str = typer.Option("h200-sxm", "--chip", help="catalog id or chip YAML path"),
+             model: str = typer.Option(..., "--model", help="zoo id or path to a config.json"),
+             num_chips: int = typer.Option(1, "--num-chips"), tp: Optional[int] = typer.Option(None, "--tp"),
+             pp: int = typer.Option(1, "--pp"), ep: int = typer.Option(1, "--ep"),
+             weight_format: str = typer.Option("bf16", "--weight-format"),
+             act_format: Optional[str] = typer.Option(None, "--act-format"),
+             kv_format: str = typer.Option("bf16", "--kv-format"),
+             calibration: Optional[str] = typer.Option(None, "--calibration"),
+             trace: Optional[str] = typer.Option(None, "--trace", help="Azure CSV, Mooncake JSONL or arrival_s,input_len,output_len CSV"),
+             workload: Optional[str] = typer.Option(None, "--workload", help="chat, code, summarize or reasoning"),
+             input_len: Optional[int] = typer.Option(None, "--input-len", help="fixed prompt length"),
+             output_len: Optional[int] = typer.Option(None, "--output-len", help="fixed output length"),
+             qps: Optional[float] = typer.Option(None, "--qps", help="arrival rate (a trace is rescaled to it)"),
+             num_requests: Optional[int] = typer.Option(None, "--num-requests"),
+             offline: bool = typer.Option(False, "--offline", help="every request arrives at t = 0"),
+             arrival: str = typer.Option("poisson", "--arrival", help="poisson or gamma"),
+             burstiness: float = typer.Option(1.0, "--burstiness", help="gamma arrivals: CV of the gaps"),
+             seed: int = typer.Option(0, "--seed"),
+             scheduler: str = typer.Option("chunked-prefill", "--scheduler", help="chunked-prefill or static"),
+             max_num_seqs: int = typer.Option(256, "--max-num-seqs"),
+             max_batched_tokens: int = typer.Option(8192, "--max-batched-tokens"),
+             block_size: int = typer.Option(16, "--block-size"),
+             kv_memory_fraction: float = typer.Option(0.9, "--kv-memory-fraction"),
+             prefix_caching: bool = typer.Option(False, "--prefix-caching"),
+             replicas: int = typer.Option(1, "--replicas"),
+             router: str = typer.Option("least-work", "--router", help="round-robin, least-work or prefix-aware"),
+             disaggregate: Optional[str] = typer.Option(None, "--disaggregate", help="prefill=NxCHIP,decode=NxCHIP"),
+             slo_ttft_p99: Optional[str] = typer.Option(None, "--slo-ttft-p99", help="e.g. 2s (reports goodput)"),
+             slo_tpot_p99: Optional[str] = typer.Option(None, "--slo-tpot-p99", help="e.g. 100ms"),
+             trace_out: Optional[str] = typer.Option(None, "--trace-out", help="write a Chrome/Perfetto trace JSON"),
+             as_json: bool = JSON) -> None:
+    """Simulate serving a request stream (trace or synthetic) on a deployment."""
+    kw = {k: v for k, v in locals().items() if k != "as_json"}
+    r = api.simulate(**kw).to_dict()
+    if as_json:
+        emit(r)
+    else:
+        from .render import console, sim_tables
+        for t in sim_tables(r):
+            console.print(t)
+
+
+@app.command()
+def capacity(chip: str = typer.Option("h200-sxm", "--chip"), model: str = typer.Option(..., "--model"),
+             num_chips: int = typer.Option(1, "--num-chips"), tp: Optional[int] = typer.Option(None, "--tp"),
+             pp: int = typer.Option(1, "--pp"), ep: int = typer.Option(1, "--ep"),
+             weight_format: str = typer.Option("bf16", "--weight-format"),
+             act_format: Optional[str] = typer.Option(None, "--act-format"),
+             kv_format: str = typer.Option("bf16", "--kv-format"),
+             calibration: Optional[str] = typer.Option(None, "--calibration"),
+             trace: Optional[str] = typer.Option(None, "--trace"),
+             workload: Optional[str] = typer.Option(None, "--workload", help="default: chat"),
+             input_len: Optional[int] = typer.Option(None, "--input-len"),
+             output_len: Optional[int] = typer.Option(None, "--output-len"),
+             num_requests: int = typer.Option(1000, "--num-requests"),
+             arrival: str = typer.Option("poisson", "--arrival"), burstiness: float = typer.Option(1.0, "--burstiness"),
+             seed: int = typer.Option(0, "--seed"),
+             scheduler: str = typer.Option("chunked-prefill", "--scheduler"),
+             max_num_seqs: int = typer.Option(256, "--max-num-seqs"),
+             max_batched_tokens: int = typer.Option(8192, "--max-batched-tokens"),
+             block_size: int = typer.Option(16, "--block-size"),
+             kv_memory_fraction: float = typer.Option(0.9, "--kv-memory-fraction"),
+             prefix_caching: bool = typer.Option(False, "--prefix-caching"),
+             replicas: int = typer.Option(1, "--replicas"), router: str = typer.Option("least-work", "--router"),
+             disaggregate: Optional[str] = typer.Option(None, "--disaggregate"),
+             slo_ttft_p99: Optional[str] = typer.Option(None, "--slo-ttft-p99", help="e.g. 2s"),
+             slo_tpot_p99: Optional[str] = typer.Option(None, "--slo-tpot-p99", help="e.g. 100ms"),
+             price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
+             as_json: bool = JSON) -> None:
+    """The highest request rate the deployment sustains within the SLO percentiles."""
+    kw = {k: v for k, v in locals().items() if k != "as_json"}
+    r = api.capacity(**kw).to_dict()
+    if as_json:
+        emit(r)
+    else:
+        from .render import capacity_tables, console
+        for t in capacity_tables(r):
+            console.print(t)
+
+
+@app.command()
 def run(model: str = typer.Option(headline.DEFAULTS["model"], "--model"),
         out: Path = typer.Option(Path("seedchip-run.json"), "--out", help="where to write the JSON result"),
         calibration: Optional[str] = typer.Option(None, "--calibration"), as_json: bool = JSON) -> None:
@@ -204,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
         path = getattr(ctx, "command_path", "seedchip") or "seedchip"
         sys.stderr.write(f"seedchip: error: {one_line(e.format_message())} (see '{path} --help')\n")
         sys.exit(2)
+    except Exception as e:  # a bug, not a user mistake: say so in one line
+        if debug:
+            raise
+        sys.stderr.write(f"seedchip: internal error: {type(e).__name__}: {one_line(e)[:300]} "
+                         "(a bug; SEEDCHIP_DEBUG=1 shows the traceback)\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

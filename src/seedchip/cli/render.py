@@ -121,3 +121,70 @@ def headline_table(d: dict) -> Table:
         t.add_row(name.replace("_vs_", " / "), f"{ratio['throughput']:.2f}x", "", f"{ratio['ttft']:.2f}x",
                   f"{ratio['tpot']:.2f}x", f"{ratio['tokens_per_joule']:.2f}x", "", "", style="italic")
     return t
+
+
+def _pct(d: dict | None, dim: str = "s") -> str:
+    if not d or d.get("p50") is None:
+        return "—"
+    return " / ".join(fmt(d[k], dim) for k in ("mean", "p50", "p90", "p99"))
+
+
+def sim_tables(d: dict) -> list[Table]:
+    i = d["inputs"]
+    where = (f"{i['disaggregate']}" if i["disaggregate"] else
+             f"{i['replicas']} x {i['num_chips'] // max(i['replicas'], 1)} x {i['chip']}")
+    src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
+    head = Table(title=f"{i['model']} on {where}: {src} ({i['scheduler']}, calibration {i['calibration']})",
+                 show_header=False)
+    head.add_column("", style="bold")
+    head.add_column("", justify="right")
+    head.add_row("requests", f"{d['num_completed']:,} completed of {d['num_requests']:,}"
+                 + (f", {d['num_rejected']} refused (too long for the KV cache)" if d["num_rejected"] else ""))
+    head.add_row("makespan", fmt(d["makespan_s"], "s"))
+    head.add_row("throughput", f"{d['throughput_tokens_per_s']:,.0f} output tok/s, {d['input_tokens_per_s']:,.0f} "
+                 f"input tok/s, {d['requests_per_s']:.3g} req/s")
+    head.add_row("TTFT mean / p50 / p90 / p99", _pct(d["ttft_s"]))
+    head.add_row("TPOT mean / p50 / p90 / p99", _pct(d["tpot_s"]))
+    head.add_row("ITL mean / p50 / p90 / p99", _pct(d["itl_s"]))
+    head.add_row("end-to-end mean / p50 / p90 / p99", _pct(d["e2e_s"]))
+    head.add_row("queueing mean / p50 / p90 / p99", _pct(d["queue_s"]))
+    head.add_row("preemptions", f"{d['num_preemptions']:,}")
+    head.add_row("prefix hit rate", f"{d['prefix_hit_rate']:.1%}")
+    head.add_row("utilisation", f"compute {d['compute_utilization']:.1%}, HBM bandwidth {d['bandwidth_utilization']:.1%}")
+    if d["energy_j_per_token"] is not None:
+        head.add_row("energy", f"{d['energy_j_per_token']:.3g} J per output token")
+    if d.get("slo"):
+        s = d["slo"]
+        head.add_row("SLO", f"{'met' if s['met'] else 'missed'}; {s['good_fraction']:.1%} of requests within it, "
+                     f"goodput {s['goodput_requests_per_s']:.3g} req/s")
+    head.add_row("simulated in", fmt(d["sim_wall_s"], "s"))
+    eng = Table(title="engines", header_style="bold")
+    for col in ("#", "role", "chips", "plan", "busy", "steps", "macro steps", "preemptions", "KV tokens"):
+        eng.add_column(col, justify="left" if col in ("role", "plan") else "right")
+    for e in d["engines"]:
+        eng.add_row(str(e["index"]), e["role"], f"{e['num_chips']} x {e['chip']}",
+                    f"tp {e['tp']} pp {e['pp']} ep {e['ep']} dp {e['dp']}", f"{e['busy_fraction']:.0%}",
+                    f"{e['steps']:,}", f"{e['macro_steps']:,}", str(e["preemptions"]), f"{e['kv_tokens']:,}")
+    return [head, eng]
+
+
+def capacity_tables(d: dict) -> list[Table]:
+    i = d["inputs"]
+    t = Table(title=(f"capacity of {i['model']} on {i['num_chips']} chips within TTFT p99 <= "
+                     f"{fmt(i['slo_ttft_p99_s'], 's')}, TPOT p99 <= {fmt(i['slo_tpot_p99_s'], 's')}"),
+              show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+    t.add_row("max rate", f"{d['max_qps']:.4g} req/s ({d['max_qps_per_chip']:.4g} per chip"
+              + (f", {d['max_qps_per_dollar_hour']:.4g} per $/h" if d["max_qps_per_dollar_hour"] else "") + ")")
+    t.add_row("throughput there", f"{d['throughput_tokens_per_s']:,.0f} output tok/s")
+    m = d["metrics"]
+    t.add_row("TTFT / TPOT p99 there", f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
+    t.add_row("saturated rate (offline)", f"{i['saturated_requests_per_s']:.4g} req/s")
+    s = Table(title="search", header_style="bold")
+    for col in ("rate (req/s)", "TTFT p99", "TPOT p99", "met"):
+        s.add_column(col, justify="right")
+    for row in d["search"]:
+        s.add_row(f"{row['qps']:.4g}", fmt(row["ttft_p99_s"], "s"), fmt(row["tpot_p99_s"], "s"),
+                  "yes" if row["met"] else "no")
+    return [t, s]

@@ -61,45 +61,62 @@ def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, byt
     return ops.vector(dep.chip, dep.calibration, float(elems * flops_per_elem), float(elems * bytes_per_elem), name)
 
 
+def prefill_aggregates(chunks: tuple[tuple[int, int], ...], window: int) -> tuple[float, float, float, float]:
+    """(query tokens, tiled (query, key) pairs, keys read, query tiles) of prefill chunks
+    (new tokens, cached context) in a layer with the given window (0: full)."""
+    q_total = pairs = kv_tokens = q_tiles = 0.0
+    for q, c in chunks:
+        q_total += q
+        pairs += kernels.tiled_pairs_scalar(q, c, window)
+        kv_tokens += min(c + q, window + q) if window else c + q
+        q_tiles += math.ceil(q / kernels.ATTN_Q_TILE)
+    return q_total, pairs, kv_tokens, q_tiles
+
+
+def prefill_attention_ops(model: ModelArch, dep: Deployment, q_total: float, pairs: float, kv_tokens: float,
+                          q_tiles: float) -> list[OpCost]:
+    """Attention core of prefill chunks in one layer (see :func:`prefill_aggregates`)."""
+    chip, cal = dep.chip, dep.calibration
+    heads, kv_heads = _heads(model, dep)
+    act = "bf16"  # attention math runs on bf16 activations
+    if model.attention == "mla":
+        nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
+        # decompress the latent KV of every key into per-head K (nope) and V
+        return [_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank),
+                ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, q_tiles, heads, heads, nope + rope, v,
+                                      heads * (nope + rope + v), act, "bf16", "attention_prefill")]
+    d = model.head_dim
+    return [ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, q_tiles, heads, kv_heads, d,
+                                  model.v_head_dim, kv_heads * (d + model.v_head_dim), act, dep.kv_format,
+                                  "attention_prefill")]
+
+
+def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, context_tokens: float) -> list[OpCost]:
+    """Attention core of ``num_decode`` one-token sequences attending ``context_tokens``
+    keys in all (already capped by the layer's window)."""
+    chip, cal = dep.chip, dep.calibration
+    heads, kv_heads = _heads(model, dep)
+    act, kv_fmt = "bf16", dep.kv_format
+    if model.attention == "mla":
+        r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
+        lat = model.kv_latent_dim
+        return [_gemm(dep, "q_absorb", num_decode, r, nope, groups=heads),
+                ops.decode_attention(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat,
+                                     act, kv_fmt, "attention_decode"),
+                _gemm(dep, "v_absorb", num_decode, v, r, groups=heads)]
+    d = model.head_dim
+    return [ops.decode_attention(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
+                                 kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode")]
+
+
 def attention_ops(model: ModelArch, dep: Deployment, b: Batch, window: int) -> list[OpCost]:
     """Attention core (projections excluded) for one layer of the given window."""
     out: list[OpCost] = []
-    chip, cal = dep.chip, dep.calibration
-    heads, kv_heads = _heads(model, dep)
-    kv_fmt = dep.kv_format
-    act = "bf16"  # attention math runs on bf16 activations
     if b.prefill:
-        q = [n for n, _ in b.prefill]
-        c = [ctx for _, ctx in b.prefill]
-        pairs = float(sum(kernels.tiled_pairs(qi, ci, window) for qi, ci in zip(q, c)))
-        kv_tokens = float(sum(min(ci + qi, (window + qi) if window else ci + qi) for qi, ci in zip(q, c)))
-        q_tiles = float(sum(math.ceil(qi / kernels.ATTN_Q_TILE) for qi in q))
-        if model.attention == "mla":
-            nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
-            # decompress the latent KV of every key into per-head K (nope) and V
-            out.append(_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank))
-            out.append(ops.prefill_attention(chip, cal, pairs, float(sum(q)), kv_tokens, q_tiles, heads, heads,
-                                             nope + rope, v, heads * (nope + rope + v), act, "bf16",
-                                             "attention_prefill"))
-        else:
-            d = model.head_dim
-            out.append(ops.prefill_attention(chip, cal, pairs, float(sum(q)), kv_tokens, q_tiles, heads, kv_heads,
-                                             d, model.v_head_dim, kv_heads * (d + model.v_head_dim), act, kv_fmt,
-                                             "attention_prefill"))
+        out += prefill_attention_ops(model, dep, *prefill_aggregates(b.prefill, window))
     if b.num_decode:
         ctx = float(sum(min(x, window) if window else x for x in b.decode_context))
-        if model.attention == "mla":
-            r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
-            lat = model.kv_latent_dim
-            out.append(_gemm(dep, "q_absorb", b.num_decode, r, nope, groups=heads))
-            out.append(ops.decode_attention(chip, cal, b.num_decode, ctx, heads, 1, 2.0 * (lat + r), lat, lat,
-                                            act, kv_fmt, "attention_decode"))
-            out.append(_gemm(dep, "v_absorb", b.num_decode, v, r, groups=heads))
-        else:
-            d = model.head_dim
-            out.append(ops.decode_attention(chip, cal, b.num_decode, ctx, heads, kv_heads,
-                                            2.0 * (d + model.v_head_dim), kv_heads * (d + model.v_head_dim), d,
-                                            act, kv_fmt, "attention_decode"))
+        out += decode_attention_ops(model, dep, b.num_decode, ctx)
     return out
 
 

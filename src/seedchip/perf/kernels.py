@@ -10,6 +10,8 @@ fixed per-kernel overhead.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ATTN_Q_TILE = 128          # query rows per flash-attention work unit
@@ -62,14 +64,15 @@ def gemm_compute_time(m, n, k, groups, peak_flops_per_s, num_cores, tiles, quant
     if not quantize:
         return flops / peak_flops_per_s
     per_core = peak_flops_per_s / num_cores
-    best = None
-    for tm, tn in tiles:
-        num_tiles = groups * np.ceil(m / tm) * np.ceil(n / tn)
-        split = np.maximum(1.0, np.minimum(np.floor(num_cores / num_tiles), np.floor(k / 512.0)))
-        waves = np.ceil(num_tiles * split / num_cores)
-        t = waves * 2.0 * tm * tn * np.ceil(k / split) / per_core
-        best = t if best is None else np.minimum(best, t)
-    return best
+    # all candidate tiles at once, along a new leading axis
+    shape = (len(tiles),) + (1,) * max(m.ndim, n.ndim, k.ndim, groups.ndim)
+    tm = np.array([t[0] for t in tiles], dtype=float).reshape(shape)
+    tn = np.array([t[1] for t in tiles], dtype=float).reshape(shape)
+    num_tiles = groups * np.ceil(m / tm) * np.ceil(n / tn)
+    split = np.maximum(1.0, np.minimum(np.floor(num_cores / num_tiles), np.floor(k / 512.0)))
+    waves = np.ceil(num_tiles * split / num_cores)
+    t = waves * 2.0 * tm * tn * np.ceil(k / split) / per_core
+    return t.min(axis=0)
 
 
 def gemm_hbm_bytes(m, n, k, groups, a_bytes, b_bytes, c_bytes, shared_sram_bytes, concurrent_block):
@@ -106,6 +109,18 @@ def tiled_pairs(q, context, window, tile=ATTN_Q_TILE):
     windowed = n1 * c + tile * n1 * (n1 + 1) / 2.0 + (nt - n1) * (w + tile)
     keys = np.where(w > 0, np.minimum(full, windowed), full)
     return tile * keys
+
+
+def tiled_pairs_scalar(q: int, context: int, window: int, tile: int = ATTN_Q_TILE) -> float:
+    """:func:`tiled_pairs` for one chunk in plain Python (the simulator's hot path;
+    tested equal to the vectorised form)."""
+    nt = -(-q // tile)
+    full = nt * context + tile * nt * (nt + 1) / 2.0
+    if window <= 0:
+        return float(tile * full)
+    n1 = min(max(math.floor((window - context) / tile) + 1.0, 0.0), float(nt))
+    windowed = n1 * context + tile * n1 * (n1 + 1) / 2.0 + (nt - n1) * (window + tile)
+    return float(tile * min(full, windowed))
 
 
 def exact_pairs(q, context, window):

@@ -56,6 +56,12 @@ def kv_bytes_per_token(model: ModelArch, dep: Deployment) -> float:
     return stage_layers(model, dep.pp) * per_layer * kvb
 
 
+def kv_bytes_per_token_total(model: ModelArch, kv_format: str) -> float:
+    """KV-cache bytes of one token over all layers and heads (what a prefill pool sends
+    to a decode pool)."""
+    return model.num_layers * model.kv_elements_per_token_per_layer() * get_format(kv_format).bytes_per_element
+
+
 def weights_bytes(model: ModelArch, dep: Deployment) -> tuple[float, float]:
     """(bytes on the most loaded chip, bytes of the whole model)."""
     p = count_params(model)

@@ -249,3 +249,20 @@ def collective(chip: ChipSpec, cal: Calibration, kind: str, size_bytes: float, n
                    overhead_s=fixed, time_s=t, flops=0.0, matrix_class=None, vector_flops=0.0,
                    hbm_bytes=2.0 * wire, sram_bytes=0.0, comm_bytes=wire,
                    detail=f"{kind} {size_bytes:.0f} B over {num_chips}")
+
+
+def kv_transfer(src: ChipSpec, src_chips: int, dst: ChipSpec, dst_chips: int, cal: Calibration,
+                size_bytes: float) -> OpCost:
+    """Move a request's KV cache from one pool to another over the scale-out network:
+    the narrower side's aggregate NIC bandwidth, the slower side's latency, and the
+    calibrated point-to-point efficiency for the message size."""
+    bw = min(src.node.scale_out_bw_per_direction_bytes_per_s * src_chips,
+             dst.node.scale_out_bw_per_direction_bytes_per_s * dst_chips)
+    lat = max(src.node.scale_out_latency_s, dst.node.scale_out_latency_s)
+    c = cal.collective
+    xs, ys = c.curve("p2p")
+    t, wire = kernels.collective_time("p2p", size_bytes, 2, bw, c.latency_s["p2p"] + lat, 0.0, xs, ys)
+    t, wire = float(t), float(wire)
+    return _finish(src, cal, "kv_transfer", "collective", compute_s=0.0, memory_s=0.0, comm_s=t - lat,
+                   overhead_s=lat, time_s=t, flops=0.0, matrix_class=None, vector_flops=0.0,
+                   hbm_bytes=2.0 * wire, sram_bytes=0.0, comm_bytes=wire, detail=f"kv transfer {size_bytes:.0f} B")

@@ -111,10 +111,6 @@ def _step_cost_cached(model: ModelArch, dep: Deployment, seqs: tuple[tuple[int, 
     t_all = sum(b.num_tokens for b in batches)
     kinds = graph.layer_kinds(model)
     pp = dep.pp
-    # layers per stage: as even as possible, the first stages take the remainder
-    per_stage = [model.num_layers // pp + (1 if i < model.num_layers % pp else 0) for i in range(pp)]
-    share = [n / model.num_layers for n in per_stage]
-
     critical: list[OpCost] = []
     time_s = 0.0
     dynamic_j = 0.0
@@ -125,7 +121,7 @@ def _step_cost_cached(model: ModelArch, dep: Deployment, seqs: tuple[tuple[int, 
             lo = _layer_ops(model, dep, b, moe, window, t_all)
             lt = sum(o.time_s * o.count for o in lo)
             dyn = sum(_dynamic(o, chip.energy.idle_w) for o in lo)
-            dynamic_j += dyn * count * dep.tp * pp  # every replica's chips work; counted per replica
+            dynamic_j += dyn * count * dep.tp  # each replica's layer runs on the tp chips of its stage
             if best is None or lt > best[0]:
                 best = (lt, lo)
         lt, lo = best
@@ -146,10 +142,6 @@ def _step_cost_cached(model: ModelArch, dep: Deployment, seqs: tuple[tuple[int, 
         critical.append(p2p.scaled(pp - 1))
         time_s += p2p.time_s * (pp - 1)
         dynamic_j += _dynamic(p2p, chip.energy.idle_w) * (pp - 1)
-    # layers are spread over stages: each chip runs 1/pp of them, so per-layer dynamic
-    # energy above (counted x pp for every stage's chips) is divided back
-    dynamic_j = dynamic_j / pp if pp > 1 else dynamic_j
-    del share
     energy = dynamic_j + chip.energy.idle_w * dep.num_chips * time_s
     prov = {"chip": chip.id, "chip_hash": chip.spec_hash(), "model": model.id, "model_hash": model.spec_hash(),
             "calibration": dep.calibration.id, "deployment_hash": dep.spec_hash()}

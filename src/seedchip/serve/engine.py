@@ -1,0 +1,434 @@
+"""One serving engine (a replica: a group of chips with a parallel plan) and its
+scheduling policies. All step times and energies come from the oracle (StepPricer).
+
+Decode-only stretches are advanced as one *macro step*: while the running batch is
+all decode and no request can join (none waiting, or blocked by max sequences or KV
+blocks), consecutive steps differ only by one more cached token per sequence, so k
+steps are priced at their first and last step and summed exactly (the step time is
+affine in the keys attended). A macro step ends at the first completion, when KV
+blocks would run out, or at the first step boundary after the next external event
+(an arrival, a KV transfer), so scheduling decisions are the same as step by step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..errors import SpecError
+from ..model.arch import ModelArch
+from ..perf.deployment import Deployment
+from ..perf.memory import check_fits, memory_plan
+from ..perf.pricer import ReplicaBatch, StepPricer
+from .kv import BlockManager
+from .workload import Request
+
+MAX_MACRO_STEPS = 4096
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    policy: str = "chunked-prefill"
+    max_num_seqs: int = 256
+    max_batched_tokens: int = 8192
+    block_size: int = 16
+    kv_memory_fraction: float = 0.9
+    prefix_caching: bool = False
+
+    def validate(self) -> "SchedulerConfig":
+        if self.policy not in POLICIES:
+            from ..errors import UnknownNameError
+            raise UnknownNameError("scheduler", self.policy, POLICIES)
+        for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise SpecError(f"--{name.replace('_', '-')} = {v!r} must be a positive integer")
+        if not 0 < self.kv_memory_fraction <= 1:
+            raise SpecError(f"--kv-memory-fraction {self.kv_memory_fraction!r} must be in (0, 1]")
+        return self
+
+
+@dataclass
+class Step:
+    start_s: float
+    end_s: float
+    work: list                  # [(request, tokens)] of the first step
+    k: int                      # steps in this (macro) step
+    t0: float                   # first step time
+    slope: float                # step time growth per step
+    e0: float
+    e_slope: float
+    flops: float
+    hbm_bytes: float
+    num_tokens: int
+
+    def span(self, k: int) -> float:
+        return k * self.t0 + self.slope * k * (k - 1) / 2.0
+
+    def energy(self, k: int) -> float:
+        return k * self.e0 + self.e_slope * k * (k - 1) / 2.0
+
+
+@dataclass
+class EngineStats:
+    busy_s: float = 0.0
+    energy_j: float = 0.0
+    flops: float = 0.0
+    hbm_bytes: float = 0.0
+    steps: int = 0
+    macro_steps: int = 0
+    preemptions: int = 0
+    itl: list = field(default_factory=list)      # (step seconds, tokens emitted) per (macro) step
+
+
+class Engine:
+    """A replica. ``role``: "both" (prefill and decode), "prefill" or "decode"."""
+
+    def __init__(self, index: int, model: ModelArch, dep: Deployment, cfg: SchedulerConfig, role: str = "both"):
+        self.index, self.model, self.dep, self.cfg, self.role = index, model, dep, cfg, role
+        dep = dep.replace(memory_fraction=cfg.kv_memory_fraction, max_batched_tokens=cfg.max_batched_tokens) \
+            if (dep.memory_fraction, dep.max_batched_tokens) != (cfg.kv_memory_fraction, cfg.max_batched_tokens) else dep
+        self.dep = dep
+        plan = memory_plan(model, dep)
+        check_fits(model, dep, plan, cfg.block_size)
+        self.plan = plan
+        self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
+        self.pricer = StepPricer(model, dep)
+        self.windows = self.pricer.windows
+        self.running: list[Request] = []
+        self.waiting: deque[Request] = deque()
+        self.current: Step | None = None
+        self.stats = EngineStats()
+        self.policy = POLICIES[cfg.policy](self)
+        self.finished: list[Request] = []     # filled by finish(); drained by the simulator
+        self.handed_off: list[Request] = []   # prefill role: prompts done, KV to transfer
+
+    # -- queue ----------------------------------------------------------------------
+    def add(self, req: Request) -> None:
+        req.engine = self.index
+        self.waiting.append(req)
+
+    def outstanding_tokens(self) -> int:
+        n = 0
+        for r in self.running:
+            n += (r.known - r.computed) + (r.output_len - r.generated)
+        for r in self.waiting:
+            n += (r.known - r.computed) + (r.output_len - r.generated)
+        return n
+
+    def idle(self) -> bool:
+        return self.current is None
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    # -- steps ----------------------------------------------------------------------
+    def _aggregate(self, work: list):
+        """(tokens, sampled, decode seqs, sum of decode contexts, prefill chunks) of a step."""
+        t = logits = ndec = 0
+        ctx = 0
+        prefill = []
+        for r, n in work:
+            t += n
+            c = r.computed
+            if c + n == r.input_len + r.generated:
+                logits += 1
+            if n == 1:
+                ndec += 1
+                ctx += c
+            else:
+                prefill.append((n, c))
+        return t, logits, ndec, ctx, tuple(prefill)
+
+    def _keys(self, work: list, ndec: int, ctx: int, extra: int) -> tuple[float, ...]:
+        """Keys the decode sequences attend per window, ``extra`` steps later."""
+        if self.windows == (0,):
+            return (float(ctx + ndec * (extra + 1)),)
+        out = []
+        for w in self.windows:
+            if w == 0:
+                out.append(float(ctx + ndec * (extra + 1)))
+            else:
+                out.append(float(sum(min(r.computed + extra + 1, w) for r, n in work if n == 1)))
+        return tuple(out)
+
+    def _price(self, work: list, agg, extra: int = 0):
+        if self.dep.dp == 1:
+            t, logits, ndec, ctx, prefill = agg
+            return self.pricer.price_one(t, logits, ndec, self._keys(work, ndec, ctx, extra), prefill)
+        seqs = [(n, r.computed + extra, r.computed + n == r.known) for r, n in work]
+        p = self.pricer.price(self.pricer.batch_of(seqs))
+        return p.time_s, p.energy_j, p.flops, p.hbm_bytes
+
+    def start(self, now: float, horizon: float) -> float | None:
+        """Schedule the next (macro) step at ``now``; returns its end time, or None when
+        there is nothing to run. ``horizon``: the next external event."""
+        work, blocked = self.policy.schedule(now)
+        if not work:
+            return None
+        agg = self._aggregate(work)
+        t0, e0, f0, b0 = self._price(work, agg)
+        k = 1
+        slope = e_slope = 0.0
+        flops, hbm = f0, b0
+        if blocked and agg[2] == len(work) == len(self.running) and agg[1] == len(work):
+            kmax = MAX_MACRO_STEPS
+            for r, _ in work:
+                left = r.output_len - r.generated
+                if left < kmax:
+                    kmax = left
+            kmax = self._block_room(work, kmax)
+            if kmax > 1:
+                t1, e1, f1, b1 = self._price(work, agg, kmax - 1)
+                slope = (t1 - t0) / (kmax - 1)
+                e_slope = (e1 - e0) / (kmax - 1)
+                k = kmax
+                if horizon <= now:
+                    k = 1
+                elif math.isfinite(horizon):
+                    k = min(kmax, _steps_to_reach(horizon - now, t0, slope))
+                frac = (k - 1) / (kmax - 1)
+                flops = (f0 + (f0 + (f1 - f0) * frac)) * k / 2
+                hbm = (b0 + (b0 + (b1 - b0) * frac)) * k / 2
+        step = Step(now, 0.0, work, k, t0, slope, e0, e_slope, flops, hbm, agg[0])
+        step.end_s = now + step.span(k)
+        self.current = step
+        return step.end_s
+
+    def _block_room(self, work: list, kmax: int) -> int:
+        """Most decode steps (up to ``kmax``) the running batch can take before KV
+        blocks run out."""
+        kv = self.kv
+        room = kv.available
+        bs = kv.block_size
+
+        def need(k: int) -> int:
+            total = 0
+            for r, _ in work:
+                extra = -(-(r.computed + k) // bs) - r.blocks - r.shared_blocks
+                if extra > 0:
+                    total += extra
+            return total
+
+        if need(kmax) <= room:
+            return kmax
+        lo, hi = 1, kmax        # need(1) <= room: the blocks of the first step are held
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if need(mid) <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def truncate(self, t: float) -> float | None:
+        """Shorten the running macro step to end at the first step boundary at or after
+        ``t``; returns the new end time when it changed."""
+        s = self.current
+        if s is None or s.k == 1 or s.end_s <= t:
+            return None
+        k = max(1, min(s.k, _steps_to_reach(t - s.start_s, s.t0, s.slope)))
+        if k == s.k:
+            return None
+        frac = k / s.k
+        s.flops *= frac
+        s.hbm_bytes *= frac
+        s.k = k
+        s.end_s = s.start_s + s.span(k)
+        return s.end_s
+
+    def finish(self, now: float) -> None:
+        """Apply the finished (macro) step at time ``now``."""
+        s = self.current
+        self.current = None
+        st = self.stats
+        dur = s.end_s - s.start_s
+        st.busy_s += dur
+        st.energy_j += s.energy(s.k)
+        st.flops += s.flops
+        st.hbm_bytes += s.hbm_bytes
+        st.steps += s.k
+        st.macro_steps += 1
+        emitted = 0
+        done = []
+        kv = self.kv
+        for r, n in s.work:
+            if s.k > 1:
+                kv.grow(r, r.computed + s.k)
+                r.computed += s.k
+                r.generated += s.k
+                emitted += s.k
+            else:
+                was_prompt = r.generated == 0 or r.computed < r.input_len
+                r.computed += n
+                if r.computed == r.known:
+                    r.generated += 1
+                    emitted += 1
+                    if r.first_token_s < 0:
+                        r.first_token_s = now
+                    if was_prompt:
+                        kv.publish(r)
+                    if self.role == "prefill" and r.generated < r.output_len:
+                        done.append(r)
+                        continue
+            if r.generated >= r.output_len:
+                done.append(r)
+        if emitted:
+            st.itl.append((dur / s.k, emitted))
+        for r in done:
+            self.running.remove(r)
+            if self.role == "prefill" and r.generated < r.output_len:
+                self.handed_off.append(r)      # keeps its blocks until the transfer ends
+            else:
+                r.finish_s = now
+                kv.release(r)
+                self.finished.append(r)
+
+    def reject(self, req: Request, now: float) -> None:
+        """A request whose prompt and output can never fit in this engine's KV cache."""
+        req.extra["rejected"] = True
+        req.finish_s = now
+        self.finished.append(req)
+
+    # -- preemption ---------------------------------------------------------------
+    def preempt(self, victim: Request) -> None:
+        """Preemption by recompute: free the victim's blocks; it restarts its prefill
+        (prompt + tokens generated so far) from the front of the queue."""
+        self.kv.release(victim)
+        victim.computed = 0
+        victim.preemptions += 1
+        self.stats.preemptions += 1
+        self.running.remove(victim)
+        self.waiting.appendleft(victim)
+
+
+def _steps_to_reach(duration: float, t0: float, slope: float) -> int:
+    """Smallest k >= 1 with k t0 + slope k (k - 1) / 2 >= duration."""
+    if duration <= t0:
+        return 1
+    if abs(slope) < 1e-18:
+        return max(1, math.ceil(duration / t0 - 1e-12))
+    a, b = slope / 2.0, t0 - slope / 2.0
+    disc = b * b + 4 * a * duration
+    if disc < 0:
+        return 1
+    k = (-b + math.sqrt(disc)) / (2 * a)
+    k = max(1, math.ceil(k - 1e-9))
+    while k > 1 and (k - 1) * t0 + slope * (k - 1) * (k - 2) / 2.0 >= duration:
+        k -= 1
+    return k
+
+
+class ChunkedPrefill:
+    """Continuous batching with chunked prefill and a per-step token budget (vLLM v1):
+    running requests first (decodes and unfinished prompt chunks), then waiting ones
+    first come first served while the budget, max sequences and KV blocks allow; a
+    running request that cannot get a block preempts the most recent one."""
+
+    def __init__(self, engine: Engine):
+        self.e = engine
+
+    def schedule(self, now: float) -> tuple[list, bool]:
+        e, kv, cfg = self.e, self.e.kv, self.e.cfg
+        budget = cfg.max_batched_tokens
+        work: list = []
+        preempted = False
+        i = 0
+        bs = kv.block_size
+        running = e.running
+        while i < len(running) and budget > 0:
+            r = running[i]
+            n = r.input_len + r.generated - r.computed
+            if n > budget:
+                n = budget
+            if r.computed + n <= (r.blocks + r.shared_blocks) * bs:   # fits in the blocks it holds
+                work.append((r, n))
+                budget -= n
+                i += 1
+                continue
+            while not kv.grow(r, r.computed + n):
+                victim = e.running[-1]
+                work = [(q, m) for q, m in work if q is not victim]
+                e.preempt(victim)
+                preempted = True
+                if victim is r:
+                    break
+            else:
+                work.append((r, n))
+                budget -= n
+                i += 1
+                continue
+            break
+        blocked = True
+        if not preempted:
+            while e.waiting and budget > 0:
+                if len(e.running) >= cfg.max_num_seqs:
+                    break
+                r = e.waiting[0]
+                if kv.blocks_for(r.input_len + r.output_len) > kv.total:
+                    e.reject(e.waiting.popleft(), now)      # can never fit: refused, as an engine would
+                    continue
+                hit = 0
+                if r.computed == 0:
+                    hit = r.computed = kv.match(r)
+                n = min(r.known - r.computed, budget)
+                if not kv.grow(r, r.computed + n):
+                    if hit:
+                        kv.unmatch(r)
+                        r.computed = 0
+                    break
+                if r.preemptions == 0:
+                    r.prefix_hit_tokens = hit
+                e.waiting.popleft()
+                e.running.append(r)
+                if r.first_scheduled_s < 0:
+                    r.first_scheduled_s = now
+                work.append((r, n))
+                budget -= n
+            else:
+                blocked = not e.waiting      # the budget ran out with requests still waiting
+        else:
+            blocked = False
+        return work, blocked
+
+
+class StaticBatching:
+    """The baseline: take up to max sequences from the queue whose whole KV (prompt +
+    output) fits, prefill them, decode until every one is done, then take the next
+    batch. No request joins a batch in flight."""
+
+    def __init__(self, engine: Engine):
+        self.e = engine
+        self.batch: list[Request] = []
+
+    def schedule(self, now: float) -> tuple[list, bool]:
+        e, kv, cfg = self.e, self.e.kv, self.e.cfg
+        self.batch = [r for r in self.batch if r in e.running]
+        if not self.batch:
+            while e.waiting and len(self.batch) < cfg.max_num_seqs:
+                r = e.waiting[0]
+                if kv.blocks_for(r.input_len + r.output_len) > kv.total:
+                    e.reject(e.waiting.popleft(), now)
+                    continue
+                if not kv.grow(r, r.input_len + r.output_len):
+                    break
+                e.waiting.popleft()
+                e.running.append(r)
+                r.first_scheduled_s = now
+                self.batch.append(r)
+        budget = cfg.max_batched_tokens
+        prompts = [r for r in self.batch if r.computed < r.input_len]
+        work = []
+        if prompts:
+            for r in prompts:
+                if budget == 0:
+                    break
+                n = min(r.known - r.computed, budget)
+                work.append((r, n))
+                budget -= n
+            return work, False
+        return [(r, 1) for r in self.batch], True
+
+
+POLICIES = {"chunked-prefill": ChunkedPrefill, "static": StaticBatching}
