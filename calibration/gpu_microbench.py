@@ -32,8 +32,7 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import traceback  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -191,7 +190,6 @@ class Timer:
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3 / inner)
-        del graph
         return {"time_s": float(np.median(times)), "time_min_s": float(min(times)), "repeats": self.repeats,
                 "inner": inner, "mode": mode}
 
@@ -220,7 +218,6 @@ class Bench:
     bytes_per_s: float
     fp8_ok: bool = False
     gqa_ok: bool = False
-    rows: list[dict] = field(default_factory=list)
 
     def randn(self, *shape, dtype=BF16, std: float = 1.0) -> torch.Tensor:
         t = torch.randn(*shape, generator=self.gen, device=self.device, dtype=torch.float32 if dtype != BF16 else BF16)
@@ -553,7 +550,9 @@ def model_tasks(b: Bench, cfg: dict, model_id: str, decode: list, prefill: list,
         op = "step" if layers == L else "layer"
         phase = "decode" if new == 1 else "prefill"
         return [row(op, t, flops, nbytes, phase=phase, shape=f"{model_id} {phase} b{batch} ctx{ctx} new{new}",
-                    impl="plain torch (F.linear, F.rms_norm, sdpa, rope)", model=model_id, batch=batch,
+                    impl="plain torch (F.linear, F.rms_norm, sdpa, rope)" + ("" if b.gqa_ok or new == 1 or
+                                                                             m.kv_heads == m.heads else " kv expanded"),
+                    model=model_id, batch=batch,
                     context=ctx, new_tokens=new, seq_len=new, num_layers=layers, hidden=m.hidden,
                     num_heads=m.heads, num_kv_heads=m.kv_heads, head_dim=m.head_dim, tier=tier,
                     note="tp=1 bf16 weights and KV; flops/bytes are approximate (matmuls + weights + KV)")]
@@ -568,6 +567,12 @@ def model_tasks(b: Bench, cfg: dict, model_id: str, decode: list, prefill: list,
             tasks.append(Task(tier, f"{'layer' if layers == 1 else 'step'} prefill {s}",
                               2.0 if layers == 1 else 6.0, lambda s=s, layers=layers: one("prefill", 1, 0, s, layers)))
     tasks[0].est_s += 20.0  # building the model
+
+    def release() -> list[dict]:
+        state.clear()       # give the weights' memory back to the sweeps that follow
+        return []
+
+    tasks.append(Task(tier, "release the model", 0.0, release))
     return tasks
 
 
@@ -685,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(None if args.plan_only else (args.log or args.out.with_suffix(".log")), args.quiet)
     on_gpu = device.type == "cuda"
     if on_gpu and not args.plan_only:
+        if device.index is None:      # set_device and friends want an index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = False
         p = torch.cuda.get_device_properties(device)
@@ -699,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         timer = Timer(device, log, args.repeats or 3, 1, 2e-4, 4, False)
         bench_kw = dict(rotate_bytes=4e6, max_sets=2, mem_cap_bytes=4e9, flops_per_s=2e10, bytes_per_s=5e9)
-        if not args.tiny:
+        if args.tiny:
+            torch.set_num_threads(1)   # tiny shapes gain nothing from threads, and spinning threads stall on busy CPUs
+        else:
             log("warning: --device cpu without --tiny runs GPU-sized shapes on the CPU (hours)")
     gen = torch.Generator(device="cpu" if args.plan_only else device)
     gen.manual_seed(args.seed)

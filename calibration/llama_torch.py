@@ -118,11 +118,11 @@ class TorchLlama:
         H, KVH, D = self.heads, self.kv_heads, self.head_dim
         r = x
         y = _rms(x, w["in_norm"], self.eps)
-        q, k, v = F.linear(y, w["wqkv"]).split([H * D, KVH * D, KVH * D], dim=-1)
-        q = _rope(q.reshape(B, new, H, D), cos, sin)
-        k = _rope(k.reshape(B, new, KVH, D), cos, sin)
+        qkv = F.linear(y, w["wqkv"]).view(B, new, H + 2 * KVH, D)
+        qk = _rope(qkv[:, :, :H + KVH], cos, sin)            # q and k rotated together
+        q, k, v = qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KVH:]
         kv[0, :, :, ctx:ctx + new] = k.transpose(1, 2)
-        kv[1, :, :, ctx:ctx + new] = v.reshape(B, new, KVH, D).transpose(1, 2)
+        kv[1, :, :, ctx:ctx + new] = v.transpose(1, 2)
         K, V = kv[0], kv[1]                                   # (B, KVH, ctx + new, D)
         if new == 1:   # decode: the G query heads of each KV head are the rows of one query block
             o = sdpa(q.reshape(B, KVH, H // KVH, D), K, V, False, False, self.device).reshape(B, H * D)

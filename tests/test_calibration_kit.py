@@ -16,8 +16,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from seedchip.calibrate.measured import (NUMERIC, TEXT, fit_measured, predict, read_measured,
-                                         validate_measured)
+from seedchip.calibrate.measured import NUMERIC, TEXT, fit_measured, predict, read_measured, validate_measured
 from seedchip.cli.calib_cmds import register
 from seedchip.errors import SpecError
 from seedchip.hardware.catalog import load_chip
@@ -268,6 +267,7 @@ def test_script_full_plan_builds_without_a_gpu_and_fits_the_budget(capsys, monke
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("gpu_microbench_under_test", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)    # dataclasses look their module up there
     spec.loader.exec_module(mod)
     assert mod.main(["--device", "cuda", "--plan-only"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

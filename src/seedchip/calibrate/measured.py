@@ -384,7 +384,9 @@ def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: s
     (default: the shipped one)."""
     m = measured if isinstance(measured, Measured) else read_measured(measured)
     chip = load_chip(chip)
-    base = load_calibration(start or DEFAULT_CALIBRATION)
+    start_cal = load_calibration(start or DEFAULT_CALIBRATION)
+    # the new id from the start: the oracle treats a calibration named "ideal" differently
+    base = start_cal.model_copy(update={"id": cal_id or f"{chip.id}-measured"})
     hold = m.holdout()
     train = ~hold & ~m.info
     cal = _fit_gemm(chip, base, m, train)
@@ -400,13 +402,12 @@ def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: s
             if side.any():
                 report[f"{k}_{label}"] = tfit.error_stats(pred[side], m.cols["time_s"][side])
     cal = cal.model_copy(update={
-        "id": cal_id or f"{chip.id}-measured",
         "description": f"achievable efficiency fitted on {gpu} microbenchmarks (calibration/gpu_microbench.py); "
-                       f"collectives kept from {base.id}",
+                       f"collectives kept from {start_cal.id}",
         "fitted_on": f"{Path(m.path).name}: {gpu}, {m.provenance.get('date', 'undated')}, torch "
-                     f"{m.provenance.get('torch', '?')}; start {base.id}; 80/20 split by shape hash",
+                     f"{m.provenance.get('torch', '?')}; start {start_cal.id}; 80/20 split by shape hash",
         "holdout_error": report})
-    return FitResult(calibration=cal, start=base.id, csv=m.path, split=split_summary(m, hold), report=report,
+    return FitResult(calibration=cal, start=start_cal.id, csv=m.path, split=split_summary(m, hold), report=report,
                      provenance=dict(m.provenance))
 
 

@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from .. import api, headline
+from . import calib_cmds
 from ..errors import SeedChipError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -22,6 +23,7 @@ op_app = typer.Typer(no_args_is_help=True, help="Price one op on a chip: gemm, a
 calibrate_app = typer.Typer(no_args_is_help=True, help="Fit calibration layers from measured microbenchmarks.")
 app.add_typer(op_app, name="op")
 app.add_typer(calibrate_app, name="calibrate")
+calib_cmds.register(app, calibrate_app)   # calibrate fit MEASURED.csv, validate MEASURED.csv
 
 JSON = typer.Option(False, "--json", help="print the result as one JSON object")
 

@@ -40,9 +40,13 @@ class Deployment(FrozenSpec):
     def _resolve(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            if not isinstance(data.get("chip"), ChipSpec) and "chip" in data:
-                data["chip"] = load_chip(data["chip"])
-            data["calibration"] = load_calibration(data.get("calibration"))
+            chip = data.get("chip")
+            if isinstance(chip, dict):
+                data["chip"] = ChipSpec.model_validate(chip)
+            elif chip is not None and not isinstance(chip, ChipSpec):
+                data["chip"] = load_chip(chip)
+            cal = data.get("calibration")
+            data["calibration"] = Calibration.model_validate(cal) if isinstance(cal, dict) else load_calibration(cal)
         return data
 
     @field_validator("weight_format", "kv_format", "act_format")

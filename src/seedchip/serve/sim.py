@@ -95,6 +95,9 @@ class Simulation:
         if not e.idle() or not e.has_work():
             return
         end = e.start(now, self.horizon())
+        for r in e.finished:            # requests refused while scheduling
+            self.collector.request_done(r)
+        e.finished.clear()
         if end is not None:
             self.version[e.index] += 1
             self.push(end, STEP_END, (e.index, self.version[e.index]))

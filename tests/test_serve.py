@@ -1,0 +1,313 @@
+"""The serving simulator from the user's side, plus scheduler tests built from small
+factories (in the style of vLLM's tests/v1/core)."""
+
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import seedchip
+from seedchip.errors import DoesNotFitError, SpecError, UnknownNameError
+from seedchip.perf.deployment import make_deployment
+from seedchip.perf.step import step_cost
+from seedchip.serve import engine as engine_mod
+from seedchip.serve.engine import Engine, SchedulerConfig
+from seedchip.serve.sim import Simulation, Slo
+from seedchip.serve.workload import Request, WorkloadSpec, read_trace
+
+MODEL = "llama-3.1-8b"
+
+
+def make_engine(kv_tokens=None, **cfg):
+    model = seedchip.load_model(MODEL)
+    dep = make_deployment("h200-sxm")
+    e = Engine(0, model, dep, SchedulerConfig(**cfg).validate())
+    if kv_tokens is not None:
+        e.kv.total = kv_tokens // e.kv.block_size
+    return e
+
+
+def fixed(n, i, o, qps=None, offline=False):
+    return WorkloadSpec(input_len=i, output_len=o, num_requests=n, qps=qps, offline=offline or qps is None)
+
+
+def run_engine(e, spec):
+    return Simulation(e.model, [e], spec).run().to_dict()
+
+
+def strip(d):
+    d = dict(d)
+    d.pop("sim_wall_s", None)
+    return d
+
+
+# ---------------------------------------------------------------- scheduler factories
+
+@pytest.mark.unit
+def test_request_is_scheduled_whole_when_the_budget_allows():
+    e = make_engine()
+    e.add(Request(0, 0.0, 100, 5))
+    work, _ = e.policy.schedule(0.0)
+    assert [(r.id, n) for r, n in work] == [(0, 100)]
+
+
+@pytest.mark.unit
+def test_chunking_splits_a_long_prompt():
+    e = make_engine(max_batched_tokens=4096)
+    r = Request(0, 0.0, 10_000, 3)
+    e.add(r)
+    chunks = []
+    while r.generated == 0:
+        end = e.start(0.0, math.inf)
+        chunks.append(e.current.work[0][1])
+        e.finish(end)
+    assert chunks == [4096, 4096, 1808]
+    assert r.first_token_s > 0
+
+
+@pytest.mark.unit
+def test_decode_and_prefill_share_a_step_within_the_budget():
+    e = make_engine(max_batched_tokens=512)
+    a = Request(0, 0.0, 100, 50)
+    e.add(a)
+    e.finish(e.start(0.0, 0.0))                  # a's prompt; a now decodes
+    e.add(Request(1, 0.0, 2000, 5))
+    e.start(0.0, 0.0)
+    assert [(r.id, n) for r, n in e.current.work] == [(0, 1), (1, 511)]
+
+
+@pytest.mark.unit
+def test_preemption_frees_and_later_restores_blocks():
+    e = make_engine(kv_tokens=1024)
+    res = run_engine(e, fixed(3, 300, 400))
+    assert res["num_completed"] == 3
+    assert res["num_preemptions"] > 0
+    assert e.kv.private == 0 and e.kv.free == e.kv.total
+    e.kv.check()
+
+
+@pytest.mark.unit
+def test_requests_that_can_never_fit_are_refused():
+    e = make_engine(kv_tokens=1024)
+    res = run_engine(e, fixed(2, 2000, 10))
+    assert res["num_rejected"] == 2 and res["num_completed"] == 0
+
+
+@pytest.mark.unit
+def test_prefix_hits_skip_computation(tmp_path):
+    # two requests sharing a 1,024-token prefix (two 512-token hash blocks); the second
+    # arrives after the first has finished its prompt
+    path = tmp_path / "t.jsonl"
+    rows = [{"timestamp": 0, "input_length": 1500, "output_length": 4, "hash_ids": [1, 2, 3]},
+            {"timestamp": 5000, "input_length": 1500, "output_length": 4, "hash_ids": [1, 2, 9]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    on = seedchip.simulate(model=MODEL, trace=str(path), prefix_caching=True).to_dict()
+    off = seedchip.simulate(model=MODEL, trace=str(path)).to_dict()
+    assert on["prefix_hit_rate"] == pytest.approx(1024 / 3000)
+    assert off["prefix_hit_rate"] == 0
+    assert on["ttft_s"]["p50"] < off["ttft_s"]["p50"]     # the second prompt computes 476 tokens, not 1,500
+
+
+@pytest.mark.unit
+def test_static_batching_admits_nothing_into_a_batch_in_flight():
+    spec = fixed(8, 200, 50, qps=100.0)
+    static = seedchip.simulate(model=MODEL, input_len=200, output_len=50, num_requests=8, qps=100.0,
+                               scheduler="static", max_num_seqs=4).to_dict()
+    cont = seedchip.simulate(model=MODEL, input_len=200, output_len=50, num_requests=8, qps=100.0).to_dict()
+    assert static["num_completed"] == cont["num_completed"] == 8
+    assert static["ttft_s"]["max"] > cont["ttft_s"]["max"]
+    del spec
+
+
+# ----------------------------------------------------------------------- invariants
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 25), kv=st.sampled_from([1024, 4096, 100_000]), policy=st.sampled_from(["chunked-prefill", "static"]),
+       budget=st.sampled_from([256, 2048, 8192]), lens=st.lists(st.tuples(st.integers(1, 1500), st.integers(1, 300)),
+                                                             min_size=25, max_size=25),
+       gaps=st.lists(st.floats(0, 0.5), min_size=25, max_size=25))
+def test_every_request_completes_once_with_its_output_and_blocks_are_conserved(n, kv, policy, budget, lens, gaps):
+    e = make_engine(kv_tokens=kv, policy=policy, max_batched_tokens=budget, max_num_seqs=8)
+    seen = {}
+    finish = e.finish
+    clock = [0.0]
+
+    def checked_finish(now):
+        assert now >= e.current.start_s >= clock[0]            # time never goes backwards
+        clock[0] = now
+        finish(now)
+        e.kv.check()
+    e.finish = checked_finish
+    t = 0.0
+    reqs = []
+    for i in range(n):
+        t += gaps[i]
+        reqs.append(Request(i, t, *lens[i]))
+    sim = Simulation(e.model, [e], WorkloadSpec(input_len=1, output_len=1, offline=True, num_requests=1))
+    done = sim.collector.request_done
+
+    def record(r):
+        assert r.id not in seen                                 # completes exactly once
+        seen[r.id] = r
+        done(r)
+    sim.collector.request_done = record
+    import seedchip.serve.sim as sim_mod
+    orig = sim_mod.requests
+    sim_mod.requests = lambda spec: iter(reqs)
+    try:
+        res = sim.run().to_dict()
+    finally:
+        sim_mod.requests = orig
+    assert res["num_completed"] + res["num_rejected"] == n
+    assert sorted(seen) == list(range(n))
+    for r in seen.values():
+        if not r.extra.get("rejected"):
+            assert r.generated == r.output_len
+            assert r.arrival_s <= r.first_token_s <= r.finish_s
+    assert e.kv.private == 0
+    assert not e.running and not e.waiting
+
+
+# ---------------------------------------------------------------- against theory
+
+@pytest.mark.unit
+def test_at_low_load_ttft_is_one_prefill():
+    res = seedchip.simulate(model=MODEL, input_len=2000, output_len=20, num_requests=5, qps=0.1).to_dict()
+    model = seedchip.load_model(MODEL)
+    prefill = step_cost(model, make_deployment("h200-sxm"), [(2000, 0)]).time_s
+    assert res["ttft_s"]["p50"] == pytest.approx(prefill, rel=0.01)
+    assert res["queue_s"]["max"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.unit
+def test_throughput_saturates_as_the_rate_grows():
+    tput = [seedchip.simulate(model=MODEL, workload="chat", qps=q, num_requests=300, seed=2).to_dict()[
+        "throughput_tokens_per_s"] for q in (2, 8, 32, 128)]
+    offline = seedchip.simulate(model=MODEL, workload="chat", offline=True, num_requests=300, seed=2).to_dict()
+    assert tput[0] < tput[1] < tput[2]
+    assert tput[3] == pytest.approx(offline["throughput_tokens_per_s"], rel=0.15)
+    assert tput[3] < 1.5 * tput[2]
+
+
+@pytest.mark.unit
+def test_disaggregation_removes_prefill_interference_from_tpot():
+    kw = dict(model="llama-3.1-70b", weight_format="fp8", kv_format="fp8", workload="summarize", qps=1.5,
+              num_requests=120, seed=4)
+    together = seedchip.simulate(chip="h200-sxm", num_chips=8, **kw).to_dict()
+    apart = seedchip.simulate(disaggregate="prefill=4xh200-sxm,decode=4xh200-sxm", **kw).to_dict()
+    assert apart["tpot_s"]["p99"] < 0.7 * together["tpot_s"]["p99"]
+    assert apart["kv_transfer_s"]["mean"] > 0
+    assert apart["num_completed"] == 120
+
+
+@pytest.mark.unit
+def test_macro_steps_agree_with_step_by_step(monkeypatch):
+    kw = dict(model=MODEL, workload="chat", qps=6, num_requests=150, seed=5)
+    fast = seedchip.simulate(**kw).to_dict()
+    monkeypatch.setattr(engine_mod, "MAX_MACRO_STEPS", 1)
+    slow = seedchip.simulate(**kw).to_dict()
+    assert slow["engines"][0]["macro_steps"] == slow["engines"][0]["steps"]
+    assert fast["engines"][0]["macro_steps"] < fast["engines"][0]["steps"] / 3
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        for p in ("mean", "p50", "p99"):
+            assert fast[key][p] == pytest.approx(slow[key][p], rel=5e-3), (key, p)
+    assert fast["energy_j"] == pytest.approx(slow["energy_j"], rel=5e-3)
+
+
+@pytest.mark.unit
+def test_replicas_and_routers():
+    kw = dict(model=MODEL, workload="chat", qps=30, num_requests=300, seed=6, replicas=2)
+    rr = seedchip.simulate(router="round-robin", **kw).to_dict()
+    lw = seedchip.simulate(router="least-work", **kw).to_dict()
+    assert rr["num_completed"] == lw["num_completed"] == 300
+    assert len(lw["engines"]) == 2 and all(e["steps"] > 0 for e in lw["engines"])
+    one = seedchip.simulate(**dict(kw, replicas=1)).to_dict()
+    assert lw["ttft_s"]["p99"] < one["ttft_s"]["p99"]
+
+
+@pytest.mark.unit
+def test_same_seed_same_json_and_seeds_differ():
+    kw = dict(model=MODEL, workload="code", qps=10, num_requests=200)
+    a = json.dumps(strip(seedchip.simulate(seed=7, **kw).to_dict()))
+    b = json.dumps(strip(seedchip.simulate(seed=7, **kw).to_dict()))
+    c = json.dumps(strip(seedchip.simulate(seed=8, **kw).to_dict()))
+    assert a == b and a != c
+
+
+@pytest.mark.unit
+def test_slo_goodput_reported():
+    r = seedchip.simulate(model=MODEL, workload="chat", qps=5, num_requests=100, slo_ttft_p99="2s",
+                          slo_tpot_p99="50ms").to_dict()
+    assert r["slo"]["met"] and 0.9 <= r["slo"]["good_fraction"] <= 1.0
+
+
+@pytest.mark.unit
+def test_capacity_finds_the_highest_rate_within_slo():
+    c = seedchip.capacity(model=MODEL, workload="chat", num_requests=200, slo_ttft_p99="1s",
+                          slo_tpot_p99="25ms", price_per_chip_hour=3.0).to_dict()
+    assert c["max_qps"] > 0 and c["max_qps_per_dollar_hour"] == pytest.approx(c["max_qps"] / 3.0)
+    met = [s["qps"] for s in c["search"] if s["met"]]
+    missed = [s["qps"] for s in c["search"] if not s["met"]]
+    assert max(met) == c["max_qps"]
+    assert not missed or min(missed) > c["max_qps"]
+    assert c["metrics"]["tpot_s"]["p99"] <= 0.025
+
+
+@pytest.mark.unit
+def test_capacity_says_when_no_rate_meets_the_slo():
+    with pytest.raises(SpecError, match="no rate meets"):
+        seedchip.capacity(model=MODEL, workload="chat", num_requests=50, slo_ttft_p99="1ms")
+
+
+# ------------------------------------------------------------------------- traces
+
+@pytest.mark.unit
+def test_trace_formats(shared_data, tmp_path):
+    az = read_trace(shared_data / "traces" / "azure_llm_2023_conv.csv")
+    assert len(az) == 19366 and az[0].arrival_s == 0 and az[1].arrival_s == pytest.approx(4.3145790)
+    mc = read_trace(shared_data / "traces" / "mooncake_conversation_trace.jsonl")
+    assert len(mc) == 12031 and mc[0].hash_ids[:3] == (0, 1, 2)
+    plain = tmp_path / "p.csv"
+    plain.write_text("arrival_s,input_len,output_len\n0.5,10,2\n0.0,20,3\n")
+    rows = read_trace(plain)
+    assert [(r.arrival_s, r.input_len) for r in rows] == [(0.0, 20), (0.5, 10)]
+
+
+@pytest.mark.parametrize("text,line", [
+    ("arrival_s,input_len,output_len\n0,10,2\n1,abc,2\n", 3),
+    ("arrival_s,input_len,output_len\n0,10\n", 2),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,10,2\n", 2),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1}\n{"timestamp": 1}\n', 2),
+])
+@pytest.mark.unit
+def test_malformed_trace_names_file_and_line(tmp_path, text, line):
+    p = tmp_path / "bad.trace"
+    p.write_text(text)
+    with pytest.raises(SpecError, match=rf"bad.trace:{line}:"):
+        read_trace(p)
+
+
+@pytest.mark.unit
+def test_trace_rescale_first_n_and_offline(shared_data):
+    path = str(shared_data / "traces" / "azure_llm_2023_conv.csv")
+    r = seedchip.simulate(model=MODEL, trace=path, num_requests=100, qps=20).to_dict()
+    assert r["num_requests"] == 100
+    off = seedchip.simulate(model=MODEL, trace=path, num_requests=100, offline=True).to_dict()
+    assert off["makespan_s"] < r["makespan_s"]
+
+
+@pytest.mark.unit
+def test_bad_inputs():
+    with pytest.raises(SpecError):
+        seedchip.simulate(model=MODEL, workload="chat")                 # no rate
+    with pytest.raises(UnknownNameError):
+        seedchip.simulate(model=MODEL, workload="chitchat", qps=1)
+    with pytest.raises(UnknownNameError):
+        seedchip.simulate(model=MODEL, workload="chat", qps=1, scheduler="fifo")
+    with pytest.raises(SpecError):
+        seedchip.simulate(model=MODEL, workload="chat", qps=1, disaggregate="prefill=4h200")
+    with pytest.raises(DoesNotFitError):
+        seedchip.simulate(model="llama-3.1-405b", workload="chat", qps=1)
