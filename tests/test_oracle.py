@@ -209,3 +209,29 @@ def test_user_chip_file_and_config_path(tmp_path, shared_data):
     base = seedchip.estimate(chip="h200-sxm", model="llama-3.1-8b", batch=32, output_len=64).to_dict()
     assert mine["tpot_s"] < base["tpot_s"]
     assert mine["memory"]["weights_bytes"] == base["memory"]["weights_bytes"]
+
+
+def test_scalar_twins_equal_the_vectorised_kernels():
+    """The oracle's plain-Python hot paths give exactly the vectorised results."""
+    import numpy as np
+
+    from seedchip.formats import get_format
+    rng = np.random.default_rng(0)
+    for chip_id in ("h200-sxm", "seedchip-ref", "tpu-v6e"):
+        chip = seedchip.load_chip(chip_id)
+        for cal in (load_calibration(), IDEAL):
+            for fmt in ("bf16", "fp8", "fp4"):
+                f = get_format(fmt)
+                m = rng.integers(1, 20000, 300)
+                n = rng.integers(1, 60000, 300)
+                k = rng.integers(1, 30000, 300)
+                g = rng.integers(1, 64, 300)
+                vec = ops.gemm_model(chip, cal, m, n, k, f, f, get_format("bf16"), g)
+                for i in range(0, 300, 7):
+                    one = ops.gemm_model(chip, cal, int(m[i]), int(n[i]), int(k[i]), f, f, get_format("bf16"),
+                                         int(g[i]))
+                    for key in ("compute_s", "memory_s", "time_s", "hbm_bytes", "flops"):
+                        assert one[key] == pytest.approx(float(vec[key][i]), rel=1e-12, abs=0), key
+    for _ in range(5000):
+        q, c, w = int(rng.integers(1, 20000)), int(rng.integers(0, 50000)), int(rng.choice([0, 128, 4096, 777]))
+        assert kernels.tiled_pairs_scalar(q, c, w) == float(kernels.tiled_pairs(q, c, w))

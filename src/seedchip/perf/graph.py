@@ -200,15 +200,23 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     return out
 
 
-def head_ops(model: ModelArch, dep: Deployment, b: Batch) -> list[OpCost]:
+def embedding_ops(model: ModelArch, dep: Deployment, num_tokens: int) -> list[OpCost]:
+    return [_vector(dep, "embedding", num_tokens * model.hidden_size, 0, 2 * 2)]
+
+
+def logits_ops(model: ModelArch, dep: Deployment, num_logits: int) -> list[OpCost]:
+    """Final norm, LM head, logits gather and sampling for the sampled sequences."""
+    if not num_logits:
+        return []
     h, v = model.hidden_size, model.vocab_size
-    out = [_vector(dep, "embedding", b.num_tokens * h, 0, 2 * 2)]
-    if b.num_logits:
-        vt = math.ceil(v / dep.tp)
-        out.append(_vector(dep, "final_norm", b.num_logits * h, 4, 6))
-        out.append(_gemm(dep, "lm_head", b.num_logits, vt, h, weight=False, a_fmt="bf16", b_fmt="bf16"))
-        if dep.tp > 1:
-            out.append(ops.collective(dep.chip, dep.calibration, "allgather", b.num_logits * v * 4.0, dep.tp,
-                                      "logits_allgather"))
-        out.append(_vector(dep, "sampling", b.num_logits * v, 5, 4 * 2))
+    out = [_vector(dep, "final_norm", num_logits * h, 4, 6),
+           _gemm(dep, "lm_head", num_logits, math.ceil(v / dep.tp), h, weight=False, a_fmt="bf16", b_fmt="bf16")]
+    if dep.tp > 1:
+        out.append(ops.collective(dep.chip, dep.calibration, "allgather", num_logits * v * 4.0, dep.tp,
+                                  "logits_allgather"))
+    out.append(_vector(dep, "sampling", num_logits * v, 5, 4 * 2))
     return out
+
+
+def head_ops(model: ModelArch, dep: Deployment, b: Batch) -> list[OpCost]:
+    return embedding_ops(model, dep, b.num_tokens) + logits_ops(model, dep, b.num_logits)

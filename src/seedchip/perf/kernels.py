@@ -11,6 +11,7 @@ fixed per-kernel overhead.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,8 +21,24 @@ GEMM_STAGES = 3            # operand buffers in flight per core
 SKINNY_M_TILE = 16         # token rows of the narrowest tile (decode-sized GEMMs)
 
 
+def as_float(x):
+    """A Python number becomes a float, anything else a float array: the kernels below
+    then run in plain Python for one op and vectorised for many (the same code)."""
+    return float(x) if isinstance(x, (int, float)) else np.asarray(x, dtype=float)
+
+
+def fmax(a, b):
+    return max(a, b) if isinstance(a, float) and isinstance(b, float) else np.maximum(a, b)
+
+
+def fceil(x):
+    return float(math.ceil(x)) if isinstance(x, float) else np.ceil(x)
+
+
 def pnorm(a, b, p):
     """(a^p + b^p)^(1/p), stable for large p; p >= 1e6 is treated as max(a, b)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return pnorm_scalar(a, b, p)
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     hi = np.maximum(a, b)
@@ -33,8 +50,9 @@ def pnorm(a, b, p):
     return hi * (1.0 + r**p) ** (1.0 / p)
 
 
+@lru_cache(maxsize=1024)
 def tile_candidates(array_rows: int, array_cols: int, min_tile: int, core_sram_bytes: float,
-                    operand_bytes: float) -> list[tuple[int, int]]:
+                    operand_bytes: float) -> tuple[tuple[int, int], ...]:
     """Output tiles (tm, tn) a core can run whose pipelined operand buffers fit in
     core-local SRAM. tn is a multiple of the MAC array's columns (at least
     ``min_tile``); tm, the token dimension, is a multiple of its rows, or a skinny
@@ -49,7 +67,12 @@ def tile_candidates(array_rows: int, array_cols: int, min_tile: int, core_sram_b
             need = GEMM_STAGES * (tm + tn) * GEMM_K_STEP * operand_bytes
             if need <= core_sram_bytes or (tm == base_m and fn == 1):
                 out.append((tm, tn))
-    return out
+    return tuple(out)
+
+
+@lru_cache(maxsize=1024)
+def _tile_arrays(tiles: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([t[0] for t in tiles], dtype=float), np.array([t[1] for t in tiles], dtype=float))
 
 
 def gemm_compute_time(m, n, k, groups, peak_flops_per_s, num_cores, tiles, quantize=True):
@@ -66,13 +89,55 @@ def gemm_compute_time(m, n, k, groups, peak_flops_per_s, num_cores, tiles, quant
     per_core = peak_flops_per_s / num_cores
     # all candidate tiles at once, along a new leading axis
     shape = (len(tiles),) + (1,) * max(m.ndim, n.ndim, k.ndim, groups.ndim)
-    tm = np.array([t[0] for t in tiles], dtype=float).reshape(shape)
-    tn = np.array([t[1] for t in tiles], dtype=float).reshape(shape)
+    tm_all, tn_all = _tile_arrays(tuple(tiles))
+    tm = tm_all.reshape(shape)
+    tn = tn_all.reshape(shape)
     num_tiles = groups * np.ceil(m / tm) * np.ceil(n / tn)
     split = np.maximum(1.0, np.minimum(np.floor(num_cores / num_tiles), np.floor(k / 512.0)))
     waves = np.ceil(num_tiles * split / num_cores)
     t = waves * 2.0 * tm * tn * np.ceil(k / split) / per_core
     return t.min(axis=0)
+
+
+def gemm_compute_time_scalar(m: float, n: float, k: float, groups: float, peak_flops_per_s: float,
+                             num_cores: int, tiles, quantize: bool = True) -> float:
+    """:func:`gemm_compute_time` for one shape in plain Python (the oracle's hot path;
+    tested equal to the vectorised form)."""
+    flops = 2.0 * m * n * k * groups
+    if not quantize:
+        return flops / peak_flops_per_s
+    per_core = peak_flops_per_s / num_cores
+    best = math.inf
+    for tm, tn in tiles:
+        num_tiles = groups * math.ceil(m / tm) * math.ceil(n / tn)
+        split = max(1.0, min(math.floor(num_cores / num_tiles), math.floor(k / 512.0)))
+        waves = math.ceil(num_tiles * split / num_cores)
+        t = waves * 2.0 * tm * tn * math.ceil(k / split) / per_core
+        if t < best:
+            best = t
+    return best
+
+
+def gemm_hbm_bytes_scalar(m: float, n: float, k: float, groups: float, a_bytes: float, b_bytes: float,
+                          c_bytes: float, shared_sram_bytes: float, concurrent_block: float) -> float:
+    """:func:`gemm_hbm_bytes` for one shape in plain Python (tested equal)."""
+    budget = 0.5 * shared_sram_bytes
+    block = max(budget / (k * (a_bytes + b_bytes)), float(concurrent_block))
+    a = m * k * a_bytes
+    b = k * n * b_bytes
+    if a + b <= budget:
+        reads_a = reads_b = 1.0
+    else:
+        reads_a, reads_b = math.ceil(n / block), math.ceil(m / block)
+    return groups * (a * reads_a + b * reads_b + m * n * c_bytes)
+
+
+def pnorm_scalar(a: float, b: float, p: float) -> float:
+    """:func:`pnorm` for two floats."""
+    hi, lo = (a, b) if a >= b else (b, a)
+    if p >= 1e6 or hi <= 0:
+        return hi
+    return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)
 
 
 def gemm_hbm_bytes(m, n, k, groups, a_bytes, b_bytes, c_bytes, shared_sram_bytes, concurrent_block):
@@ -141,11 +206,10 @@ def prefill_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, num_c
     """Flash-style prefill: matmul work plus the softmax's exponentials (on the vector
     units) over query tiles x heads spread in waves over the cores; KV streamed once
     per sequence."""
-    units = np.asarray(work_units, dtype=float)
-    quant = np.ceil(units / num_cores) * num_cores / units
-    compute = (np.asarray(flops, dtype=float) / (peak_flops_per_s * eff_c)
-               + np.asarray(softmax_flops, dtype=float) / vector_flops_per_s) * quant
-    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m)
+    units = as_float(work_units)
+    quant = fceil(units / num_cores) * num_cores / units
+    compute = (as_float(flops) / (peak_flops_per_s * eff_c) + as_float(softmax_flops) / vector_flops_per_s) * quant
+    memory = as_float(hbm_bytes) / (bw_bytes_per_s * eff_m)
     return compute, memory, pnorm(compute, memory, p) + overhead_s
 
 
@@ -154,9 +218,9 @@ def decode_attention_time(flops, hbm_bytes, peak_flops_per_s, eff_c, bw_bytes_pe
     """Decode: the KV cache is read once per step. Each (sequence, query head) block
     also pays a fixed ``unit_s`` (load q, reduce the split-KV partials, write o), in
     waves over the cores. Adding work never makes it faster."""
-    compute = np.asarray(flops, dtype=float) / (peak_flops_per_s * eff_c)
-    memory = np.asarray(hbm_bytes, dtype=float) / (bw_bytes_per_s * eff_m)
-    blocks = np.ceil(np.asarray(head_units, dtype=float) / num_cores) * unit_s
+    compute = as_float(flops) / (peak_flops_per_s * eff_c)
+    memory = as_float(hbm_bytes) / (bw_bytes_per_s * eff_m)
+    blocks = fceil(as_float(head_units) / num_cores) * unit_s
     return compute, memory, pnorm(compute, memory, p) + blocks + overhead_s
 
 

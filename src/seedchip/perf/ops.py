@@ -93,15 +93,27 @@ def gemm_model(chip: ChipSpec, cal: Calibration, m, n, k, a_fmt: NumericFormat, 
     ideal = cal.id == "ideal"
     tiles = kernels.tile_candidates(chip.matrix.array_rows, chip.matrix.array_cols, g.min_tile,
                                     chip.sram.per_core_bytes, max(a_fmt.bytes_per_element, b_fmt.bytes_per_element))
+    scalar = all(isinstance(x, (int, float)) for x in (m, n, k, groups))
+    ab, bb, cb = a_fmt.bytes_per_element, b_fmt.bytes_per_element, c_fmt.bytes_per_element
+    if scalar:   # plain-Python twins of the vectorised kernels (tested equal)
+        m, n, k, groups = float(m), float(n), float(k), float(groups)
+        compute = kernels.gemm_compute_time_scalar(m, n, k, groups, peak * eff_c, chip.matrix.num_cores, tiles,
+                                                   quantize=not ideal)
+        hbm = kernels.gemm_hbm_bytes_scalar(m, n, k, groups, ab, bb, cb, chip.sram.capacity_bytes,
+                                            concurrent_block(chip, g.min_tile))
+        if ideal:  # pure roofline: every operand crosses HBM once
+            hbm = groups * (m * k * ab + k * n * bb + m * n * cb)
+        memory = hbm / (chip.hbm_bw_bytes_per_s * eff_m)
+        time = kernels.pnorm_scalar(compute, memory, g.overlap_p) + overhead
+        return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": 2.0 * m * n * k * groups,
+                "hbm_bytes": hbm, "matrix_class": used_class}
     compute = kernels.gemm_compute_time(m, n, k, groups, peak * eff_c, chip.matrix.num_cores, tiles,
                                         quantize=not ideal)
-    hbm = kernels.gemm_hbm_bytes(m, n, k, groups, a_fmt.bytes_per_element, b_fmt.bytes_per_element,
-                                 c_fmt.bytes_per_element, chip.sram.capacity_bytes,
+    hbm = kernels.gemm_hbm_bytes(m, n, k, groups, ab, bb, cb, chip.sram.capacity_bytes,
                                  concurrent_block(chip, g.min_tile))
     if ideal:  # pure roofline: every operand crosses HBM once
         m_, n_, k_ = (np.asarray(x, dtype=float) for x in (m, n, k))
-        hbm = groups * (m_ * k_ * a_fmt.bytes_per_element + k_ * n_ * b_fmt.bytes_per_element
-                        + m_ * n_ * c_fmt.bytes_per_element)
+        hbm = groups * (m_ * k_ * ab + k_ * n_ * bb + m_ * n_ * cb)
     memory = hbm / (chip.hbm_bw_bytes_per_s * eff_m)
     time = kernels.pnorm(compute, memory, g.overlap_p) + overhead
     flops = 2.0 * np.asarray(m, float) * np.asarray(n, float) * np.asarray(k, float) * groups
@@ -136,14 +148,14 @@ def prefill_attention_model(chip: ChipSpec, cal: Calibration, *, pairs, q_tokens
     :func:`kernels.tiled_pairs`); ``kv_tokens`` = keys read."""
     peak, used = chip.peak_flops(matrix_class)
     a = cal.attention
-    flops = 2.0 * np.asarray(pairs, float) * heads * (qk_dim + v_dim)
-    softmax = np.asarray(pairs, float) * heads * a.softmax_flops_per_pair
-    hbm = (np.asarray(q_tokens, float) * heads * (qk_dim + v_dim) * act_bytes
-           + np.asarray(kv_tokens, float) * kv_elems_per_token * kv_bytes
-           + np.asarray(q_tokens, float) * kv_elems_per_token * kv_bytes)
-    units = np.maximum(1.0, np.asarray(q_tiles, float) * heads)
+    pairs, q_tokens, kv_tokens, q_tiles = (kernels.as_float(x) for x in (pairs, q_tokens, kv_tokens, q_tiles))
+    flops = 2.0 * pairs * heads * (qk_dim + v_dim)
+    softmax = pairs * heads * a.softmax_flops_per_pair
+    hbm = (q_tokens * heads * (qk_dim + v_dim) * act_bytes + kv_tokens * kv_elems_per_token * kv_bytes
+           + q_tokens * kv_elems_per_token * kv_bytes)
+    units = kernels.fmax(1.0, q_tiles * heads)
     if cal.id == "ideal":
-        units = np.full_like(units, chip.matrix.num_cores * 1.0)
+        units = units * 0.0 + chip.matrix.num_cores
     eff_c = a.prefill_compute_efficiency * (cal.gemm_efficiency(used) / cal.gemm_efficiency("bf16"))
     compute, memory, time = kernels.prefill_attention_time(
         flops, hbm, units, peak, chip.matrix.num_cores, eff_c, chip.hbm_bw_bytes_per_s,
@@ -159,8 +171,8 @@ def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, contex
     summed over sequences."""
     peak, used = chip.peak_flops(matrix_class)
     a = cal.attention
-    ctx = np.asarray(context_tokens, float)
-    seqs = np.asarray(num_seqs, float)
+    ctx = kernels.as_float(context_tokens)
+    seqs = kernels.as_float(num_seqs)
     flops = ctx * heads * flops_per_pair_per_head
     hbm = ctx * kv_elems_per_token * kv_bytes + 2.0 * seqs * heads * q_elems_per_head * act_bytes
     eff_c = cal.gemm_efficiency(used)

@@ -86,12 +86,14 @@ class StepPricer:
         return v
 
     def _head_part(self, t: int, logits: int):
-        key = (t, logits)
-        v = self._head.get(key)
-        if v is None:
-            b = graph.Batch(num_tokens=t, num_decode=0, decode_context=(), prefill=(), num_logits=logits)
-            v = self._head[key] = _sum(graph.head_ops(self.model, self.dep, b), self.idle_w)
-        return v
+        """Embedding (by tokens) plus final norm, LM head and sampling (by sampled sequences)."""
+        e = self._head.get(("t", t))
+        if e is None:
+            e = self._head[("t", t)] = _sum(graph.embedding_ops(self.model, self.dep, t), self.idle_w)
+        g = self._head.get(("l", logits))
+        if g is None:
+            g = self._head[("l", logits)] = _sum(graph.logits_ops(self.model, self.dep, logits), self.idle_w)
+        return e[0] + g[0], e[1] + g[1], e[2] + g[2], e[3] + g[3]
 
     def _decode_part(self, n: int, keys: float):
         kb = bucket(keys)

@@ -253,9 +253,11 @@ class Engine:
         emitted = 0
         done = []
         kv = self.kv
+        bs = kv.block_size
         for r, n in s.work:
             if s.k > 1:
-                kv.grow(r, r.computed + s.k)
+                if r.computed + s.k > (r.blocks + r.shared_blocks) * bs:
+                    kv.grow(r, r.computed + s.k)
                 r.computed += s.k
                 r.generated += s.k
                 emitted += s.k

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +22,7 @@ WORKLOADS_FILE = Path(__file__).parent / "workloads.yaml"
 MOONCAKE_BLOCK_TOKENS = 512   # tokens per hash_ids block in the Mooncake traces
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Request:
     """A request is token counters: ``known`` = prompt + generated tokens, of which
     ``computed`` have KV in cache. A step computes some of the rest; when all known
@@ -72,6 +72,21 @@ def _count(path: Path, line: int, name: str, v, minimum: int) -> int:
     return int(x)
 
 
+def _azure_seconds(stamp: str) -> float | None:
+    """'2023-11-16 18:15:46.6805900' -> seconds (naive, UTC-free: only differences matter)."""
+    head, _, frac = stamp.partition(".")
+    try:
+        if len(head) == 19 and head[4] == "-" and head[7] == "-" and head[10] == " ":
+            day = date(int(head[0:4]), int(head[5:7]), int(head[8:10])).toordinal()
+            sec = int(head[11:13]) * 3600 + int(head[14:16]) * 60 + int(head[17:19])
+        else:
+            d = datetime.strptime(head, "%Y-%m-%d %H:%M:%S")
+            day, sec = d.toordinal(), d.hour * 3600 + d.minute * 60 + d.second
+        return day * 86400.0 + sec + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None
+
+
 def read_trace(path: str | Path) -> list[TraceRow]:
     """Read a trace in one of three formats, told apart by content: the Azure LLM CSV
     (TIMESTAMP, ContextTokens, GeneratedTokens), the Mooncake JSONL (timestamp ms,
@@ -114,13 +129,9 @@ def read_trace(path: str | Path) -> list[TraceRow]:
                 if len(rec) < 3:
                     raise _bad(p, i, f"expected 3 fields, got {len(rec)}")
                 if kind == "azure":
-                    try:
-                        stamp = rec[0].strip()
-                        head, _, frac = stamp.partition(".")
-                        t = datetime.strptime(head, "%Y-%m-%d %H:%M:%S").timestamp() + (
-                            float("0." + frac) if frac else 0.0)
-                    except ValueError:
-                        raise _bad(p, i, f"TIMESTAMP {rec[0]!r} is not 'YYYY-MM-DD HH:MM:SS.ffffff'") from None
+                    t = _azure_seconds(rec[0].strip())
+                    if t is None:
+                        raise _bad(p, i, f"TIMESTAMP {rec[0]!r} is not 'YYYY-MM-DD HH:MM:SS.ffffff'")
                 else:
                     try:
                         t = float(rec[0])
