@@ -130,3 +130,49 @@ def test_unsupported_model_config_exits_2(tmp_path):
     cfg.write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
     r = cli("estimate", "--chip", "h200-sxm", "--model", str(cfg))
     assert r.returncode == 2 and "BertModel" in r.stderr and "LlamaForCausalLM" in r.stderr
+
+
+def test_simulate_cli_equals_api_and_has_the_contract_keys(tmp_path):
+    args = dict(chip="h200-sxm", model="llama-3.1-8b", workload="chat", qps=4, num_requests=60, seed=3)
+    flags = []
+    for k, v in args.items():
+        flags += [f"--{k.replace('_', '-')}", str(v)]
+    out = cli_json("simulate", *flags, "--trace-out", str(tmp_path / "steps.json"))
+    api = roundtrip(seedchip.simulate(**args, trace_out=str(tmp_path / "api_steps.json")).to_dict())
+    for d in (out, api):
+        d.pop("sim_wall_s")
+        d["inputs"].pop("trace_out", None)
+    assert out == api
+    for key in ("throughput_tokens_per_s", "input_tokens_per_s", "requests_per_s", "num_requests", "num_completed",
+                "num_preemptions", "prefix_hit_rate", "energy_j_per_token"):
+        assert key in out
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(out[key]) >= {"mean", "p50", "p90", "p99"}
+    trace = json.loads((tmp_path / "steps.json").read_text())
+    assert trace["traceEvents"] and trace["traceEvents"][0]["ph"] == "X"
+
+
+def test_capacity_cli_json():
+    out = cli_json("capacity", "--model", "llama-3.1-8b", "--workload", "chat", "--num-requests", "120",
+                   "--slo-ttft-p99", "2s", "--slo-tpot-p99", "40ms")
+    assert out["max_qps"] > 0 and out["metrics"]["num_completed"] == 120
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat"], "--qps"),
+    (["simulate", "--model", "llama-3.1-8b", "--trace", "nowhere.csv"], "does not exist"),
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--qps", "1", "--router", "random"], "router"),
+    (["capacity", "--model", "llama-3.1-8b", "--num-requests", "30", "--slo-ttft-p99", "1us"], "no rate meets"),
+    (["capacity", "--model", "llama-3.1-8b"], "SLO"),
+])
+def test_serving_bad_input_exits_2(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
+
+
+def test_malformed_trace_line_cli(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,input_len,output_len\n0,10,2\n0.5,ten,2\n")
+    r = cli("simulate", "--model", "llama-3.1-8b", "--trace", str(p))
+    assert r.returncode == 2 and "t.csv:3:" in r.stderr

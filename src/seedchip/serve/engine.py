@@ -100,6 +100,7 @@ class Engine:
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
         self.stats = EngineStats()
+        self.preemptions_seen = 0             # preemptions already reported in the time series
         self.policy = POLICIES[cfg.policy](self)
         self.finished: list[Request] = []     # filled by finish(); drained by the simulator
         self.handed_off: list[Request] = []   # prefill role: prompts done, KV to transfer

@@ -155,6 +155,8 @@ class Simulation:
                     continue
                 e = self.engines[idx]
                 self._record_step(e)
+                pre = e.stats.preemptions - e.preemptions_seen
+                e.preemptions_seen = e.stats.preemptions
                 e.finish(t)
                 for r in e.finished:
                     self.collector.request_done(r)
@@ -162,7 +164,7 @@ class Simulation:
                 for r in e.handed_off:
                     self._transfer(e, r, t)
                 e.handed_off.clear()
-                self.collector.series.add(t, e.kv.used_fraction(), len(e.running), len(e.waiting), 0)
+                self.collector.series.add(t, e.kv.used_fraction(), len(e.running), len(e.waiting), pre)
                 self.start(e, t)
         wall = time.perf_counter() - wall0
         return self._result(wall)
