@@ -22,6 +22,7 @@ from ..perf.deployment import Deployment
 from ..perf.memory import check_fits, memory_plan
 from ..perf.pricer import ReplicaBatch, StepPricer
 from .kv import BlockManager
+from .metrics import ItlHistogram
 from .workload import Request
 
 MAX_MACRO_STEPS = 4096
@@ -79,7 +80,7 @@ class EngineStats:
     steps: int = 0
     macro_steps: int = 0
     preemptions: int = 0
-    itl: list = field(default_factory=list)      # (step seconds, tokens emitted) per (macro) step
+    itl: ItlHistogram = field(default_factory=ItlHistogram)   # step seconds, weighted by tokens emitted
 
 
 class Engine:
@@ -278,7 +279,7 @@ class Engine:
             if r.generated >= r.output_len:
                 done.append(r)
         if emitted:
-            st.itl.append((dur / s.k, emitted))
+            st.itl.add(dur / s.k, emitted)
         for r in done:
             self.running.remove(r)
             if self.role == "prefill" and r.generated < r.output_len:

@@ -37,6 +37,11 @@ class ItlHistogram:
         self.total += weight
         self.weighted_sum += seconds * weight
 
+    def merge(self, other: "ItlHistogram") -> None:
+        self.w += other.w
+        self.total += other.total
+        self.weighted_sum += other.weighted_sum
+
     def summary(self) -> dict:
         if self.total == 0:
             return summary(np.array([]))

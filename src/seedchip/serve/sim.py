@@ -228,8 +228,7 @@ class Simulation:
                             "macro_steps": st.macro_steps, "preemptions": st.preemptions,
                             "kv_blocks": e.kv.total, "kv_tokens": e.kv.total * e.kv.block_size})
         for e in self.engines:
-            for dur, w in e.stats.itl:
-                self.collector.itl.add(dur, w)
+            self.collector.itl.merge(e.stats.itl)
         tpot_valid = tpot[~np.isnan(tpot)]
         data = {
             "num_requests": self.num_requests,
