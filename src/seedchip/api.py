@@ -62,7 +62,8 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
     """Price one op on one chip (or a collective over ``num_chips``).
 
     gemm: m, n, k, format="bf16" (both operands; ``weight_format`` may differ), out_format="bf16".
-    attention: phase="prefill"|"decode", batch, seq_len (decode: context length), num_heads,
+    attention: phase="prefill"|"decode", batch, seq_len (decode: cached context; the new token
+    attends it and itself), num_heads,
     num_kv_heads, head_dim, format="bf16", kv_format="bf16", window=0.
     allreduce|allgather|reducescatter|alltoall: bytes (full buffer), num_chips.
     """
@@ -96,7 +97,7 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
                                          float(b * math.ceil(s / kernels.ATTN_Q_TILE)), h, kvh, d, d, kvh * 2 * d,
                                          fmt_, kv_fmt, "attention_prefill")
         elif phase == "decode":
-            ctx = min(s, window) if window else s
+            ctx = min(s + 1, window) if window else s + 1     # s cached tokens plus the new one
             cost = ops.decode_attention(spec, cal, int(b), float(b * ctx), h, kvh, 4.0 * d, kvh * 2 * d, d, fmt_,
                                         kv_fmt, "attention_decode")
         else:
