@@ -268,7 +268,8 @@ class Engine:
                 r.computed += n
                 if r.computed == r.known:
                     r.generated += 1
-                    emitted += 1
+                    if r.generated > 1:          # inter-token latency: tokens after the first
+                        emitted += 1
                     if r.first_token_s < 0:
                         r.first_token_s = now
                     if was_prompt:
