@@ -11,11 +11,12 @@ from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chip
                   load_chip, load_model, make_deployment, memory_plan, models, op, simulate, step_cost)
 from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
                      UnsupportedArchitectureError)
+from . import explore, silicon
 from .headline import run
 
 __version__ = "0.1.0"
 
-__all__ = ["Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
+__all__ = ["explore", "silicon", "Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
            "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "simulate", "capacity", "step_cost",
            "SeedChipError", "SpecError", "UnknownNameError", "UnsupportedArchitectureError", "ParallelismError",
            "DoesNotFitError", "__version__"]

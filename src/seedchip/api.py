@@ -20,7 +20,9 @@ from .perf.deployment import Deployment, make_deployment
 from .perf.estimate import EstimateResult, static_estimate
 from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
+from .explore import ExploreResult, explore
 from .serve import capacity, simulate
+from .silicon import SiliconReport, silicon_report
 
 OPS = ("gemm", "attention", *[c for c in COLLECTIVES if c != "p2p"])
 
@@ -171,5 +173,6 @@ def models() -> list[dict]:
     return [model_summary(load_model(i)) for i in zoo_ids()]
 
 
-__all__ = ["OpResult", "op", "estimate", "simulate", "capacity", "chips", "models", "step_cost", "memory_plan", "make_deployment",
+__all__ = ["OpResult", "op", "estimate", "simulate", "capacity", "silicon_report", "SiliconReport", "explore",
+           "ExploreResult", "chips", "models", "step_cost", "memory_plan", "make_deployment",
            "Deployment", "StepCost", "EstimateResult", "load_chip", "load_model", "load_calibration"]

@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from .. import api, headline
-from . import calib_cmds
+from . import calib_cmds, explore_cmds
 from ..errors import SeedChipError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,6 +24,7 @@ calibrate_app = typer.Typer(no_args_is_help=True, help="Fit calibration layers f
 app.add_typer(op_app, name="op")
 app.add_typer(calibrate_app, name="calibrate")
 calib_cmds.register(app, calibrate_app)   # calibrate fit MEASURED.csv, validate MEASURED.csv
+explore_cmds.register(app)                # silicon, explore
 
 JSON = typer.Option(False, "--json", help="print the result as one JSON object")
 

@@ -1,0 +1,212 @@
+"""Evaluate one design point: build the chip, price its silicon, check the constraints,
+run the workload mix through the oracle and compute the objectives.
+
+Per (model, scenario) i with token share w_i (model weight x scenario weight, normalised):
+    chip_s_i  = num_chips / tokens_per_s          energy_i = energy_j / output tokens
+    usd_i     = chip_s_i x $/chip-s + energy_i x PUE x $/kWh      (silicon.tco)
+    tokens_per_usd = 1 / sum w_i usd_i,  tokens_per_joule = 1 / sum w_i energy_i,
+    throughput_per_chip = 1 / sum w_i chip_s_i
+Time and energy come from ``seedchip.estimate``'s engine (perf.estimate.static_estimate on the
+same deployment; the default) or, with
+``fidelity.decode_samples: N``, from ``seedchip.step_cost`` on the same prefill steps and
+N decode contexts summed by the trapezoid rule (what estimate does past 256 steps).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DoesNotFitError, ParallelismError, SeedChipError, one_line
+from ..hardware.catalog import load_chip
+from ..hardware.spec import ChipSpec
+from ..model.zoo import load_model
+from ..perf.deployment import make_deployment
+from ..perf.estimate import prefill_steps, static_estimate
+from ..perf.memory import check_fits, memory_plan
+from ..perf.step import step_cost
+from ..silicon.data import ChipSilicon, chip_silicon, load_silicon_data
+from ..silicon.report import silicon_report
+from ..silicon.tco import TcoInputs, token_cost, tco_inputs
+from .space import OBJECTIVES, Space, point_key
+from .variant import VariantError, make_variant
+
+
+@dataclass
+class Context:
+    """What every evaluation needs, built once per worker."""
+    space: Space
+    base: ChipSpec
+    base_silicon: ChipSilicon
+    models: dict
+    tco: TcoInputs
+
+    @classmethod
+    def build(cls, space: Space) -> "Context":
+        t = space.tco
+        tco = tco_inputs(lifetime_years=t.lifetime_years, utilization=t.utilization, pue=t.pue,
+                         usd_per_kwh=t.usd_per_kwh, system_share_usd=t.system_share_usd, nre_usd=t.nre_usd,
+                         volume_units=t.volume_units)
+        base = load_chip(space.base_chip)
+        return cls(space=space, base=base, base_silicon=chip_silicon(base.id),
+                   models={w.model: load_model(w.model) for w in space.workload}, tco=tco)
+
+
+def sampled_estimate(model, dep, batch: int, input_len: int, output_len: int, samples: int) -> dict:
+    """TTFT, TPOT, throughput and energy from step_cost: every prefill step, decode at
+    ``samples`` contexts (trapezoid weights, as perf.estimate does past 256 steps)."""
+    dep.check_model(model)
+    plan = memory_plan(model, dep)
+    check_fits(model, dep, plan, -(-batch // dep.dp) * (input_len + output_len))
+    ttft = e_pre = 0.0
+    for s in prefill_steps(batch, input_len, dep.max_batched_tokens):
+        c = step_cost(model, dep, s)
+        ttft += c.time_s
+        e_pre += c.energy_j
+    n_dec = output_len - 1
+    dec_t = dec_e = 0.0
+    if n_dec > 0:
+        js = np.unique(np.linspace(0, n_dec - 1, min(samples, n_dec)).round().astype(int))
+        w = np.zeros(len(js))
+        for a in range(len(js) - 1):
+            span = js[a + 1] - js[a]
+            w[a] += span / 2.0
+            w[a + 1] += span / 2.0
+        w[0] += 0.5
+        w[-1] += 0.5
+        for j, wt in zip(js, w):
+            c = step_cost(model, dep, ((1, input_len + int(j), True),) * batch)
+            dec_t += c.time_s * wt
+            dec_e += c.energy_j * wt
+    e2e = ttft + dec_t
+    return {"ttft_s": ttft, "tpot_s": dec_t / n_dec if n_dec else 0.0, "e2e_s": e2e,
+            "throughput_tokens_per_s": batch * output_len / e2e, "energy_j": e_pre + dec_e}
+
+
+def _run(ctx: Context, chip: ChipSpec, w, d, sc) -> dict:
+    model = ctx.models[w.model]
+    dep = make_deployment(chip, num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep, weight_format=w.weight_format,
+                          act_format=w.act_format, kv_format=w.kv_format, calibration=ctx.space.fidelity.calibration)
+    n = ctx.space.fidelity.decode_samples
+    if n:
+        return sampled_estimate(model, dep, sc.batch, sc.input_len, sc.output_len, n)
+    r = static_estimate(model, dep, sc.batch, sc.input_len, sc.output_len)   # what seedchip.estimate runs
+    return {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
+            "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
+
+
+def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: TcoInputs) -> tuple[dict | None, str | None, dict]:
+    """(objective values, infeasible reason, per-scenario detail) of the workload mix on ``chip``."""
+    total_w = sum(w.weight * sc.weight for w in ctx.space.workload for sc in w.scenarios)
+    usd = joule = chip_s = 0.0
+    detail: dict = {}
+    for w in ctx.space.workload:
+        chosen = None
+        last = None
+        for d in w.deployments:
+            try:
+                runs = [(sc, _run(ctx, chip, w, d, sc)) for sc in w.scenarios]
+            except DoesNotFitError as e:
+                last = e
+                continue
+            chosen = (d, runs)
+            break
+        if chosen is None:
+            biggest = max(w.deployments, key=lambda x: x.num_chips)
+            return None, (f"{w.model} fits none of its deployments (largest {biggest.num_chips} chips): "
+                          f"{one_line(last) if last else ''}"), detail
+        d, runs = chosen
+        for sc, r in runs:
+            share = w.weight * sc.weight / total_w
+            if sc.max_ttft_s is not None and r["ttft_s"] > sc.max_ttft_s:
+                return None, f"{w.model} {sc.name}: TTFT {r['ttft_s']:.3g} s over the SLO {sc.max_ttft_s:.3g} s", detail
+            if sc.max_tpot_s is not None and r["tpot_s"] > sc.max_tpot_s:
+                return None, f"{w.model} {sc.name}: TPOT {r['tpot_s']:.3g} s over the SLO {sc.max_tpot_s:.3g} s", detail
+            out_tokens = sc.batch * sc.output_len
+            c = token_cost(num_chips=d.num_chips, tokens_per_s=r["throughput_tokens_per_s"],
+                           energy_j_per_token=r["energy_j"] / out_tokens, unit_cost_usd=unit_cost_usd, inputs=tco)
+            usd += share * c.usd_per_token
+            joule += share * c.energy_j_per_token
+            chip_s += share * c.chip_s_per_token
+            detail[f"{w.model}/{sc.name}"] = {"num_chips": d.num_chips, "tp": d.tp, "ep": d.ep, **r,
+                                              "usd_per_million_tokens": c.usd_per_token * 1e6}
+    return {"tokens_per_usd": 1.0 / usd, "tokens_per_joule": 1.0 / joule, "throughput_per_chip": 1.0 / chip_s}, None, detail
+
+
+def _row(key, params, feasible, reason, objectives, metrics, t0, baseline=False) -> dict:
+    return {"key": key, "params": params, "feasible": feasible, "reason": reason, "objectives": objectives,
+            "metrics": metrics, "eval_s": time.perf_counter() - t0, "is_baseline": baseline}
+
+
+def evaluate_point(ctx: Context, params: dict) -> dict:
+    """One stored row: key, params, feasible, reason, objectives (None when infeasible), metrics."""
+    t0 = time.perf_counter()
+    key = point_key(params)
+    sp = ctx.space
+    data = load_silicon_data()
+    try:
+        chip, sil = make_variant(ctx.base, params, data, ctx.base_silicon)
+        rep = silicon_report(chip, silicon=sil, yield_model=sp.fidelity.yield_model, data=data)
+    except (VariantError, SeedChipError) as e:
+        return _row(key, params, False, one_line(e), None, {}, t0)
+    m = {"die_area_mm2": rep.die_area_mm2, "yield": rep.die_yield, "unit_cost_usd": rep.unit_cost_usd,
+         "tdp_w": rep.tdp_w, "hbm_capacity_gb": chip.hbm_capacity_bytes / 1e9,
+         "hbm_bw_tb_per_s": chip.hbm_bw_bytes_per_s / 1e12, "bf16_tflop_per_s": chip.matrix.peak_flops_per_s["bf16"] / 1e12,
+         "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash()}
+    reasons = list(rep.reasons)
+    c = sp.constraints
+    if c.max_die_area_mm2 is not None and rep.area.die_mm2 > c.max_die_area_mm2:
+        reasons.append(f"die {rep.area.die_mm2:.0f} mm2 over the limit {c.max_die_area_mm2:.0f} mm2")
+    if c.max_tdp_w is not None and rep.tdp_w > c.max_tdp_w:
+        reasons.append(f"TDP {rep.tdp_w:.0f} W over the limit {c.max_tdp_w:.0f} W")
+    if c.max_hbm_stacks is not None and chip.hbm.num_stacks > c.max_hbm_stacks:
+        reasons.append(f"{chip.hbm.num_stacks} HBM stacks over the limit {c.max_hbm_stacks}")
+    if c.max_unit_cost_usd is not None and rep.unit_cost_usd > c.max_unit_cost_usd:
+        reasons.append(f"unit cost ${rep.unit_cost_usd:,.0f} over the limit ${c.max_unit_cost_usd:,.0f}")
+    if reasons:
+        return _row(key, params, False, "; ".join(reasons), None, m, t0)
+    try:
+        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, ctx.tco)
+    except (ParallelismError, SeedChipError) as e:
+        return _row(key, params, False, one_line(e), None, m, t0)
+    m["workload"] = detail
+    if objs is None:
+        return _row(key, params, False, reason, None, m, t0)
+    return _row(key, params, True, None, {o: (objs[o] if o in objs else m[o]) for o in sp.objectives}, m, t0)
+
+
+def evaluate_baseline(ctx: Context) -> dict | None:
+    """The baseline chip (bought, not built) on the same workload: its row is marked."""
+    b = ctx.space.baseline
+    if b is None:
+        return None
+    t0 = time.perf_counter()
+    chip = load_chip(b.chip)
+    rep = silicon_report(chip)
+    price = b.purchase_price_usd or chip_silicon(chip.id).purchase_price_usd
+    tco = ctx.tco.model_copy(update={"purchase_price_usd": None if b.usd_per_hour else price,
+                                     "usd_per_hour": b.usd_per_hour, "nre_usd": 0.0})
+    m = {"die_area_mm2": rep.die_area_mm2, "yield": rep.die_yield, "unit_cost_usd": price or rep.unit_cost_usd,
+         "tdp_w": chip.tdp_w, "hbm_capacity_gb": chip.hbm_capacity_bytes / 1e9,
+         "hbm_bw_tb_per_s": chip.hbm_bw_bytes_per_s / 1e12, "bf16_tflop_per_s": chip.matrix.peak_flops_per_s["bf16"] / 1e12,
+         "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash(), "purchase_price_usd": price,
+         "usd_per_hour": b.usd_per_hour}
+    params = {"baseline": chip.id}
+    try:
+        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, tco)
+    except SeedChipError as e:
+        return _row("baseline", params, False, one_line(e), None, m, t0, True)
+    m["workload"] = detail
+    if objs is None:
+        return _row("baseline", params, False, reason, None, m, t0, True)
+    return _row("baseline", params, True, None, {o: (objs[o] if o in objs else m[o]) for o in ctx.space.objectives},
+                m, t0, True)
+
+
+def direction(objective: str) -> str:
+    return OBJECTIVES[objective][0]
+
+
+__all__ = ["Context", "evaluate_point", "evaluate_baseline", "sampled_estimate", "workload_metrics", "direction"]

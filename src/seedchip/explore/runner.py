@@ -1,0 +1,400 @@
+"""explore(space, out=DIR) -> ExploreResult: run a sweep, store every point, mark the frontier.
+
+Backends: in-process (workers = 1), a local process pool (workers > 1; spawned processes,
+each builds its evaluation context once) or Ray (``use_ray``; optional). Every backend hands
+results back to this process, which commits them to DIR/results.duckdb as they arrive and
+keeps DIR/progress.json current (at most twice a second), so a killed sweep loses only the
+points in flight and ``resume=DIR`` continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SpecError
+from .evaluate import Context, direction, evaluate_baseline, evaluate_point
+from .pareto import dominates, frontier
+from .space import Space, load_space, parse_space, point_key
+from .store import Store
+
+# ---- backends ---------------------------------------------------------------------------
+
+_CTX: Context | None = None
+
+
+def _init_worker(space_json: str) -> None:
+    global _CTX
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _CTX = Context.build(Space.model_validate_json(space_json))
+
+
+def _eval_chunk(points: list[dict]) -> list[dict]:
+    assert _CTX is not None
+    return [evaluate_point(_CTX, p) for p in points]
+
+
+def _ray_task(space_json: str, points: list[dict]) -> list[dict]:
+    """A Ray task: build the worker's context once (module global), evaluate a chunk."""
+    if _CTX is None or _CTX.space.model_dump_json() != space_json:
+        _init_worker(space_json)
+    return _eval_chunk(points)
+
+
+def _chunks(points: list[dict], size: int) -> Iterator[list[dict]]:
+    for i in range(0, len(points), size):
+        yield points[i:i + size]
+
+
+class Inline:
+    name = "inline"
+
+    def __init__(self, space: Space):
+        self.ctx = Context.build(space)
+
+    def run(self, points: list[dict]) -> Iterator[list[dict]]:
+        for p in points:
+            yield [evaluate_point(self.ctx, p)]
+
+    def close(self) -> None:
+        pass
+
+
+class Pool:
+    name = "process-pool"
+
+    def __init__(self, space: Space, workers: int):
+        import multiprocessing as mp
+        self.workers = workers
+        self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(space.model_dump_json(),))
+
+    def run(self, points: list[dict]) -> Iterator[list[dict]]:
+        size = max(1, min(16, len(points) // (self.workers * 8)))
+        todo = iter(_chunks(points, size))
+        pending = set()
+        for chunk in todo:
+            pending.add(self.ex.submit(_eval_chunk, chunk))
+            if len(pending) >= 2 * self.workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.add(self.ex.submit(_eval_chunk, nxt))
+
+    def close(self) -> None:
+        self.ex.shutdown(cancel_futures=True)
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(self, space: Space, address: str | None):
+        try:
+            import ray
+        except ImportError:
+            raise SpecError("--ray needs Ray, which is not installed: pip install 'seedchip[ray]' (or run without "
+                            "--ray for the local process pool)") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        self.space_ref = ray.put(space.model_dump_json())
+        self.remote = ray.remote(_ray_task)
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run(self, points: list[dict]) -> Iterator[list[dict]]:
+        size = max(1, min(32, len(points) // (self.workers * 4)))
+        todo = iter(_chunks(points, size))
+        pending = []
+        for chunk in todo:
+            pending.append(self.remote.remote(self.space_ref, chunk))
+            if len(pending) >= 2 * self.workers:
+                break
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield self.ray.get(ref)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(self.remote.remote(self.space_ref, nxt))
+
+    def close(self) -> None:
+        pass
+
+
+# ---- result -----------------------------------------------------------------------------
+
+FRONTIER_METRICS = ("die_area_mm2", "yield", "unit_cost_usd", "tdp_w", "hbm_capacity_gb", "hbm_bw_tb_per_s",
+                    "bf16_tflop_per_s", "num_cores")
+
+
+def _public(row: dict) -> dict:
+    m = row.get("metrics") or {}
+    return {"key": row["key"], "params": row["params"], "objectives": row["objectives"],
+            "metrics": {k: m[k] for k in FRONTIER_METRICS if k in m}, "workload": m.get("workload", {})}
+
+
+@dataclass
+class ExploreResult:
+    space: Space
+    method: str
+    rows: list[dict]
+    front: list[dict]
+    baseline: dict | None
+    num_new: int
+    eval_s: float
+    elapsed_s: float
+    store: str
+    backend: str
+    workers: int
+    plots: dict = field(default_factory=dict)
+
+    @property
+    def points_per_s(self) -> float:
+        return self.num_new / self.eval_s if self.eval_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        points = [r for r in self.rows if not r.get("is_baseline")]
+        objs = self.space.objectives
+        dirs = {o: direction(o) for o in objs}
+        base = self.baseline
+        front = []
+        for r in self.front:
+            d = _public(r)
+            d["dominates_baseline"] = bool(base and base["feasible"] and dominates(r["objectives"], base["objectives"],
+                                                                                   objs, dirs))
+            front.append(d)
+        out = {
+            "space": self.space.name, "search": self.method, "axes": list(self.space.axes), "objectives": objs,
+            "directions": dirs,
+            "num_points": len(points), "num_feasible": sum(1 for r in points if r["feasible"]),
+            "num_new": self.num_new, "points_per_s": self.points_per_s, "eval_s": self.eval_s,
+            "elapsed_s": self.elapsed_s, "backend": self.backend, "workers": self.workers,
+            "frontier": front,
+            "baseline": ({**_public(base), "chip": base["params"]["baseline"], "feasible": base["feasible"],
+                          "reason": base["reason"]} if base else None),
+            "infeasible_reasons": _reason_counts(points),
+            "store": self.store,
+        }
+        out.update(self.plots)
+        return out
+
+
+def _reason_counts(points: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in points:
+        if not r["feasible"]:
+            head = re.sub(r"\$?[0-9][0-9,.]*", "N", (r["reason"] or "?").split(":")[0])[:80]
+            out[head] = out.get(head, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+# ---- the sweep --------------------------------------------------------------------------
+
+class _Progress:
+    def __init__(self, store: Store, total: int, done: int, show: bool, label: str):
+        self.store, self.total, self.done, self.t0 = store, total, done, time.perf_counter()
+        self.new = 0
+        self.last = 0.0
+        self.bar = None
+        if show:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]} pts/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total, completed=done, rate="-")
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.new += n
+        now = time.perf_counter()
+        rate = self.new / (now - self.t0) if now > self.t0 else 0.0
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
+        if now - self.last > 0.5 or self.done >= self.total:
+            self.last = now
+            p = self.store.dir / "progress.json"
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"done": self.done, "total": self.total, "new": self.new, "points_per_s": rate}))
+            os.replace(tmp, p)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _backend(space: Space, workers: int, use_ray: bool, address: str | None):
+    if use_ray:
+        return RayBackend(space, address)
+    if workers < 1:
+        raise SpecError(f"workers = {workers!r} must be >= 1")
+    return Inline(space) if workers == 1 else Pool(space, workers)
+
+
+def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int, seed: int, prog: _Progress,
+                  stored: list[dict]) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise SpecError("--search tpe/nsga2 needs Optuna: pip install 'seedchip[explore]' (or optuna)") from None
+    from .optuna_space import distributions, to_trial_values
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = distributions(space)
+    objs = space.objectives
+    dirs = ["maximize" if direction(o) == "max" else "minimize" for o in objs]
+
+    # infeasible points: the worst objective values and a violated constraint (> 0)
+    new_api = hasattr(optuna.trial.Trial, "set_constraint")          # optuna >= 5
+
+    def constraints(trial):
+        return [trial.user_attrs.get("infeasible", 0.0)]
+
+    kw = {} if new_api else {"constraints_func": constraints}
+    if method == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, **kw)
+    else:
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, **kw)
+    study = optuna.create_study(directions=dirs, sampler=sampler)
+    for r in stored:
+        bad = 0.0 if r["feasible"] else 1.0
+        extra = {"constraints": {"infeasible": bad}} if new_api else {}
+        study.add_trial(optuna.trial.create_trial(params=r["params"], distributions=dists,
+                                                  values=to_trial_values(r, objs, dirs),
+                                                  user_attrs={"infeasible": bad}, **extra))
+    seen = {r["key"] for r in stored}
+    new = 0
+    batch = max(1, getattr(backend, "workers", 1))
+    left = trials - len(stored)
+    while left > 0:
+        asked = [study.ask(dists) for _ in range(min(batch, left))]
+        left -= len(asked)
+        points = []
+        for t in asked:
+            points.append(dict(t.params))
+        by_key: dict[str, list] = {}
+        for t, p in zip(asked, points):
+            by_key.setdefault(point_key(p), []).append(t)
+        fresh = [p for p in points if point_key(p) not in seen]
+        uniq = list({point_key(p): p for p in fresh}.values())
+        results = {}
+        for chunk in backend.run(uniq):
+            store.add(chunk)
+            prog.advance(len(chunk))
+            new += len(chunk)
+            for r in chunk:
+                results[r["key"]] = r
+                seen.add(r["key"])
+        old = {r["key"]: r for r in store.rows()} if len(results) < len(by_key) else {}
+        for k, ts in by_key.items():
+            r = results.get(k) or old.get(k)
+            for t in ts:
+                bad = 0.0 if r["feasible"] else 1.0
+                t.set_user_attr("infeasible", bad)
+                if new_api:
+                    t.set_constraint("infeasible", bad)
+                study.tell(t, to_trial_values(r, objs, dirs))
+    return new
+
+
+def explore(space: str | Path | Space | None = None, *, out: str | Path | None = None, search: str | None = None,
+            trials: int | None = None, seed: int | None = None, workers: int = 1, resume: str | Path | None = None,
+            use_ray: bool = False, address: str | None = None, plot: bool = True,
+            progress: bool = False) -> ExploreResult:
+    """Sweep ``space`` (a YAML path or a Space) into ``out/results.duckdb``; with ``resume=DIR``
+    continue a stored sweep (its space is read from the store unless given)."""
+    t_start = time.perf_counter()
+    directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
+    if directory is None:
+        raise SpecError("give --out DIR for a new sweep (or --resume DIR to continue one)")
+    if resume is not None and not (directory / "results.duckdb").is_file():
+        raise SpecError(f"--resume {str(directory)!r}: no results.duckdb there; start a sweep with --out")
+    store = Store(directory)
+    try:
+        if space is None:
+            text = store.get_meta("space_yaml")
+            if text is None:
+                raise SpecError(f"{str(directory)!r} holds no design space; give the space YAML too")
+            sp = parse_space(text, origin=str(directory / "results.duckdb"))
+        elif isinstance(space, Space):
+            sp, text = space, space.model_dump_json()
+        else:
+            sp, text = load_space(space)
+        stored_hash = store.get_meta("eval_hash")
+        if stored_hash is not None and stored_hash != sp.eval_hash():
+            raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints or TCO "
+                            f"(hash {stored_hash} != {sp.eval_hash()}); use a new --out directory")
+        store.set_meta("space_yaml", text)
+        store.set_meta("eval_hash", sp.eval_hash())
+        method = search or sp.search.method
+        if method not in ("grid", "random", "tpe", "nsga2"):
+            raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
+        n = trials or sp.search.trials or (sp.grid_size() if method == "grid" else 100)
+        sd = sp.search.seed if seed is None else seed
+        done = store.keys()
+
+        backend = _backend(sp, workers, use_ray, address)
+        try:
+            if "baseline" not in done and sp.baseline is not None:
+                ctx = backend.ctx if isinstance(backend, Inline) else Context.build(sp)
+                b = evaluate_baseline(ctx)
+                if b is not None:
+                    store.add([b])
+            t_eval = time.perf_counter()
+            if method in ("grid", "random"):
+                points = sp.grid() if method == "grid" else sp.random_points(n, sd)
+                uniq = list({point_key(p): p for p in points}.values())
+                todo = [p for p in uniq if point_key(p) not in done]
+                prog = _Progress(store, len(uniq), len(uniq) - len(todo), progress, f"{sp.name} ({method})")
+                new = 0
+                try:
+                    for chunk in backend.run(todo):
+                        store.add(chunk)
+                        prog.advance(len(chunk))
+                        new += len(chunk)
+                finally:
+                    prog.close()
+            else:
+                stored = [r for r in store.rows() if not r["is_baseline"]]
+                prog = _Progress(store, n, len(stored), progress, f"{sp.name} ({method})")
+                try:
+                    new = _optuna_sweep(sp, store, backend, method, n, sd, prog, stored)
+                finally:
+                    prog.close()
+            eval_s = time.perf_counter() - t_eval
+        finally:
+            backend.close()
+
+        rows = store.rows()
+        objs = sp.objectives
+        front = frontier(rows, objs, {o: direction(o) for o in objs})
+        store.mark_frontier([r["key"] for r in front])
+        rows = store.rows()
+        keys = {r["key"] for r in front}
+        front = [r for r in sorted(rows, key=lambda r: 0) if r["key"] in keys]
+        front = frontier(front, objs, {o: direction(o) for o in objs})
+        base = next((r for r in rows if r["is_baseline"]), None)
+        res = ExploreResult(space=sp, method=method, rows=rows, front=front, baseline=base, num_new=new,
+                            eval_s=eval_s, elapsed_s=0.0, store=str(store.path), backend=backend.name,
+                            workers=getattr(backend, "workers", 1))
+        if plot:
+            from .report import write_plots
+            res.plots = write_plots(res.to_dict(), rows, directory)
+        res.elapsed_s = time.perf_counter() - t_start
+        return res
+    finally:
+        store.close()
+
+
+__all__ = ["explore", "ExploreResult"]

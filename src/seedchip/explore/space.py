@@ -1,0 +1,419 @@
+"""Design spaces in YAML: axes over chip parameters, constraints, a workload mix, objectives.
+
+    name: inference-asic
+    base_chip: seedchip-ref              # every point is this chip with the axes applied
+    baseline: {chip: h200-sxm, purchase_price_usd: 30000}
+    axes:                                # a list of values, or {low, high, num | step, log}
+      bf16_flops_per_s: [600 TFLOP/s, 1000 TFLOP/s]
+      sram_mb: [64, 128, 256]
+      hbm_stacks: [4, 6, 8]
+    constraints: {max_tdp_w: 1000, max_hbm_stacks: 8, max_unit_cost_usd: 15000}
+    workload:
+      - model: llama-3.1-70b
+        weight: 0.5
+        weight_format: fp8
+        kv_format: fp8
+        deployments: [{num_chips: 2, tp: 2}, {num_chips: 4, tp: 4}]   # the first that fits
+        scenarios: [{name: chat, batch: 64, input_len: 1024, output_len: 256}]
+    objectives: [tokens_per_usd, tokens_per_joule, throughput_per_chip]
+    search: {method: grid}
+
+Errors name the field and the YAML line (``space.yaml:12: axes.sram_mb: ...``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from .. import units
+from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
+from ..spec_base import FrozenSpec
+
+# axis name -> (kind, unit dimension for human strings, what it sets)
+AXES: dict[str, tuple[str, str | None, str]] = {
+    "bf16_flops_per_s": ("float", "flop/s", "dense bf16 matrix FLOP/s; fp8/int8/fp4 keep their ratio to bf16"),
+    "clock_hz": ("float", "hz", "matrix clock (with the FLOP/s fixed, a lower clock needs more MACs)"),
+    "vector_flops_per_s": ("float", "flop/s", "vector (non-matrix) FLOP/s"),
+    "sram_mb": ("float", None, "shared on-chip SRAM in MB (10^6 bytes)"),
+    "hbm_stacks": ("int", None, "HBM stacks"),
+    "hbm_generation": ("str", None, "hbm2e, hbm3, hbm3e or hbm4 (per-stack bandwidth and pJ/bit from nodes.yaml)"),
+    "hbm_height": ("int", None, "DRAM dies per stack (capacity per stack = height x die capacity)"),
+    "link_bw_per_direction": ("float", "bytes/s", "scale-up link bandwidth per chip, one direction"),
+    "process_node": ("str", None, "process node (nodes.yaml): area, wafer price, defect density, energy"),
+    "spare_cores": ("int", None, "matrix cores on the die beyond the enabled ones (raise yield)"),
+    "fp4": ("bool", None, "native fp4 at 4x the bf16 rate (true) or none (false)"),
+    "tdp_w": ("float", "w", "power cap (default: the power the design needs)"),
+}
+
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "tokens_per_usd": ("max", "output tokens per $ of TCO (the workload mix)"),
+    "tokens_per_joule": ("max", "output tokens per joule (idle power included)"),
+    "throughput_per_chip": ("max", "output tokens/s per chip (the workload mix)"),
+    "unit_cost_usd": ("min", "manufacturing cost of one accelerator module"),
+    "die_area_mm2": ("min", "total logic die area"),
+    "tdp_w": ("min", "power the design needs"),
+}
+
+
+class PathError(ValueError):
+    """A validation error that knows where below its field it happened (for the YAML line)."""
+
+    def __init__(self, msg: str, path: tuple = ()):
+        super().__init__(msg)
+        self.path = path
+
+
+class Range(FrozenSpec):
+    low: float | str
+    high: float | str
+    num: int | None = Field(None, ge=2, description="grid: this many evenly spaced values")
+    step: float | str | None = Field(None, description="grid and Optuna: values low, low + step, ...")
+    log: bool = False
+
+
+class Scenario(FrozenSpec):
+    name: str
+    batch: int = Field(gt=0)
+    input_len: int = Field(gt=0)
+    output_len: int = Field(gt=0)
+    weight: float = Field(1.0, gt=0, description="share of this model's output tokens")
+    max_ttft_s: float | str | None = Field(None, description="SLO: static-batch TTFT at most this")
+    max_tpot_s: float | str | None = Field(None, description="SLO: static-batch TPOT at most this")
+
+    @field_validator("max_ttft_s", "max_tpot_s")
+    @classmethod
+    def _seconds(cls, v):
+        return None if v is None else units.parse(v, "s", what="SLO")
+
+
+class DeploymentOption(FrozenSpec):
+    num_chips: int = Field(gt=0)
+    tp: int | None = Field(None, gt=0)
+    pp: int = Field(1, gt=0)
+    ep: int = Field(1, gt=0)
+
+
+class WorkloadModel(FrozenSpec):
+    model: str
+    weight: float = Field(1.0, gt=0, description="share of the mix's output tokens")
+    weight_format: str = "fp8"
+    kv_format: str = "fp8"
+    act_format: str | None = None
+    deployments: list[DeploymentOption] = Field(min_length=1, description="tried in order; the first that fits is used")
+    scenarios: list[Scenario] = Field(min_length=1)
+
+
+class Constraints(FrozenSpec):
+    max_die_area_mm2: float | None = Field(None, gt=0, description="per die; the reticle always applies")
+    max_tdp_w: float | None = Field(None, gt=0)
+    max_hbm_stacks: int | None = Field(None, gt=0)
+    max_unit_cost_usd: float | None = Field(None, gt=0)
+
+
+class Baseline(FrozenSpec):
+    chip: str = "h200-sxm"
+    purchase_price_usd: float | None = Field(None, gt=0, description="default: chips.yaml")
+    usd_per_hour: float | None = Field(None, gt=0)
+
+
+class Tco(FrozenSpec):
+    lifetime_years: float | None = Field(None, gt=0)
+    utilization: float | None = Field(None, gt=0, le=1)
+    pue: float | None = Field(None, ge=1)
+    usd_per_kwh: float | None = Field(None, ge=0)
+    system_share_usd: float | None = Field(None, ge=0)
+    nre_usd: float | None = Field(None, ge=0, description="our chip: design + masks spread over volume_units")
+    volume_units: float | None = Field(None, gt=0)
+
+
+class Search(FrozenSpec):
+    method: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    trials: int | None = Field(None, gt=0, description="random / tpe / nsga2: points to evaluate")
+    seed: int = 0
+
+
+class Fidelity(FrozenSpec):
+    decode_samples: int | None = Field(
+        None, ge=3, description="null: seedchip.estimate (every decode step up to 256); N: step_cost at N decode contexts")
+    calibration: str | None = None
+    yield_model: Literal["murphy", "negative-binomial", "poisson"] = "murphy"
+
+
+class Space(FrozenSpec):
+    name: str
+    base_chip: str
+    baseline: Baseline | None = Baseline()
+    axes: dict[str, list[Any] | Range] = Field(min_length=1)
+    constraints: Constraints = Constraints()
+    workload: list[WorkloadModel] = Field(min_length=1)
+    objectives: list[str] = Field(["tokens_per_usd", "tokens_per_joule", "throughput_per_chip"], min_length=1)
+    tco: Tco = Tco()
+    search: Search = Search()
+    fidelity: Fidelity = Fidelity()
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, v: dict) -> dict:
+        out = {}
+        for name, spec in v.items():
+            if name not in AXES:
+                raise PathError(f"unknown axis {name!r}; use one of {', '.join(AXES)}", (name,))
+            kind, dim, _ = AXES[name]
+            if isinstance(spec, Range):
+                if kind in ("str", "bool"):
+                    raise PathError(f"axis {name} takes a list of values, not a range", (name,))
+                lo, hi = _value(name, spec.low, (name, "low")), _value(name, spec.high, (name, "high"))
+                if not lo < hi:
+                    raise PathError(f"low {spec.low!r} must be below high {spec.high!r}", (name,))
+                step = None if spec.step is None else _value(name, spec.step, (name, "step"))
+                out[name] = spec.model_copy(update={"low": lo, "high": hi, "step": step})
+            else:
+                if not spec:
+                    raise PathError(f"axis {name} has no values", (name,))
+                vals = [_value(name, x, (name, i)) for i, x in enumerate(spec)]
+                if len(set(map(repr, vals))) != len(vals):
+                    raise PathError(f"axis {name} repeats a value", (name,))
+                out[name] = vals
+        return out
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if o not in OBJECTIVES:
+                raise ValueError(f"unknown objective {o!r}; use {', '.join(OBJECTIVES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("an objective is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _search(self) -> "Space":
+        if self.search.method == "grid":
+            for name, spec in self.axes.items():
+                if isinstance(spec, Range) and spec.num is None and spec.step is None:
+                    raise ValueError(f"grid search needs axis {name} as a list of values or a range with num or step")
+        return self
+
+    # ---- derived ---------------------------------------------------------------------------
+    def eval_hash(self) -> str:
+        """What a stored point's objectives depend on beyond its parameters."""
+        d = self.model_dump(mode="json", include={"base_chip", "constraints", "workload", "objectives", "tco",
+                                                  "fidelity", "baseline"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def grid(self) -> list[dict]:
+        names = list(self.axes)
+        values = [axis_values(self.axes[n]) for n in names]
+        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+    def grid_size(self) -> int:
+        return math.prod(len(axis_values(a)) for a in self.axes.values())
+
+    def random_points(self, n: int, seed: int) -> list[dict]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            p = {}
+            for name, spec in self.axes.items():
+                if isinstance(spec, Range):
+                    p[name] = _sample_range(name, spec, rng)
+                else:
+                    p[name] = spec[int(rng.integers(len(spec)))]
+            out.append(p)
+        return out
+
+
+def _value(axis: str, x: Any, path: tuple = ()) -> Any:
+    kind, dim, _ = AXES[axis]
+    if kind == "bool":
+        if not isinstance(x, bool):
+            raise PathError(f"{x!r} must be true or false", path)
+        return x
+    if kind == "str":
+        if not isinstance(x, str):
+            raise PathError(f"{x!r} must be a name", path)
+        return x.lower()
+    if isinstance(x, bool):
+        raise PathError(f"{x!r} must be a number", path)
+    if kind == "int":
+        if isinstance(x, float) and x.is_integer():
+            x = int(x)
+        if not isinstance(x, int) or x < 0:
+            raise PathError(f"{x!r} must be a whole number >= 0", path)
+        if axis != "spare_cores" and x == 0:
+            raise PathError(f"{x!r} must be > 0", path)
+        return x
+    try:
+        v = units.parse(x, dim, what=repr(x)) if dim else float(x)
+    except (SeedChipError, TypeError, ValueError) as e:
+        raise PathError(one_line(e), path) from None
+    if not v > 0:
+        raise PathError(f"{x!r} must be > 0", path)
+    return float(v)
+
+
+def axis_values(spec: list | Range) -> list:
+    if not isinstance(spec, Range):
+        return list(spec)
+    lo, hi = float(spec.low), float(spec.high)
+    if spec.step is not None:
+        n = int(math.floor((hi - lo) / float(spec.step) + 1e-9)) + 1
+        return [lo + i * float(spec.step) for i in range(n)]
+    if spec.log:
+        return [float(x) for x in np.geomspace(lo, hi, spec.num)]
+    return [float(x) for x in np.linspace(lo, hi, spec.num)]
+
+
+def _sample_range(name: str, spec: Range, rng: np.random.Generator) -> Any:
+    lo, hi = float(spec.low), float(spec.high)
+    if AXES[name][0] == "int":
+        return int(rng.integers(int(lo), int(hi) + 1))
+    if spec.step is not None:
+        vals = axis_values(spec)
+        return vals[int(rng.integers(len(vals)))]
+    if spec.log:
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return float(rng.uniform(lo, hi))
+
+
+def point_key(params: dict) -> str:
+    """A stable key of a point: the hash of its canonical parameters."""
+    blob = json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---- YAML with line numbers -------------------------------------------------------------
+
+def _compose(node: yaml.Node, path: tuple, marks: dict) -> Any:
+    marks[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for k, v in node.value:
+            key = _scalar(k) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
+            marks[path + (key,)] = k.start_mark.line + 1
+            out[key] = _compose(v, path + (key,), marks)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_compose(v, path + (i,), marks) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _line(marks: dict, loc: tuple) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in marks:
+            return marks[loc]
+        loc = loc[:-1]
+    return marks.get(())
+
+
+def _clean_loc(loc) -> tuple:
+    """Drop pydantic's union-member tags (``list[any]``, ``Range``) from an error location."""
+    return tuple(x for x in loc if not (isinstance(x, str) and (x == "Range" or "[" in x or "(" in x)))
+
+
+def _loc_name(loc: tuple) -> str:
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out or "(top level)"
+
+
+def parse_space(text: str, origin: str = "<space>") -> Space:
+    """A Space from YAML text; errors name the field and the line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{origin}: not valid YAML: {one_line(e)}") from None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise SpecError(f"{origin}: a design space must be a YAML mapping (name, base_chip, axes, workload, ...)")
+    marks: dict = {}
+    data = _compose(root, (), marks)
+    try:
+        space = Space.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = _clean_loc(first["loc"])
+        inner = (first.get("ctx") or {}).get("error")
+        if isinstance(inner, PathError):
+            loc = loc + inner.path
+        line = _line(marks, loc)
+        msg = first["msg"].removeprefix("Value error, ")
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        where = f"{origin}:{line}" if line else origin
+        raise SpecError(f"{where}: {_loc_name(loc)}: {msg}{more}") from None
+    _check_names(space, marks, origin)
+    return space
+
+
+def _check_names(space: Space, marks: dict, origin: str) -> None:
+    """Names that need the catalog (chips, models, nodes, HBM generations) and the workload's
+    parallel plans, each reported with its YAML line."""
+    from ..hardware.catalog import load_chip
+    from ..model.zoo import load_model
+    from ..perf.deployment import make_deployment
+    from ..silicon.data import load_silicon_data
+
+    def fail(loc: tuple, msg: str):
+        line = _line(marks, loc)
+        raise SpecError(f"{origin}:{line}: {_loc_name(loc)}: {msg}" if line else f"{origin}: {_loc_name(loc)}: {msg}")
+
+    try:
+        base = load_chip(space.base_chip)
+    except SeedChipError as e:
+        fail(("base_chip",), one_line(e))
+    if space.baseline is not None:
+        try:
+            load_chip(space.baseline.chip)
+        except SeedChipError as e:
+            fail(("baseline", "chip"), one_line(e))
+    data = load_silicon_data()
+    for i, v in enumerate(space.axes.get("process_node", [])):
+        if v not in data.nodes:
+            fail(("axes", "process_node", i), str(UnknownNameError("process node", v, data.nodes)))
+    for i, v in enumerate(space.axes.get("hbm_generation", [])):
+        if v not in data.hbm.generations:
+            fail(("axes", "hbm_generation", i), str(UnknownNameError("HBM generation", v, data.hbm.generations)))
+    for i, w in enumerate(space.workload):
+        try:
+            model = load_model(w.model)
+        except SeedChipError as e:
+            fail(("workload", i, "model"), one_line(e))
+        for j, d in enumerate(w.deployments):
+            try:
+                dep = make_deployment(base, num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep,
+                                      weight_format=w.weight_format, act_format=w.act_format, kv_format=w.kv_format,
+                                      calibration=space.fidelity.calibration)
+                dep.check_model(model)
+            except SeedChipError as e:
+                fail(("workload", i, "deployments", j), one_line(e))
+
+
+def load_space(path: str | Path) -> tuple[Space, str]:
+    """(Space, its YAML text) from a file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read design space {str(p)!r}: {e.strerror}") from None
+    return parse_space(text, origin=str(p)), text
+
+
+__all__ = ["Space", "Range", "AXES", "OBJECTIVES", "parse_space", "load_space", "point_key", "axis_values"]

@@ -1,0 +1,179 @@
+"""silicon_report(chip) -> SiliconReport: area, yield, unit cost, power of one chip.
+
+The report joins area.py (blocks -> mm2), cost.py (wafer, yield, HBM, package) and
+power.py (TDP) with the coefficients of nodes.yaml. A die over the reticle or an
+interposer over the largest one is ``feasible = False`` with the reason; the numbers are
+still computed so a user sees by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import SpecError
+from ..hardware.catalog import load_chip
+from ..hardware.spec import ChipSpec
+from .area import DieArea, die_area
+from .cost import (YIELD_MODELS, HbmCost, die_yield, gross_dies_per_wafer, hbm_cost, interposer_area_mm2,
+                   spare_yield)
+from .data import ChipSilicon, SiliconData, chip_silicon, load_silicon_data
+from .power import PowerReport, power_report
+
+
+@dataclass(frozen=True)
+class SiliconReport:
+    chip: ChipSpec
+    silicon: ChipSilicon
+    area: DieArea
+    yield_model: str
+    die_yield: float
+    gross_dies_per_wafer: int
+    wafer_usd: float
+    kgd_usd: float                     # one known-good die
+    hbm: HbmCost
+    interposer_mm2: float
+    interposer_yield: float
+    assembly_yield: float
+    cost_breakdown_usd: dict[str, float]
+    power: PowerReport
+    reasons: tuple[str, ...] = ()
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        return not self.reasons
+
+    @property
+    def die_area_mm2(self) -> float:
+        return self.area.total_mm2
+
+    @property
+    def unit_cost_usd(self) -> float:
+        return sum(self.cost_breakdown_usd.values())
+
+    @property
+    def tdp_w(self) -> float:
+        return self.power.tdp_w
+
+    def to_dict(self) -> dict:
+        a, p = self.area, self.power
+        return {
+            "chip": self.chip.id,
+            "process_node": self.chip.process_node,
+            "feasible": self.feasible,
+            "infeasible_reasons": list(self.reasons),
+            "die_area_mm2": a.total_mm2,
+            "num_dies": a.num_dies,
+            "die_area_per_die_mm2": a.die_mm2,
+            "reticle_mm2": self.provenance["reticle_mm2"],
+            "area_breakdown_mm2": dict(a.blocks_mm2),
+            "num_macs": a.num_macs,
+            "sram_bits": a.sram_bits,
+            "serdes_lanes": a.serdes_lanes,
+            "cores_per_die": a.cores_on_die,
+            "spare_cores_per_die": a.spare_cores,
+            "yield": self.die_yield,
+            "yield_model": self.yield_model,
+            "gross_dies_per_wafer": self.gross_dies_per_wafer,
+            "good_dies_per_wafer": self.gross_dies_per_wafer * self.die_yield,
+            "wafer_usd": self.wafer_usd,
+            "known_good_die_usd": self.kgd_usd,
+            "hbm": {"generation": self.hbm.generation, "num_stacks": self.hbm.num_stacks, "height": self.hbm.height,
+                    "stack_gbyte": self.hbm.stack_gbyte, "usd_per_stack": self.hbm.usd_per_stack},
+            "interposer_mm2": self.interposer_mm2,
+            "interposer_yield": self.interposer_yield,
+            "assembly_yield": self.assembly_yield,
+            "unit_cost_usd": self.unit_cost_usd,
+            "cost_breakdown_usd": dict(self.cost_breakdown_usd),
+            "tdp_w": p.tdp_w,
+            "tdp_spec_w": p.tdp_spec_w,
+            "tdp_ok": p.tdp_ok,
+            "power_breakdown_w": {"static": p.static_w, **p.dynamic_w},
+            "tdp_matrix_format": p.matrix_format,
+            "leakage_model_w": p.leakage_model_w,
+            "purchase_price_usd": self.silicon.purchase_price_usd,
+            "provenance": dict(self.provenance),
+        }
+
+
+def _resolve_silicon(chip: ChipSpec, silicon: ChipSilicon | dict | None) -> ChipSilicon:
+    if silicon is None:
+        return chip_silicon(chip.id)
+    if isinstance(silicon, dict):
+        return ChipSilicon.model_validate(silicon)
+    return silicon
+
+
+def silicon_report(chip: str | ChipSpec, *, yield_model: str = "murphy", alpha: float | None = None,
+                   silicon: ChipSilicon | dict | None = None, data: SiliconData | str | None = None) -> SiliconReport:
+    """Area, yield, unit cost and power of ``chip`` (a catalog id, a YAML path or a ChipSpec).
+
+    yield_model: murphy (default), negative-binomial (``alpha``, default from nodes.yaml) or poisson.
+    silicon: facts beyond the spec (spare cores, dies, purchase price); default: chips.yaml for
+    catalog chips, else the chip as drawn. data: a SiliconData or a path to your own nodes.yaml.
+    """
+    spec = load_chip(chip)
+    d = data if isinstance(data, SiliconData) else load_silicon_data(data)
+    if yield_model not in YIELD_MODELS:
+        raise SpecError(f"yield model {yield_model!r}: use {', '.join(YIELD_MODELS)}")
+    if alpha is not None and alpha <= 0:
+        raise SpecError(f"alpha = {alpha!r} must be > 0")
+    al = alpha if alpha is not None else d.wafer.neg_binomial_alpha
+    sil = _resolve_silicon(spec, silicon)
+    node = d.node(spec.process_node)
+    area = die_area(spec, sil, d)
+    w = d.wafer
+    reasons: list[str] = []
+    if area.die_mm2 > w.reticle_mm2:
+        more = f" split over {sil.num_dies} dies" if sil.num_dies > 1 else ""
+        reasons.append(f"die area {area.die_mm2:.0f} mm2{more} exceeds the {w.reticle_mm2:.0f} mm2 reticle limit: "
+                       f"use fewer MACs or less SRAM, a denser node, or more dies")
+
+    # yield: the non-repairable part of the die, times the cores with their spares
+    d0 = node.defect_density_per_cm2
+    fixed = area.die_mm2 - area.repairable_mm2
+    y = die_yield(fixed, d0, yield_model, al)
+    if area.cores_on_die:
+        y *= spare_yield(area.cores_on_die, area.spare_cores, die_yield(area.core_mm2, d0, yield_model, al))
+    gross = gross_dies_per_wafer(area.die_mm2, w.diameter_mm, w.edge_exclusion_mm, w.scribe_mm)
+    good = gross * y
+    if good < 1.0:
+        reasons.append(f"fewer than one good die per wafer ({gross} gross x {y:.3f} yield)")
+    kgd = node.wafer_usd / max(good, 1e-9)
+
+    hbm = hbm_cost(spec, d)
+    gen = d.hbm_generation(spec.hbm.generation)
+    if hbm.height < 0:
+        reasons.append(f"{spec.hbm.capacity_per_stack_bytes / 1e9:.0f} GB per {hbm.generation} stack needs more than "
+                       f"{max(gen.heights)} dies of {gen.die_gbit:g} Gbit (offered heights {gen.heights})")
+    pk = d.packaging
+    sites = sil.hbm_phys if sil.hbm_phys is not None else spec.hbm.num_stacks
+    if gen.interposer:
+        inter = interposer_area_mm2(area.total_mm2, sites, gen.footprint_mm2, pk.interposer_fill)
+        inter_y = die_yield(inter, pk.interposer_defect_density_per_cm2, "poisson")
+        inter_usd = inter * pk.interposer_usd_per_mm2 / inter_y
+        substrate = inter * pk.substrate_usd_per_mm2
+        if inter > pk.max_interposer_mm2:
+            reasons.append(f"interposer {inter:.0f} mm2 exceeds the largest 2.5D interposer ({pk.max_interposer_mm2:.0f} mm2): "
+                           f"fewer HBM stacks or a smaller die")
+    else:
+        inter, inter_y, inter_usd = 0.0, 1.0, 0.0
+        substrate = area.total_mm2 * 2.0 * pk.substrate_usd_per_mm2
+    asm_y = pk.bond_yield ** (area.num_dies + spec.hbm.num_stacks)
+    parts = {"logic_dies": kgd * area.num_dies, "hbm": hbm.usd, "interposer": inter_usd, "substrate": substrate,
+             "assembly": pk.assembly_usd}
+    before = sum(parts.values())
+    parts["assembly_yield_loss"] = before / asm_y - before
+    parts["final_test"] = pk.final_test_usd
+    parts["board"] = pk.board_usd
+    power = power_report(spec, area.total_mm2, d)
+    prov = {"chip_hash": spec.spec_hash(), "silicon_data_hash": d.spec_hash(), "silicon_hash": sil.spec_hash(),
+            "reticle_mm2": w.reticle_mm2, "defect_density_per_cm2": d0, "alpha": al if yield_model == "negative-binomial" else None,
+            "mac_area_um2_at_n4": w.mac_area_um2, "logic_scale": node.logic_scale}
+    return SiliconReport(chip=spec, silicon=sil, area=area, yield_model=yield_model, die_yield=y,
+                         gross_dies_per_wafer=gross, wafer_usd=node.wafer_usd, kgd_usd=kgd, hbm=hbm,
+                         interposer_mm2=inter, interposer_yield=inter_y, assembly_yield=asm_y,
+                         cost_breakdown_usd=parts, power=power, reasons=tuple(reasons), provenance=prov)
+
+
+__all__ = ["SiliconReport", "silicon_report"]

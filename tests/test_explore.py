@@ -1,0 +1,302 @@
+"""Design-space exploration: Pareto on an enumerated space, resume after a kill, YAML errors
+with field and line, variants, search methods, CLI == API."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from seedchip.cli.explore_cmds import register
+from seedchip.errors import SpecError
+from seedchip.explore import Context, explore, make_variant, pareto_mask, parse_space, point_key
+from seedchip.explore.evaluate import sampled_estimate
+from seedchip.explore.variant import VariantError
+from seedchip.hardware.catalog import load_chip
+from seedchip.perf.deployment import make_deployment
+from seedchip.perf.estimate import static_estimate
+from seedchip.model.zoo import load_model
+from seedchip.silicon import load_silicon_data
+
+TINY = """\
+name: tiny
+base_chip: seedchip-ref
+baseline: {{chip: h200-sxm}}
+axes:
+  bf16_flops_per_s: [400 TFLOP/s, 800 TFLOP/s, 1200 TFLOP/s]
+  sram_mb: [32, 256]
+  hbm_stacks: [2, 4]
+  hbm_generation: [hbm3e, hbm4]
+constraints: {{max_tdp_w: 900}}
+workload:
+  - model: llama-3.1-8b
+    weight_format: fp8
+    kv_format: fp8
+    deployments: [{{num_chips: 1}}]
+    scenarios:
+      - {{name: chat, batch: 8, input_len: 128, output_len: {out}}}
+objectives: [tokens_per_usd, tokens_per_joule]
+search: {{method: grid}}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def table(rows):
+    """The comparable part of a stored table (timings differ run to run)."""
+    return sorted((r["key"], r["feasible"], r["reason"], json.dumps(r["objectives"], sort_keys=True), r["on_frontier"])
+                  for r in rows)
+
+
+# --- Pareto --------------------------------------------------------------------------------
+
+@pytest.mark.unit
+def test_pareto_mask_hand_case():
+    pts = np.array([[1, 5], [2, 4], [3, 3], [2, 2], [1, 1], [3, 3], [0, 6]])
+    # [2,2] is dominated by [2,4]; [1,1] by everything; the duplicate [3,3]s both stay
+    assert pareto_mask(pts).tolist() == [True, True, True, False, False, True, True]
+    assert pareto_mask(np.zeros((0, 2))).tolist() == []
+
+
+def _brute_frontier(rows, objs):
+    feas = [r for r in rows if r["feasible"] and not r["is_baseline"]]
+    out = set()
+    for a in feas:
+        va = [a["objectives"][o] for o in objs]
+        if not any(all(b["objectives"][o] >= x for o, x in zip(objs, va)) and
+                   any(b["objectives"][o] > x for o, x in zip(objs, va)) for b in feas if b is not a):
+            out.add(a["key"])
+    return out
+
+
+@pytest.mark.unit
+def test_frontier_on_tiny_enumerated_space(tmp_path):
+    r = explore(write(tmp_path, TINY.format(out=8)), out=tmp_path / "run", plot=True)
+    d = r.to_dict()
+    assert d["num_points"] == 24 and d["num_new"] == 24
+    assert {f["key"] for f in d["frontier"]} == _brute_frontier(r.rows, ["tokens_per_usd", "tokens_per_joule"])
+    assert d["frontier"] and d["num_feasible"] >= len(d["frontier"])
+    marked = {x["key"] for x in r.rows if x["on_frontier"]}
+    assert marked == {f["key"] for f in d["frontier"]}
+    # frontier sorted best first by the first objective; every frontier point carries its parameters
+    vals = [f["objectives"]["tokens_per_usd"] for f in d["frontier"]]
+    assert vals == sorted(vals, reverse=True)
+    assert set(d["frontier"][0]["params"]) == {"bf16_flops_per_s", "sram_mb", "hbm_stacks", "hbm_generation"}
+    assert d["baseline"]["chip"] == "h200-sxm" and d["baseline"]["feasible"]
+    assert Path(d["plot_html"]).is_file() and Path(d["plot_png"]).is_file()
+    assert (tmp_path / "run" / "results.duckdb").is_file()
+    # a second run of the same sweep evaluates nothing new
+    again = explore(None, resume=tmp_path / "run", plot=False)
+    assert again.num_new == 0 and table(again.rows) == table(r.rows)
+
+
+@pytest.mark.unit
+def test_infeasible_points_are_stored_with_reasons(tmp_path):
+    text = TINY.format(out=8).replace("sram_mb: [32, 256]", "sram_mb: [32, 1500]")
+    r = explore(write(tmp_path, text), out=tmp_path / "run", plot=False)
+    bad = [x for x in r.rows if not x["feasible"]]
+    assert bad and all(x["reason"] for x in bad)
+    assert any("reticle" in x["reason"] for x in bad)
+    assert all(x["objectives"] is None for x in bad)
+    assert r.to_dict()["num_points"] == 24
+
+
+# --- resume after a kill ---------------------------------------------------------------------
+
+KILL_SCRIPT = """
+import sys
+from seedchip.explore import explore
+explore(sys.argv[1], out=sys.argv[2], workers=1, plot=False)
+"""
+
+
+@pytest.mark.e2e
+def test_resume_after_kill_gives_the_same_table(tmp_path):
+    text = TINY.format(out=160).replace("hbm_stacks: [2, 4]", "hbm_stacks: [2, 3, 4, 5]\n  link_bw_per_direction: [400 GB/s, 800 GB/s]")  # 96 points
+    space = write(tmp_path, text)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(space), str(killed)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    prog = killed / "progress.json"
+    deadline = time.time() + 60
+    seen = 0
+    while time.time() < deadline and proc.poll() is None:
+        if prog.is_file():
+            try:
+                seen = json.loads(prog.read_text())["done"]
+            except (ValueError, KeyError):
+                seen = 0
+            if seen >= 1:       # at least one point committed: kill now, mid-sweep
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sweep finished before it could be killed: make its points slower"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = explore(None, resume=killed, plot=False)          # continues from the store
+    assert 0 < partial.num_new < 96
+    assert len([x for x in partial.rows if not x["is_baseline"]]) == 96
+    full = explore(space, out=tmp_path / "full", plot=False)
+    assert full.num_new == 96
+    assert table(partial.rows) == table(full.rows)
+
+
+@pytest.mark.unit
+def test_resume_refuses_a_different_workload(tmp_path):
+    explore(write(tmp_path, TINY.format(out=8)), out=tmp_path / "run", plot=False)
+    other = write(tmp_path, TINY.format(out=9), "other.yaml")
+    with pytest.raises(SpecError, match="different workload"):
+        explore(other, resume=tmp_path / "run", plot=False)
+    with pytest.raises(SpecError, match="no results.duckdb"):
+        explore(None, resume=tmp_path / "nowhere")
+
+
+# --- YAML errors name the field and the line ---------------------------------------------------
+
+@pytest.mark.unit
+@pytest.mark.parametrize("old,new,expect", [
+    ("sram_mb: [32, 256]", "sram_mb: [32, -1]", r"space.yaml:6: axes.sram_mb\[1\]: -1 must be > 0"),
+    ("sram_mb: [32, 256]", "sram_mbytes: [32, 256]", r"space.yaml:6: axes.sram_mbytes: unknown axis 'sram_mbytes'"),
+    ("batch: 8", "batch: 0", r"space.yaml:16: workload\[0\].scenarios\[0\].batch: Input should be greater than 0"),
+    ("model: llama-3.1-8b", "model: llama-9", r"space.yaml:11: workload\[0\].model: unknown model 'llama-9'"),
+    ("{num_chips: 1}", "{num_chips: 3, tp: 2}", r"space.yaml:14: workload\[0\].deployments\[0\]: num_chips 3"),
+    ("max_tdp_w: 900", "max_tdp_watts: 900", r"space.yaml:9: constraints.max_tdp_watts: Extra inputs"),
+    ("hbm_generation: [hbm3e, hbm4]", "hbm_generation: [hbm3e, hbm5]", r"space.yaml:8: axes.hbm_generation\[1\]: unknown HBM generation 'hbm5'"),
+    ("objectives: [tokens_per_usd, tokens_per_joule]", "objectives: [tokens_per_dollar]", r"space.yaml:17: objectives: unknown objective"),
+    ("base_chip: seedchip-ref", "base_chip: seedchip", r"space.yaml:2: base_chip: unknown chip 'seedchip'"),
+])
+def test_bad_yaml_names_field_and_line(tmp_path, old, new, expect):
+    text = TINY.format(out=8)
+    assert old in text
+    p = write(tmp_path, text.replace(old, new))
+    with pytest.raises(SpecError, match=expect):
+        explore(p, out=tmp_path / "run")
+
+
+@pytest.mark.unit
+def test_yaml_syntax_error_and_missing_field(tmp_path):
+    with pytest.raises(SpecError, match="not valid YAML"):
+        parse_space("name: [unclosed", "s.yaml")
+    with pytest.raises(SpecError, match=r"s.yaml:1: workload: Field required"):
+        parse_space("name: x\nbase_chip: seedchip-ref\naxes: {sram_mb: [1]}\n", "s.yaml")
+
+
+# --- variants, fidelity, search methods ------------------------------------------------------
+
+@pytest.mark.unit
+def test_variant_rules():
+    base = load_chip("seedchip-ref")
+    data = load_silicon_data()
+    half = base.peak_flops("bf16")[0] / 2
+    chip, sil = make_variant(base, {"bf16_flops_per_s": half, "hbm_generation": "hbm4", "hbm_height": 12,
+                                    "hbm_stacks": 6, "spare_cores": 2}, data)
+    pk = chip.matrix.peak_flops_per_s
+    assert pk["bf16"] == half and pk["fp8"] == pytest.approx(2 * pk["bf16"]) and pk["fp4"] == pytest.approx(4 * pk["bf16"])
+    assert chip.matrix.num_cores == base.matrix.num_cores // 2   # half the base's cores of 128 x 128
+    assert chip.hbm.num_stacks == 6 and chip.hbm.capacity_per_stack_bytes == 36e9
+    assert chip.hbm.bw_per_stack_bytes_per_s == 2.048e12
+    assert sil.num_cores_on_die == base.matrix.num_cores // 2 + 2
+    assert chip.energy.idle_w < base.energy.idle_w              # a smaller die leaks less
+    n3, _ = make_variant(base, {"process_node": "tsmc-n3"}, data)
+    assert n3.energy.matrix_j_per_flop["bf16"] == pytest.approx(base.energy.matrix_j_per_flop["bf16"] * 0.72)
+    no4, _ = make_variant(base, {"fp4": False}, data)
+    assert no4.matrix.peak_flops_per_s["fp4"] is None
+    with pytest.raises(VariantError, match="no 4-Hi"):
+        make_variant(base, {"hbm_generation": "hbm4", "hbm_height": 4}, data)
+
+
+@pytest.mark.unit
+def test_sampled_fidelity_close_to_estimate():
+    model = load_model("llama-3.1-8b")
+    dep = make_deployment("seedchip-ref", num_chips=1, weight_format="fp8", kv_format="fp8")
+    for b, i, o in ((8, 512, 300), (32, 1024, 2000)):
+        ref = static_estimate(model, dep, b, i, o)
+        s = sampled_estimate(model, dep, b, i, o, 9)
+        assert s["ttft_s"] == pytest.approx(ref.ttft_s, rel=1e-9)
+        assert s["e2e_s"] == pytest.approx(ref.e2e_s, rel=0.01)
+        assert s["energy_j"] == pytest.approx(ref.energy_j, rel=0.01)
+
+
+@pytest.mark.unit
+def test_random_and_optuna_searches(tmp_path):
+    space = write(tmp_path, TINY.format(out=8).replace("search: {method: grid}", "search: {method: random, trials: 10}"))
+    a = explore(space, out=tmp_path / "r1", plot=False)
+    b = explore(space, out=tmp_path / "r2", plot=False)
+    assert table(a.rows) == table(b.rows)                       # same seed, same points
+    assert a.to_dict()["num_points"] <= 10
+    pytest.importorskip("optuna")
+    for method in ("tpe", "nsga2"):
+        r = explore(space, out=tmp_path / method, search=method, trials=12, plot=False)
+        d = r.to_dict()
+        assert d["search"] == method and d["num_points"] <= 12 and d["frontier"]
+        more = explore(space, resume=tmp_path / method, search=method, trials=16, plot=False)
+        assert more.to_dict()["num_points"] <= 16 and more.num_new <= 4
+
+
+@pytest.mark.unit
+def test_ray_is_optional(tmp_path, monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(SpecError, match="needs Ray"):
+        explore(write(tmp_path, TINY.format(out=8)), out=tmp_path / "run", use_ray=True)
+
+
+@pytest.mark.unit
+def test_two_workers_match_one(tmp_path):
+    space = write(tmp_path, TINY.format(out=8))
+    one = explore(space, out=tmp_path / "w1", plot=False)
+    two = explore(space, out=tmp_path / "w2", workers=2, plot=False)
+    assert two.backend == "process-pool" and table(one.rows) == table(two.rows)
+
+
+# --- CLI == API -------------------------------------------------------------------------------
+
+def _strip(d):
+    for k in ("points_per_s", "eval_s", "elapsed_s", "store", "plot_html", "plot_png", "num_new"):
+        d.pop(k, None)
+    return d
+
+
+@pytest.mark.e2e
+def test_explore_cli_equals_api(tmp_path):
+    app = typer.Typer()
+    register(app)
+    space = write(tmp_path, TINY.format(out=8))
+    out = CliRunner().invoke(app, ["explore", str(space), "--out", str(tmp_path / "cli"), "--json", "--no-plot"])
+    assert out.exit_code == 0, out.output
+    cli = json.loads(out.stdout)
+    for key in ("num_points", "num_feasible", "frontier", "points_per_s"):
+        assert key in cli
+    assert cli["store"].endswith("results.duckdb")
+    api = explore(space, out=tmp_path / "api", plot=False).to_dict()
+    assert _strip(cli) == _strip(json.loads(json.dumps(api)))
+    human = CliRunner().invoke(app, ["explore", "--resume", str(tmp_path / "cli"), "--no-plot", "--no-progress"])
+    assert human.exit_code == 0 and "Pareto frontier" in human.stdout
+
+
+@pytest.mark.unit
+def test_example_space_loads():
+    root = Path(__file__).resolve().parent.parent
+    sp = parse_space((root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml")
+    assert sp.baseline.chip == "h200-sxm"
+    assert {w.model for w in sp.workload} == {"llama-3.1-70b", "qwen3-235b-a22b"}
+    assert sp.grid_size() == math.prod(len(v) for v in sp.axes.values())
+    assert len({point_key(p) for p in sp.grid()}) == sp.grid_size()
+    Context.build(sp)
