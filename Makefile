@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# the torch extra for the emulate tests: torch pinned to the CPU build that lies on this
+	# machine's disk (never a multi-GB CUDA download); the tests skip when it is unavailable
+	$(BIN)/python -m pip install -q 'torch==2.13.0' 'transformers>=5.0,<6' || echo "torch extra unavailable: emulate tests will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,15 +8,15 @@ silicon exists.
 """
 
 from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chips, estimate, load_calibration,
-                  load_chip, load_model, make_deployment, memory_plan, models, op, simulate, step_cost)
+                  load_chip, load_model, make_deployment, memory_plan, models, op, plan, simulate, step_cost)
 from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
                      UnsupportedArchitectureError)
-from . import explore, silicon
+from . import emulate, explore, silicon
 from .headline import run
 
 __version__ = "0.1.0"
 
-__all__ = ["explore", "silicon", "Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
+__all__ = ["emulate", "explore", "silicon", "plan", "Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
            "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "simulate", "capacity", "step_cost",
            "SeedChipError", "SpecError", "UnknownNameError", "UnsupportedArchitectureError", "ParallelismError",
            "DoesNotFitError", "__version__"]

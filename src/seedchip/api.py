@@ -21,6 +21,7 @@ from .perf.estimate import EstimateResult, static_estimate
 from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
 from .explore import ExploreResult, explore
+from .fleet import plan
 from .serve import capacity, simulate
 from .silicon import SiliconReport, silicon_report
 
@@ -96,7 +97,7 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
         if phase == "prefill":
             pairs = float(b * kernels.tiled_pairs(s, 0, window))
             cost = ops.prefill_attention(spec, cal, pairs, float(b * s), float(b * s),
-                                         float(b * math.ceil(s / kernels.ATTN_Q_TILE)), h, kvh, d, d, kvh * 2 * d,
+                                         kernels.last_tile_keys(s, 0, window), h, kvh, d, d, kvh * 2 * d,
                                          fmt_, kv_fmt, "attention_prefill")
         elif phase == "decode":
             ctx = min(s + 1, window) if window else s + 1     # s cached tokens plus the new one
@@ -174,5 +175,11 @@ def models() -> list[dict]:
 
 
 __all__ = ["OpResult", "op", "estimate", "simulate", "capacity", "silicon_report", "SiliconReport", "explore",
-           "ExploreResult", "chips", "models", "step_cost", "memory_plan", "make_deployment",
+           "ExploreResult", "plan", "emulate", "chips", "models", "step_cost", "memory_plan", "make_deployment",
            "Deployment", "StepCost", "EstimateResult", "load_chip", "load_model", "load_calibration"]
+
+
+def emulate(model, *, chip: str = "seedchip-ref", **kw):
+    """Run a real PyTorch model on the chip (needs the torch extra: pip install 'seedchip[torch]')."""
+    from . import emulate as _emulate
+    return _emulate.emulate(model, chip=chip, **kw)

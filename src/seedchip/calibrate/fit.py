@@ -116,10 +116,10 @@ def prefill_predict(chip, cal, c, sel):
         ii = idx[j]
         b, s, h, kv, w = (c[x][ii] for x in ("batch_size", "isl", "num_heads", "num_key_value_heads", "window_size"))
         pairs = b * kernels.tiled_pairs(s, 0.0, w)
-        q_tiles = b * np.ceil(s / 128.0)
+        max_keys = kernels.last_tile_keys(s, 0.0, w)
         fa = get_format(_fmt(ad))
         fk = get_format(_fmt(kd))
-        r = ops.prefill_attention_model(chip, cal, pairs=pairs, q_tokens=b * s, kv_tokens=b * s, q_tiles=q_tiles,
+        r = ops.prefill_attention_model(chip, cal, pairs=pairs, q_tokens=b * s, kv_tokens=b * s, max_keys=max_keys,
                                         heads=h, kv_heads=kv, qk_dim=hd, v_dim=hd, kv_elems_per_token=2 * kv * hd,
                                         act_bytes=2.0, kv_bytes=fk.bytes_per_element, matrix_class=fa.matrix_class)
         out[j] = r["time_s"]

@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from .. import api, headline
-from . import calib_cmds, explore_cmds
+from . import calib_cmds, emulate_cmds, explore_cmds, plan_cmds
 from ..errors import SeedChipError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +25,8 @@ app.add_typer(op_app, name="op")
 app.add_typer(calibrate_app, name="calibrate")
 calib_cmds.register(app, calibrate_app)   # calibrate fit MEASURED.csv, validate MEASURED.csv
 explore_cmds.register(app)                # silicon, explore
+plan_cmds.register(app)                   # plan SCENARIO.yaml [--what-if K=V ...]
+emulate_cmds.register(app)                # emulate (needs the torch extra)
 
 JSON = typer.Option(False, "--json", help="print the result as one JSON object")
 

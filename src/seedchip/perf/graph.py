@@ -62,19 +62,20 @@ def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, byt
 
 
 def prefill_aggregates(chunks: tuple[tuple[int, int], ...], window: int) -> tuple[float, float, float, float]:
-    """(query tokens, tiled (query, key) pairs, keys read, query tiles) of prefill chunks
-    (new tokens, cached context) in a layer with the given window (0: full)."""
-    q_total = pairs = kv_tokens = q_tiles = 0.0
+    """(query tokens, tiled (query, key) pairs, keys read, keys of the largest query
+    tile) of prefill chunks (new tokens, cached context) in a layer with the given
+    window (0: full)."""
+    q_total = pairs = kv_tokens = max_keys = 0.0
     for q, c in chunks:
         q_total += q
         pairs += kernels.tiled_pairs_scalar(q, c, window)
         kv_tokens += min(c + q, window + q) if window else c + q
-        q_tiles += math.ceil(q / kernels.ATTN_Q_TILE)
-    return q_total, pairs, kv_tokens, q_tiles
+        max_keys = max(max_keys, kernels.last_tile_keys(q, c, window))
+    return q_total, pairs, kv_tokens, max_keys
 
 
 def prefill_attention_ops(model: ModelArch, dep: Deployment, q_total: float, pairs: float, kv_tokens: float,
-                          q_tiles: float) -> list[OpCost]:
+                          max_keys: float) -> list[OpCost]:
     """Attention core of prefill chunks in one layer (see :func:`prefill_aggregates`)."""
     chip, cal = dep.chip, dep.calibration
     heads, kv_heads = _heads(model, dep)
@@ -83,10 +84,10 @@ def prefill_attention_ops(model: ModelArch, dep: Deployment, q_total: float, pai
         nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
         # decompress the latent KV of every key into per-head K (nope) and V
         return [_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank),
-                ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, q_tiles, heads, heads, nope + rope, v,
+                ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, heads, nope + rope, v,
                                       heads * (nope + rope + v), act, "bf16", "attention_prefill")]
     d = model.head_dim
-    return [ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, q_tiles, heads, kv_heads, d,
+    return [ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, kv_heads, d,
                                   model.v_head_dim, kv_heads * (d + model.v_head_dim), act, dep.kv_format,
                                   "attention_prefill")]
 

@@ -201,16 +201,31 @@ def exact_pairs(q, context, window):
     return np.where(w > 0, np.minimum(full, windowed), full)
 
 
-def prefill_attention_time(flops, hbm_bytes, work_units, peak_flops_per_s, num_cores, eff_c,
-                           bw_bytes_per_s, eff_m, p, overhead_s, softmax_flops=0.0, vector_flops_per_s=1.0):
+def prefill_attention_time(flops, hbm_bytes, unit_flops, peak_flops_per_s, num_cores, eff_c,
+                           bw_bytes_per_s, eff_m, p, overhead_s, softmax_flops=0.0, unit_softmax_flops=0.0,
+                           vector_flops_per_s=1.0):
     """Flash-style prefill: matmul work plus the softmax's exponentials (on the vector
-    units) over query tiles x heads spread in waves over the cores; KV streamed once
-    per sequence."""
-    units = as_float(work_units)
-    quant = fceil(units / num_cores) * num_cores / units
-    compute = (as_float(flops) / (peak_flops_per_s * eff_c) + as_float(softmax_flops) / vector_flops_per_s) * quant
+    units). Work units (a query tile of one head against its keys) are spread over the
+    cores, so the time is the larger of all the work at the whole chip's rate and the
+    largest unit at one core's rate (few units leave cores idle); KV streamed once per
+    sequence. Adding work never makes it faster."""
+    total = as_float(flops) / (peak_flops_per_s * eff_c) + as_float(softmax_flops) / vector_flops_per_s
+    unit = (as_float(unit_flops) / (peak_flops_per_s * eff_c)
+            + as_float(unit_softmax_flops) / vector_flops_per_s) * num_cores
+    compute = fmax(total, unit)
     memory = as_float(hbm_bytes) / (bw_bytes_per_s * eff_m)
     return compute, memory, pnorm(compute, memory, p) + overhead_s
+
+
+def last_tile_keys(q, context, window, tile=ATTN_Q_TILE):
+    """Keys the last (largest) query tile of a chunk attends: causal, tile-padded,
+    window-capped (window <= 0: none)."""
+    if isinstance(q, (int, float)) and isinstance(context, (int, float)) and isinstance(window, (int, float)):
+        keys = float(context + math.ceil(q / tile) * tile)
+        return min(keys, float(window + tile)) if window > 0 else keys
+    q, c, w = as_float(q), as_float(context), as_float(window)
+    keys = c + np.ceil(q / tile) * tile
+    return np.where(w > 0, np.minimum(keys, w + tile), keys)
 
 
 def decode_attention_time(flops, hbm_bytes, peak_flops_per_s, eff_c, bw_bytes_per_s, eff_m, p, overhead_s,

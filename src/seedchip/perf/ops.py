@@ -141,25 +141,25 @@ def gemm(chip: ChipSpec, cal: Calibration, m: int, n: int, k: int, a_fmt: str = 
 
 # ------------------------------------------------------------------------ attention
 
-def prefill_attention_model(chip: ChipSpec, cal: Calibration, *, pairs, q_tokens, kv_tokens, q_tiles, heads,
+def prefill_attention_model(chip: ChipSpec, cal: Calibration, *, pairs, q_tokens, kv_tokens, max_keys, heads,
                             kv_heads, qk_dim, v_dim, kv_elems_per_token, act_bytes, kv_bytes, matrix_class="bf16"):
     """Vectorised flash-attention prefill. ``pairs`` = (query, key) pairs the kernel
     computes, summed over sequences (causal, windowed and tiled:
-    :func:`kernels.tiled_pairs`); ``kv_tokens`` = keys read."""
+    :func:`kernels.tiled_pairs`); ``kv_tokens`` = keys read; ``max_keys`` = keys of the
+    largest query tile (:func:`kernels.last_tile_keys`)."""
     peak, used = chip.peak_flops(matrix_class)
     a = cal.attention
-    pairs, q_tokens, kv_tokens, q_tiles = (kernels.as_float(x) for x in (pairs, q_tokens, kv_tokens, q_tiles))
+    pairs, q_tokens, kv_tokens, max_keys = (kernels.as_float(x) for x in (pairs, q_tokens, kv_tokens, max_keys))
     flops = 2.0 * pairs * heads * (qk_dim + v_dim)
     softmax = pairs * heads * a.softmax_flops_per_pair
     hbm = (q_tokens * heads * (qk_dim + v_dim) * act_bytes + kv_tokens * kv_elems_per_token * kv_bytes
            + q_tokens * kv_elems_per_token * kv_bytes)
-    units = kernels.fmax(1.0, q_tiles * heads)
-    if cal.id == "ideal":
-        units = units * 0.0 + chip.matrix.num_cores
+    unit_pairs = kernels.ATTN_Q_TILE * max_keys * (0.0 if cal.id == "ideal" else 1.0)   # one head, one query tile
     eff_c = a.prefill_compute_efficiency * (cal.gemm_efficiency(used) / cal.gemm_efficiency("bf16"))
     compute, memory, time = kernels.prefill_attention_time(
-        flops, hbm, units, peak, chip.matrix.num_cores, eff_c, chip.hbm_bw_bytes_per_s,
-        cal.gemm_memory_efficiency("bf16"), a.overlap_p, a.prefill_overhead_s, softmax, chip.vector_flops_per_s)
+        flops, hbm, 2.0 * unit_pairs * (qk_dim + v_dim), peak, chip.matrix.num_cores, eff_c,
+        chip.hbm_bw_bytes_per_s, cal.gemm_memory_efficiency("bf16"), a.overlap_p, a.prefill_overhead_s, softmax,
+        unit_pairs * a.softmax_flops_per_pair, chip.vector_flops_per_s)
     return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
             "matrix_class": used}
 
@@ -193,10 +193,12 @@ def _attention_cost(chip: ChipSpec, cal: Calibration, r: dict, name: str, overhe
 
 @lru_cache(maxsize=200_000)
 def prefill_attention(chip: ChipSpec, cal: Calibration, pairs: float, q_tokens: float, kv_tokens: float,
-                      q_tiles: float, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
+                      max_keys: float, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
                       kv_elems_per_token: int, act_fmt: str, kv_fmt: str, name: str = "attention") -> OpCost:
+    """Flash prefill of chunks summing ``pairs`` tiled (query, key) pairs, ``q_tokens``
+    new tokens and ``kv_tokens`` keys read; ``max_keys``: keys of the largest query tile."""
     fa, fk = get_format(act_fmt), get_format(kv_fmt)
-    r = prefill_attention_model(chip, cal, pairs=pairs, q_tokens=q_tokens, kv_tokens=kv_tokens, q_tiles=q_tiles,
+    r = prefill_attention_model(chip, cal, pairs=pairs, q_tokens=q_tokens, kv_tokens=kv_tokens, max_keys=max_keys,
                                 heads=heads, kv_heads=kv_heads, qk_dim=qk_dim, v_dim=v_dim,
                                 kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
                                 kv_bytes=fk.bytes_per_element, matrix_class=fa.matrix_class)

@@ -104,12 +104,12 @@ class StepPricer:
         return v
 
     def _prefill_part(self, chunks: tuple[tuple[int, int], ...], window: int):
-        q, pairs, kv, tiles = graph.prefill_aggregates(chunks, window)
-        key = (window, q, tiles, bucket(pairs), bucket(kv))
+        q, pairs, kv, max_keys = graph.prefill_aggregates(chunks, window)
+        key = (window, q, max_keys, bucket(pairs), bucket(kv))
         v = self._pre.get(key)
         if v is None:
-            v = self._pre[key] = _sum(graph.prefill_attention_ops(self.model, self.dep, q, key[3], key[4], tiles),
-                                      self.idle_w)
+            v = self._pre[key] = _sum(graph.prefill_attention_ops(self.model, self.dep, q, key[3], key[4],
+                                                                  max_keys), self.idle_w)
         return v
 
     # ---- a whole step -------------------------------------------------------

@@ -309,18 +309,19 @@ class Engine:
 
 
 def _steps_to_reach(duration: float, t0: float, slope: float) -> int:
-    """Smallest k >= 1 with k t0 + slope k (k - 1) / 2 >= duration."""
+    """Smallest k >= 1 with k t0 + slope k (k - 1) / 2 >= duration (the first step
+    boundary at or after ``duration``)."""
+    span = lambda k: k * t0 + slope * k * (k - 1) / 2.0
     if duration <= t0:
         return 1
-    if abs(slope) < 1e-18:
-        return max(1, math.ceil(duration / t0 - 1e-12))
-    a, b = slope / 2.0, t0 - slope / 2.0
-    disc = b * b + 4 * a * duration
-    if disc < 0:
-        return 1
-    k = (-b + math.sqrt(disc)) / (2 * a)
-    k = max(1, math.ceil(k - 1e-9))
-    while k > 1 and (k - 1) * t0 + slope * (k - 1) * (k - 2) / 2.0 >= duration:
+    if slope > 1e-18:
+        a, b = slope / 2.0, t0 - slope / 2.0
+        k = max(1, math.ceil((-b + math.sqrt(b * b + 4 * a * duration)) / (2 * a)))
+    else:
+        k = max(1, math.ceil(duration / t0))
+    while span(k) < duration:
+        k += 1
+    while k > 1 and span(k - 1) >= duration:
         k -= 1
     return k
 

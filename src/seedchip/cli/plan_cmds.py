@@ -1,0 +1,66 @@
+"""CLI command for the fleet and procurement planner:
+
+    seedchip plan SCENARIO.yaml [--what-if KEY=VALUE ...] [--json] [--out DIR]
+                  [--recompute-capacity] [--cache-dir DIR]
+
+A thin wrapper over :func:`seedchip.fleet.plan`: ``--json`` prints exactly the result's
+``to_dict()``. ``register(app)`` adds the command to the main Typer app.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+JSON = typer.Option(False, "--json", help="print the plan as one JSON object")
+
+
+def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see examples/plan/two_year_plan.yaml)"),
+                 what_if: Optional[List[str]] = typer.Option(
+                     None, "--what-if", help="re-solve with a change and show the difference, e.g. hbm_supply=-30%, "
+                     "h200_price=+10%, chip_slip=2, demand_growth=+20%, budget=-25%, power=-10% (repeatable)"),
+                 out: Optional[Path] = typer.Option(None, "--out", help="write plan.json, plan.html, plan.png and "
+                                                    "capacity.yaml to DIR"),
+                 recompute_capacity: bool = typer.Option(
+                     False, "--recompute-capacity", help="simulate every deployment's SLO capacity again instead of "
+                     "the scenario's capacity_override and the cache"),
+                 cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="capacity cache folder (default "
+                                                          "$SEEDCHIP_CACHE_DIR/capacity or ~/.cache/seedchip/capacity)"),
+                 as_json: bool = JSON) -> None:
+    """Plan purchases of our chips and GPUs quarter by quarter: least total cost under demand, HBM, power and budget."""
+    from ..fleet import plan
+
+    def progress(msg: str) -> None:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+    r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
+             out=out, progress=progress)
+    d = r.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+        return
+    from ..fleet.report import render
+    from .render import console
+    render(d, console)
+    console.print(f"solved in {r.solve_s:.2f} s")
+    for k, v in r.outputs.items():
+        console.print(f"{k.replace('_', ' ')}: {v}")
+    if recompute_capacity and out is None:
+        from rich.markup import escape
+        from ..fleet.capacity import Capacity, override_yaml
+        caps = [Capacity(**{k: v for k, v in c.items() if k != "tokens_per_s_per_chip"}) for c in d["capacity"]]
+        console.print("to plan with these capacities without the cache, put this block in the scenario:")
+        console.print(escape(override_yaml(caps)), end="")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plan`` to the main CLI."""
+    app.command("plan")(plan_command)
+
+
+__all__ = ["register", "plan_command"]

@@ -1,0 +1,405 @@
+"""plan(scenario) -> PlanResult: the public function behind ``seedchip plan``.
+
+1. The scenario is validated (``scenario.py``) and every device x demand class gets its SLO
+   capacity (``capacity.py``: override, on-disk cache, or a ``seedchip.capacity`` run).
+2. The MILP (``milp.py``) buys whole purchase units per quarter and shares each class's demand
+   among the device pools, at the least total cost. Shadow prices come from its LP relaxation.
+3. When it is infeasible: an elastic LP (every resource limit may be exceeded, each relative unit
+   of violation priced alike) says which limit makes it so and by how much (in fractional
+   purchases: within one purchase unit of the integer answer); then the best plan within the
+   limits is solved with unmet demand allowed at a penalty of 10x the dearest capacity that could
+   serve it (so it is left unmet only when nothing can serve it), and reported with its unmet demand.
+   Its shadow prices value unmet demand at that penalty.
+4. What-ifs re-solve a changed copy and report the difference to the base plan.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SpecError
+from .capacity import resolve_capacities
+from .milp import RESOURCE_KINDS, SCALE, SHADOW_UNITS, Model, build_model, lp_duals, solve_lexicographic, solve_milp
+from .problem import SECONDS_PER_QUARTER, Problem, build_problem, unservable
+from .scenario import Scenario, load_scenario, parse_scenario
+from .whatif import apply_what_ifs
+
+TIGHT_REL = 1e-7
+
+
+@dataclass
+class PlanResult:
+    data: dict
+    problem: Problem = field(repr=False)
+    solve_s: float = 0.0
+    base: "PlanResult | None" = field(default=None, repr=False)
+    outputs: dict = field(default_factory=dict)      # files written by out=DIR
+
+    def to_dict(self) -> dict:
+        return self.data
+
+    @property
+    def status(self) -> str:
+        return self.data["status"]
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        return self.data["total_cost_usd"]
+
+
+# ---------------------------------------------------------------------------------------------
+def _row_name(p: Problem, row) -> str:
+    if row.kind == "budget":
+        return f"budget[{p.years[row.year]}]"
+    if row.kind in ("prod_cap", "pool"):
+        return f"{row.kind}[{p.devices[row.device]}, {p.quarters[row.quarter]}]"
+    return f"{row.kind}[{p.quarters[row.quarter]}]"
+
+
+def _row_used(model: Model, r: int, x: np.ndarray, row) -> tuple[float, float]:
+    """(used, limit) of a resource row in the row's natural units, base fleet included for power."""
+    ax = float((model.A_ub[r] @ x)[0])
+    j = model.index.get(("e", r))
+    if j is not None:          # the elastic variable enters with -1: add it back
+        ax += float(x[j])
+    limit = row.rhs
+    if row.kind == "power":
+        p = model.p
+        base = float((p.power_w * p.pue / 1e6 * p.base_chips[:, row.quarter]).sum())
+        return ax + base, limit + base
+    if row.kind == "budget":
+        return ax * SCALE, limit * SCALE
+    return ax, limit
+
+
+def _granularity(model: Model, r: int) -> float:
+    """The largest step one purchase unit makes in the row (a row within it is binding)."""
+    row = model.A_ub[r]
+    ints = model.integrality[row.indices] == 1
+    return float(np.abs(row.data[ints]).max()) if ints.any() else 0.0
+
+
+def _binding(model: Model, x: np.ndarray, marg: np.ndarray | None) -> list[dict]:
+    p = model.p
+    out = []
+    for r, row in enumerate(model.rows):
+        if row.kind not in RESOURCE_KINDS:
+            continue
+        used, limit = _row_used(model, r, x, row)
+        scale_used = used / SCALE if row.kind == "budget" else used
+        scale_limit = limit / SCALE if row.kind == "budget" else limit
+        slack = scale_limit - scale_used
+        tight = slack <= _granularity(model, r) * (1 - 1e-9) + TIGHT_REL * max(1.0, abs(scale_limit))
+        shadow = None
+        if marg is not None:
+            m = -float(marg[r])
+            shadow = m if row.kind == "budget" else m * SCALE
+            if abs(shadow) < 1e-9:
+                shadow = 0.0
+        if not tight and not shadow:
+            continue
+        out.append({"name": _row_name(p, row), "kind": row.kind,
+                    "quarter": p.quarters[row.quarter] if row.quarter is not None else None,
+                    "year": p.years[row.year] if row.year is not None else None,
+                    "device": p.devices[row.device] if row.device is not None else None,
+                    "limit": limit, "used": used, "slack": limit - used,
+                    "tight_in_plan": bool(tight), "shadow_price_usd": shadow,
+                    "shadow_price_unit": SHADOW_UNITS[row.kind]})
+    return out
+
+
+def _violations(model: Model, x: np.ndarray) -> list[dict]:
+    p = model.p
+    out = []
+    for r, row in enumerate(model.rows):
+        j = model.index.get(("e", r))
+        if j is None or x[j] <= 1e-6 * max(1.0, row.scale):
+            continue
+        used, limit = _row_used(model, r, x, row)
+        over = float(x[j]) * (SCALE if row.kind == "budget" else 1.0)
+        unit = {"prod_cap": "chips", "hbm_supply": "HBM stacks", "power": "MW", "budget": "$"}[row.kind]
+        out.append({"name": _row_name(p, row), "kind": row.kind,
+                    "quarter": p.quarters[row.quarter] if row.quarter is not None else None,
+                    "year": p.years[row.year] if row.year is not None else None,
+                    "device": p.devices[row.device] if row.device is not None else None,
+                    "limit": limit, "needed": limit + over, "shortfall": over, "unit": unit,
+                    "shortfall_pct": over / limit * 100 if limit > 0 else None})
+    return out
+
+
+def _money(v: float) -> str:
+    for f, p in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= f:
+            return f"${v / f:,.3g}{p}"
+    return f"${v:,.0f}"
+
+
+def _explain(v: dict) -> str:
+    p = v["shortfall_pct"]
+    pct = "" if p is None else (f" (+{p:.0f}%)" if p >= 1 else f" (+{p:.1g}%)")
+    x = v["shortfall"]
+    if v["unit"] == "$":
+        amount = _money(x)
+    elif v["unit"] == "MW":
+        amount = f"{x:,.1f} MW" if x >= 0.1 else f"{x:.3g} MW"
+    else:                       # whole chips and stacks (the LP may ask for a fraction)
+        amount = f"{math.ceil(x - 1e-6):,} {v['unit']}"
+    what = {"prod_cap": f"production cap of {v['device']} in {v['quarter']}",
+            "hbm_supply": f"HBM supply in {v['quarter']}", "power": f"facility power in {v['quarter']}",
+            "budget": f"budget in {v['year']}"}[v["kind"]]
+    return f"{what} is short by {amount}{pct}"
+
+
+def _late(p: Problem, m: int, q: int, share: float) -> dict:
+    """Demand of class m in quarter q that nothing installed or deliverable by then can serve, and why."""
+    why = []
+    can = p.can_buy
+    for d in range(len(p.devices)):
+        if p.rate_per_chip[m, d] <= 0:
+            continue
+        if any(can[d, k] for k in range(q + 1)):
+            continue
+        name = p.devices[d]
+        if not p.purchasable[d]:
+            why.append(f"{name} is not purchasable")
+        elif p.available_from[d] > q:
+            why.append(f"{name} is available from "
+                       f"{p.quarters[p.available_from[d]] if p.available_from[d] < p.num_quarters else 'after the horizon'}")
+        elif p.lead_time[d] > q:
+            why.append(f"{name} has a lead time of {p.lead_time[d]} quarter{'s' if p.lead_time[d] != 1 else ''}")
+        else:
+            why.append(f"{name} has no production by then")
+    if not p.rate_per_chip[m].any():
+        why = [f"no device has a capacity for {p.demands[m]!r} (give a deployment or a capacity_override)"]
+    detail = "; ".join(why) if why else "the installed base is too small"
+    return {"demand": p.demands[m], "quarter": p.quarters[q], "share": share,
+            "reason": f"{share:.0%} of {p.demands[m]} in {p.quarters[q]} cannot be served by anything installed or "
+                      f"deliverable by then ({detail})"}
+
+
+# ---------------------------------------------------------------------------------------------
+def _extract(model: Model, x: np.ndarray) -> dict:
+    """Per-quarter plan figures from a solution vector."""
+    p = model.p
+    Q, D, M = p.num_quarters, len(p.devices), len(p.demands)
+    units = np.zeros((D, Q))
+    share = np.zeros((M, D, Q))
+    unmet = np.zeros((M, Q))
+    for j, v in enumerate(model.var):
+        if v[0] == "b":
+            units[v[1], v[2]] = round(float(x[j]))
+        elif v[0] == "s":
+            share[v[1], v[2], v[3]] = max(0.0, float(x[j]))
+        elif v[0] == "u":
+            unmet[v[1], v[2]] = max(0.0, float(x[j]))
+    buys = units * p.unit_chips[:, None]
+    alive = np.zeros((D, Q))
+    for d in range(D):
+        for q in range(Q):
+            alive[d, q] = p.base_chips[d, q] + sum(buys[d, k] for k in range(q + 1) if q - k < p.lifetime[d])
+    # a share the solver left unassigned (tolerance) counts as unmet
+    served_share = share.sum(axis=1)
+    demand_mask = p.peak_rate > 0
+    unmet = np.where(demand_mask, np.maximum(unmet, 1.0 - served_share), 0.0)
+    unmet[unmet < 1e-6] = 0.0
+    avg_rate = p.peak_rate / p.peak_to_average[:, None]
+    served_tok = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None]).sum(axis=1)       # (M, Q)
+    needed = (share * (p.peak_rate[:, None, :] / np.where(p.rate_per_chip > 0, p.rate_per_chip, np.inf)[:, :, None])).sum(axis=0)
+    energy_j = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None] * p.energy_j_per_token[:, :, None]).sum(axis=(0, 1)) * SECONDS_PER_QUARTER
+    energy_usd = energy_j * p.pue * p.usd_per_kwh / 3.6e6
+    capex = (buys * p.capex_per_chip[:, None]).sum(axis=0)
+    dep = p.base_depreciation_usd.sum(axis=0).copy()
+    for d in range(D):
+        for q in range(Q):
+            dep[q] += sum(buys[d, k] for k in range(q + 1) if q - k < p.lifetime[d]) * p.capex_per_chip[d] / p.lifetime[d]
+    power = (alive * p.power_w[:, None]).sum(axis=0) * p.pue / 1e6
+    hbm_used = (buys * (p.hbm_stacks * p.draws_hbm)[:, None]).sum(axis=0)
+    avg_tok = p.avg_tokens_per_s
+    quarters = []
+    for q in range(Q):
+        tokens = float(served_tok[:, q].sum()) * SECONDS_PER_QUARTER
+        quarters.append({
+            "quarter": p.quarters[q],
+            "purchases": {p.devices[d]: int(buys[d, q]) for d in range(D)},
+            "orders": {p.devices[d]: int(buys[d, q + p.lead_time[d]]) if q + p.lead_time[d] < Q else None
+                       for d in range(D)},
+            "installed": {p.devices[d]: int(round(alive[d, q])) for d in range(D)},
+            "utilization": {p.devices[d]: float(needed[d, q] / alive[d, q]) if alive[d, q] > 0 else None
+                            for d in range(D)},
+            "served_tokens_per_s": {p.demands[m]: float(served_tok[m, q]) for m in range(M)},
+            "demand_tokens_per_s": {p.demands[m]: float(avg_tok[m, q]) for m in range(M)},
+            "share": {p.demands[m]: {p.devices[d]: float(share[m, d, q]) for d in range(D) if share[m, d, q] > 1e-9}
+                      for m in range(M)},
+            "power_mw": float(power[q]),
+            "power_limit_mw": float(p.power_mw[q]) if p.power_mw is not None else None,
+            "hbm_stacks_used": float(hbm_used[q]),
+            "hbm_stacks_supply": float(p.hbm_supply[q]) if p.hbm_supply is not None else None,
+            "capex_usd": float(capex[q]),
+            "energy_usd": float(energy_usd[q]),
+            "spend_usd": float(capex[q] + energy_usd[q]),
+            "depreciation_usd": float(dep[q]),
+            "served_tokens": tokens,
+            "cost_per_million_tokens_usd": float((dep[q] + energy_usd[q]) / tokens * 1e6) if tokens > 0 else None,
+        })
+    unmet_list = []
+    for m in range(M):
+        for q in range(Q):
+            if unmet[m, q] > 0:
+                unmet_list.append({"demand": p.demands[m], "quarter": p.quarters[q], "unmet_share": float(unmet[m, q]),
+                                   "unmet_tokens_per_s": float(unmet[m, q] * avg_tok[m, q])})
+    years = []
+    for y, label in enumerate(p.years):
+        qs = [q for q in range(Q) if p.year_of[q] == y]
+        years.append({"year": label, "capex_usd": float(capex[qs].sum()), "energy_usd": float(energy_usd[qs].sum()),
+                      "budget_usd": float(p.budget_usd[y]) if p.budget_usd is not None else None})
+    return {"quarters": quarters, "unmet_demand": unmet_list, "years": years,
+            "total_capex_usd": float(capex.sum()), "total_energy_usd": float(energy_usd.sum()),
+            "_buys": buys}
+
+
+def _devices_summary(p: Problem, buys: np.ndarray) -> dict:
+    out = {}
+    for d, name in enumerate(p.devices):
+        out[name] = {"kind": p.kinds[d], "chip": p.chips[d], "unit_cost_usd": float(p.unit_cost_usd[d]),
+                     "unit_cost_source": p.unit_cost_source[d], "capex_per_chip_usd": float(p.capex_per_chip[d]),
+                     "power_w_per_chip": float(p.power_w[d]), "hbm_stacks_per_chip": float(p.hbm_stacks[d]),
+                     "draws_hbm_supply": bool(p.draws_hbm[d]), "purchase_unit_chips": int(p.unit_chips[d]),
+                     "lifetime_quarters": int(p.lifetime[d]), "lead_time_quarters": int(p.lead_time[d]),
+                     "first_delivery": (p.quarters[int(np.argmax(p.can_buy[d]))] if p.can_buy[d].any() else None),
+                     "total_purchased_chips": int(buys[d].sum())}
+    return out
+
+
+def solve_problem(p: Problem) -> tuple[dict, float]:
+    """Solve (and, if infeasible, explain) a resolved problem; the plan's dict and the solve time."""
+    t0 = time.perf_counter()
+    infeasibility = None
+    model = build_model(p)
+    sol = None if unservable(p) else solve_milp(model, model.c_cost)
+    final_model, final_c = model, model.c_cost
+    if sol is not None and sol.status in ("optimal", "time_limit"):
+        status = sol.status
+    elif sol is not None and sol.status == "error":
+        raise SpecError(f"the planner's solver failed: {sol.message}")
+    else:
+        status = "infeasible"
+        # Why: the LP relaxation with every limit elastic, minimising first the demand no limit can
+        # fix (nothing installed or deliverable in time), then the relative violation of the limits.
+        el = build_model(p, elastic_demand=True, elastic_resources=True)
+        vs = solve_lexicographic(el, [el.c_unmet, el.c_viol], integral=False)
+        violations, late = [], []
+        if vs.x is not None:
+            violations = _violations(el, vs.x)
+            for j, v in enumerate(el.var):
+                if v[0] == "u" and vs.x[j] > 1e-6:
+                    late.append(_late(p, v[1], v[2], float(vs.x[j])))
+        reasons = [x["reason"] for x in late] + [_explain(v) for v in violations]
+        infeasibility = {"explanation": "; ".join(reasons) if reasons else "no single limit explains it",
+                         "violations": violations, "not_deliverable": late}
+        # The best plan within the limits: unmet demand allowed at a penalty no purchase can beat.
+        final_model = build_model(p, elastic_demand=True, clamp_power=True)
+        final_c = final_model.c_cost + final_model.c_penalty
+        sol = solve_milp(final_model, final_c)
+        if sol.x is None:
+            raise SpecError(f"the planner's solver failed on the relaxed plan: {sol.message}")
+    x = sol.x
+    marg, lp_obj = lp_duals(final_model, final_c)
+    ex = _extract(final_model, x)
+    buys = ex.pop("_buys")
+    total = float(final_model.c_cost @ x) * SCALE
+    data = {
+        "scenario": p.name,
+        "status": status,
+        "objective": p.objective,
+        "discount_rate_per_year": p.discount_rate_per_year,
+        "total_cost_usd": total,
+        "total_capex_usd": ex["total_capex_usd"],
+        "total_energy_usd": ex["total_energy_usd"],
+        "lp_relaxation_cost_usd": lp_obj * SCALE if lp_obj is not None and status != "infeasible" else None,
+        "mip_gap": sol.mip_gap,
+        "quarters": ex["quarters"],
+        "years": ex["years"],
+        "binding_constraints": _binding(final_model, x, marg),
+        "unmet_demand": ex["unmet_demand"],
+        "infeasibility": infeasibility,
+        "devices": _devices_summary(p, buys),
+        "capacity": [c.to_dict() for c in p.capacities],
+        "inputs": {"quarters": p.quarters, "years": p.years, "pue": p.pue, "usd_per_kwh": p.usd_per_kwh,
+                   "capacity_derate": p.capacity_derate,
+                   "num_variables": len(model.var), "num_integer": int(model.integrality.sum()),
+                   "num_constraints": int(model.A_ub.shape[0] + model.A_eq.shape[0])},
+        "notes": list(p.notes),
+        "what_if": None,
+    }
+    return data, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+def diff_plans(base: dict, new: dict) -> dict:
+    """What changed from the base plan: cost, purchases per device and quarter, unmet demand,
+    cost per million tokens, and which constraints bind."""
+    def tot(d):
+        return d["total_cost_usd"] or 0.0
+    devs = list(new["devices"])
+    per_q = []
+    for qb, qn in zip(base["quarters"], new["quarters"]):
+        per_q.append({"quarter": qn["quarter"],
+                      "purchases": {d: qn["purchases"].get(d, 0) - qb["purchases"].get(d, 0) for d in devs},
+                      "spend_usd": qn["spend_usd"] - qb["spend_usd"],
+                      "power_mw": qn["power_mw"] - qb["power_mw"],
+                      "cost_per_million_tokens_usd": (qn["cost_per_million_tokens_usd"] - qb["cost_per_million_tokens_usd"]
+                                                      if qn["cost_per_million_tokens_usd"] is not None
+                                                      and qb["cost_per_million_tokens_usd"] is not None else None)})
+    unmet = lambda d: sum(u["unmet_tokens_per_s"] * SECONDS_PER_QUARTER for u in d["unmet_demand"])  # noqa: E731
+    bnames = {b["name"] for b in base["binding_constraints"]}
+    nnames = {b["name"] for b in new["binding_constraints"]}
+    return {"base_status": base["status"], "status": new["status"],
+            "base_total_cost_usd": base["total_cost_usd"], "total_cost_usd": new["total_cost_usd"],
+            "total_cost_delta_usd": tot(new) - tot(base),
+            "total_cost_delta_pct": (tot(new) - tot(base)) / tot(base) * 100 if tot(base) else None,
+            "purchases_delta_chips": {d: new["devices"][d]["total_purchased_chips"]
+                                      - base["devices"][d]["total_purchased_chips"] for d in devs},
+            "unmet_tokens_delta": unmet(new) - unmet(base),
+            "binding_added": sorted(nnames - bnames), "binding_removed": sorted(bnames - nnames),
+            "quarters": per_q}
+
+
+def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[str, ...] | None = None,
+         recompute_capacity: bool = False, cache_dir: str | Path | None = None, out: str | Path | None = None,
+         progress: Callable[[str], None] | None = None) -> PlanResult:
+    """Plan purchases quarter by quarter for a scenario (a YAML path, YAML text parsed to a dict,
+    or a Scenario); see `seedchip plan --help`.
+
+    what_if: ``key=value`` changes (``hbm_supply=-30%``, ``chip_slip=2``, ...): the result is the
+    changed plan, with ``what_if`` holding the changes and the difference to the base plan.
+    recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
+    ``capacity_override`` and the cache. out: a folder for plan.json, plan.html, plan.png and
+    capacity.yaml."""
+    if isinstance(scenario, Scenario):
+        s = scenario
+    elif isinstance(scenario, dict):
+        s = parse_scenario(scenario)
+    else:
+        s = load_scenario(scenario)
+    caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress)
+    p = build_problem(s, caps)
+    data, dt = solve_problem(p)
+    result = PlanResult(data, p, dt)
+    if what_if:
+        q, changes = apply_what_ifs(p, list(what_if))
+        wdata, wdt = solve_problem(q)
+        wdata["what_if"] = {"changes": changes, "diff": diff_plans(data, wdata)}
+        result = PlanResult(wdata, q, wdt, base=result)
+    if out is not None:
+        from .report import write_outputs
+        write_outputs(result, Path(out))
+    return result
+
+
+__all__ = ["plan", "PlanResult", "solve_problem", "diff_plans"]

@@ -1,0 +1,258 @@
+"""The scenario as numbers: every series expanded per quarter, every device's cost, power and
+HBM per chip resolved, the installed base aged, capacities attached. What-ifs change this
+object (a copy), never the scenario.
+
+Units: chips, stacks, watts, US dollars, seconds; rates are per second at the peak unless named
+``avg``. A demand class's rate is in output tokens/s (``basis = tokens``) or requests/s
+(``basis = requests``); capacities are in the same basis.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import SeedChipError, SpecError
+from .capacity import Capacity
+from .scenario import Scenario, expand
+
+SECONDS_PER_QUARTER = 365.25 * 86400 / 4
+
+
+@lru_cache(maxsize=64)
+def _silicon_unit_cost(chip: str) -> tuple[float | None, str]:
+    """The silicon model's unit cost of ``chip`` when the silicon package is importable."""
+    try:
+        from ..silicon import silicon_report
+    except ImportError as e:  # the silicon model is optional here
+        return None, f"the silicon model is not importable ({e})"
+    try:
+        return float(silicon_report(chip).to_dict()["unit_cost_usd"]), "silicon model"
+    except SeedChipError as e:
+        return None, f"the silicon model cannot cost {chip!r}: {e}"
+
+
+def silicon_unit_cost(chip: str) -> tuple[float | None, str]:
+    return _silicon_unit_cost(str(chip))
+
+
+@dataclass
+class Problem:
+    name: str
+    quarters: list[str]
+    years: list[str]
+    year_of: np.ndarray                 # (Q,) year index of each quarter
+    devices: list[str]
+    kinds: list[str]
+    chips: list[str]
+    demands: list[str]
+    models: list[str]
+    basis: list[str]                    # per demand: tokens | requests
+    # devices (D,)
+    unit_chips: np.ndarray
+    unit_cost_usd: np.ndarray           # per chip, the chip itself
+    unit_cost_source: list[str]
+    system_cost_usd: np.ndarray         # per chip, server/network share
+    power_w: np.ndarray                 # per chip incl. host, at nameplate
+    hbm_stacks: np.ndarray              # per chip
+    draws_hbm: np.ndarray               # bool
+    lifetime: np.ndarray                # quarters
+    lead_time: np.ndarray               # quarters
+    available_from: np.ndarray          # quarter index
+    purchasable: np.ndarray             # bool
+    cap_chips: np.ndarray               # (D, Q), inf = unlimited
+    base_chips: np.ndarray              # (D, Q) installed base (incl. on order) alive in each quarter
+    base_depreciation_usd: np.ndarray   # (D, Q) straight-line depreciation of the base
+    # demand (M, Q)
+    peak_rate: np.ndarray
+    peak_to_average: np.ndarray         # (M,)
+    # capacity (M, D)
+    rate_per_chip: np.ndarray           # in the class's basis, at the SLOs, derated
+    tokens_per_rate: np.ndarray         # output tokens per unit of rate (1 for tokens basis)
+    energy_j_per_token: np.ndarray
+    capacities: list[Capacity]
+    # facility
+    hbm_supply: np.ndarray | None       # (Q,)
+    hbm_carry_over: bool
+    power_mw: np.ndarray | None         # (Q,) facility MW
+    pue: float
+    usd_per_kwh: float
+    budget_usd: np.ndarray | None       # (Y,)
+    objective: str
+    discount_rate_per_year: float
+    capacity_derate: float
+    time_limit_s: float
+    mip_rel_gap: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_quarters(self) -> int:
+        return len(self.quarters)
+
+    @property
+    def capex_per_chip(self) -> np.ndarray:
+        return self.unit_cost_usd + self.system_cost_usd
+
+    @property
+    def discount(self) -> np.ndarray:
+        """(Q,) present-value factor of a cost in each quarter."""
+        return (1.0 + self.discount_rate_per_year) ** (-np.arange(self.num_quarters) / 4.0)
+
+    @property
+    def can_buy(self) -> np.ndarray:
+        """(D, Q): deliveries possible (purchasable, available, past the lead time, cap above zero)."""
+        q = np.arange(self.num_quarters)[None, :]
+        first = np.maximum(self.available_from, self.lead_time)[:, None]
+        ok = self.purchasable[:, None] & (q >= first) & (self.cap_chips >= self.unit_chips[:, None])
+        return ok
+
+    @property
+    def avg_tokens_per_s(self) -> np.ndarray:
+        """(M, Q) average output tokens/s of the demand (requests converted with the mean tokens
+        per request of the devices that can serve the class)."""
+        avg = self.peak_rate / self.peak_to_average[:, None]
+        out = avg.copy()
+        for m, b in enumerate(self.basis):
+            if b == "requests":
+                tpr = self.tokens_per_rate[m][self.rate_per_chip[m] > 0]
+                out[m] = avg[m] * (float(tpr.mean()) if tpr.size else 0.0)
+        return out
+
+    def copy(self) -> "Problem":
+        return copy.deepcopy(self)
+
+
+def _dep_num_chips(s: Scenario, dev: str, cls: str, override) -> int:
+    if override is not None and override.num_chips is not None:
+        return override.num_chips
+    return s.devices[dev].deployments[cls].num_chips
+
+
+def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:
+    """Resolve the scenario into numbers. ``capacities`` maps (device, demand class) to its capacity."""
+    from ..hardware.catalog import load_chip
+
+    Q = s.horizon_quarters
+    devs, dems = list(s.devices), list(s.demand)
+    D, M = len(devs), len(dems)
+    notes: list[str] = []
+    unit_cost, unit_src, sys_cost, power, stacks, draws, life, lead, avail, purch = ([] for _ in range(10))
+    cap = np.full((D, Q), np.inf)
+    for i, name in enumerate(devs):
+        dev = s.devices[name]
+        chip = load_chip(dev.chip)
+        if dev.unit_cost_usd is not None:
+            uc, src = dev.unit_cost_usd, "given"
+        elif dev.kind == "own":
+            uc, src = silicon_unit_cost(dev.chip)
+            if uc is None:
+                raise SpecError(f"devices.{name}.unit_cost_usd: required ({src})")
+            notes.append(f"{name}: unit cost ${uc:,.0f} per chip from the silicon model ({dev.chip})")
+        else:
+            raise SpecError(f"devices.{name}.unit_cost_usd: required for a GPU (its purchase price per chip)")
+        unit_cost.append(uc)
+        unit_src.append(src)
+        sys_cost.append(dev.system_cost_usd_per_chip)
+        power.append((dev.power_w_per_chip or chip.tdp_w) + dev.host_power_w_per_chip)
+        stacks.append(dev.hbm_stacks_per_chip if dev.hbm_stacks_per_chip is not None else chip.hbm.num_stacks)
+        draws.append(dev.draws_hbm_supply if dev.draws_hbm_supply is not None else dev.kind == "own")
+        life.append(dev.lifetime_quarters or s.lifetime_quarters)
+        lead.append(dev.lead_time_quarters)
+        avail.append(s.quarter_index(dev.available_from, ("devices", name, "available_from"), allow_before=True))
+        purch.append(dev.purchasable)
+        pc = expand(dev.production_cap_chips, Q, ("devices", name, "production_cap_chips"))
+        if pc is not None:
+            cap[i] = pc
+
+    base = np.zeros((D, Q))
+    base_dep = np.zeros((D, Q))
+    for b in s.installed_base:
+        d = devs.index(b.device)
+        arrive = s.quarter_index(b.arrives, ()) if b.arrives is not None else 0
+        per_chip = b.unit_cost_usd if b.unit_cost_usd is not None else unit_cost[d] + sys_cost[d]
+        for q in range(Q):
+            age = b.age_quarters + (q - arrive)
+            if q >= arrive and age < life[d]:
+                base[d, q] += b.chips
+                base_dep[d, q] += b.chips * per_chip / life[d]
+
+    peak = np.zeros((M, Q))
+    pta = np.ones(M)
+    basis = []
+    for m, name in enumerate(dems):
+        dc = s.demand[name]
+        basis.append(dc.basis)
+        pta[m] = dc.peak_to_average
+        if dc.basis == "tokens":
+            peak[m] = np.array(expand(dc.tokens_per_day, Q, ())) / 86400.0 * dc.peak_to_average
+        else:
+            peak[m] = np.array(expand(dc.peak_requests_per_s, Q, ()))
+
+    rate = np.zeros((M, D))
+    tpr = np.ones((M, D))
+    energy = np.zeros((M, D))
+    caps = []
+    for (dev, cls), c in sorted(capacities.items()):
+        caps.append(c)
+        d, m = devs.index(dev), dems.index(cls)
+        if c.tokens_per_s <= 0 or c.num_chips <= 0:
+            continue
+        if basis[m] == "tokens":
+            rate[m, d] = c.tokens_per_s / c.num_chips * s.capacity_derate
+        else:
+            if not c.requests_per_s:
+                continue
+            rate[m, d] = c.requests_per_s / c.num_chips * s.capacity_derate
+            tpr[m, d] = c.tokens_per_s / c.requests_per_s
+        energy[m, d] = c.energy_j_per_token
+
+    years = s.year_labels
+    bud = expand(s.budget.capex_usd_per_year, len(years), ())
+    hbm = expand(s.hbm.supply_stacks, Q, ())
+    pmw = expand(s.datacenter.power_mw, Q, ())
+    return Problem(
+        name=s.name, quarters=s.quarter_labels, years=years, year_of=np.arange(Q) // 4, devices=devs,
+        kinds=[s.devices[d].kind for d in devs], chips=[s.devices[d].chip for d in devs], demands=dems,
+        models=[s.demand[m].model for m in dems], basis=basis,
+        unit_chips=np.array([s.devices[d].purchase_unit_chips for d in devs], dtype=float),
+        unit_cost_usd=np.array(unit_cost, dtype=float), unit_cost_source=unit_src,
+        system_cost_usd=np.array(sys_cost, dtype=float), power_w=np.array(power, dtype=float),
+        hbm_stacks=np.array(stacks, dtype=float), draws_hbm=np.array(draws, dtype=bool),
+        lifetime=np.array(life, dtype=int), lead_time=np.array(lead, dtype=int),
+        available_from=np.array(avail, dtype=int), purchasable=np.array(purch, dtype=bool), cap_chips=cap,
+        base_chips=base, base_depreciation_usd=base_dep, peak_rate=peak, peak_to_average=pta,
+        rate_per_chip=rate, tokens_per_rate=tpr, energy_j_per_token=energy, capacities=caps,
+        hbm_supply=None if hbm is None else np.array(hbm), hbm_carry_over=s.hbm.carry_over,
+        power_mw=None if pmw is None else np.array(pmw), pue=s.datacenter.pue,
+        usd_per_kwh=s.datacenter.usd_per_kwh, budget_usd=None if bud is None else np.array(bud),
+        objective=s.objective, discount_rate_per_year=s.discount_rate_per_year, capacity_derate=s.capacity_derate, time_limit_s=s.solver.time_limit_s,
+        mip_rel_gap=s.solver.mip_rel_gap, notes=notes)
+
+
+def unservable(p: Problem) -> list[dict]:
+    """(class, quarter) pairs with demand that no device could ever serve there: no device has a
+    capacity for the class, or none is installed or deliverable by then."""
+    out = []
+    can = p.can_buy
+    for m, name in enumerate(p.demands):
+        for q in range(p.num_quarters):
+            if p.peak_rate[m, q] <= 0:
+                continue
+            ok = False
+            for d in range(len(p.devices)):
+                if p.rate_per_chip[m, d] <= 0:
+                    continue
+                alive_buy = any(can[d, k] and q - k < p.lifetime[d] for k in range(q + 1))
+                if p.base_chips[d, q] > 0 or alive_buy:
+                    ok = True
+                    break
+            if not ok:
+                served_by = [p.devices[d] for d in range(len(p.devices)) if p.rate_per_chip[m, d] > 0]
+                why = (f"no device has a capacity for {name!r} (give a deployment or capacity_override)" if not served_by
+                       else f"none of {', '.join(served_by)} is installed or deliverable by {p.quarters[q]} "
+                            "(availability, lead time, production cap)")
+                out.append({"demand": name, "quarter": p.quarters[q], "reason": why})
+    return out

@@ -1,0 +1,451 @@
+"""The planning scenario: a validated YAML file (pydantic v2, frozen, unknown keys are errors).
+
+    name: two-year plan
+    start: 2027Q1                 # label of the first quarter
+    horizon_quarters: 8
+    lifetime_quarters: 16         # straight-line depreciation and retirement
+    capacity_derate: 0.85         # share of the simulated SLO capacity a production fleet reaches
+    objective: cash               # cash: capex when delivered + energy; depreciation: capex spread over the lifetime
+    discount_rate_per_year: 0.08  # present value of costs (0: plain sum; above 0 purchases come just in time)
+    datacenter: {power_mw: [..], pue: 1.25, usd_per_kwh: 0.08}     # facility MW (IT x PUE) per quarter
+    budget: {capex_usd_per_year: [20e9, 22e9]}                      # per 4-quarter year from start
+    hbm: {supply_stacks: [..], carry_over: false}                  # stacks per quarter, all HBM users
+    demand:
+      chat:
+        model: llama-3.1-70b
+        workload: chat            # or input_len / output_len
+        slo: {ttft_p99: 2s, tpot_p99: 100ms}
+        peak_to_average: 1.6
+        tokens_per_day: {start: 1.0e12, growth_per_quarter: 10%}   # output tokens; or peak_requests_per_s
+    devices:
+      seedchip-gen1:
+        kind: own                 # own (we build it) or gpu (we buy it)
+        chip: seedchip-ref        # catalog id or chip YAML
+        available_from: 2027Q1
+        production_cap_chips: [5000, 20000, ...]
+        unit_cost_usd: 9000       # omit for an own chip: the silicon model's unit cost
+        purchase_unit_chips: 16
+        deployments:
+          chat: {num_chips: 8, tp: 8, weight_format: fp8, kv_format: fp8}
+    installed_base:
+      - {device: h200-sxm, chips: 100000, age_quarters: 4}
+    capacity_override:
+      - {device: seedchip-gen1, demand: chat, num_chips: 8, requests_per_s: 5.8, tokens_per_s: 985, energy_j_per_token: 1.23}
+
+A per-quarter series is a number (every quarter), a list (one per quarter), ``{start, growth_per_quarter}``
+or ``{start, growth_per_year}`` (compound; growth as a fraction or ``"12%"``), or ``{start, end}`` (linear).
+Errors name the field and the YAML line (``plan.yaml:12: demand.chat.slo.ttft_p99: ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
+from ..spec_base import FrozenSpec, Seconds
+from .yamlio import PathError, load_marked, validation_error, where
+
+QUARTER_RE = re.compile(r"^\s*(\d{4})\s*-?\s*Q([1-4])\s*$", re.IGNORECASE)
+
+
+def percent(v, what: str = "value") -> float:
+    """'12%', '+12%', '-30%' -> 0.12, 0.12, -0.30; a plain number is taken as a fraction."""
+    if isinstance(v, bool):
+        raise ValueError(f"{what}: expected a number or a percentage such as '12%', got {v!r}")
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return float(s[:-1]) / 100.0 if s.endswith("%") else float(s)
+        except ValueError:
+            pass
+    raise ValueError(f"{what}: expected a number or a percentage such as '12%', got {v!r}")
+
+
+class Growth(FrozenSpec):
+    """Compound growth from ``start``: per quarter, or per year (spread evenly over its quarters)."""
+    start: float = Field(ge=0)
+    growth_per_quarter: float | str | None = None
+    growth_per_year: float | str | None = None
+
+    @field_validator("growth_per_quarter", "growth_per_year")
+    @classmethod
+    def _pct(cls, v):
+        if v is None:
+            return None
+        g = percent(v, "growth")
+        if not g > -1:
+            raise ValueError(f"growth {v!r} must be above -100%")
+        return g
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.growth_per_quarter is None) == (self.growth_per_year is None):
+            raise ValueError("give exactly one of growth_per_quarter or growth_per_year")
+        return self
+
+    def values(self, n: int) -> list[float]:
+        g = self.growth_per_quarter if self.growth_per_quarter is not None else (1 + self.growth_per_year) ** 0.25 - 1
+        return [self.start * (1 + g) ** i for i in range(n)]
+
+
+class Ramp(FrozenSpec):
+    """Linear from ``start`` (first quarter) to ``end`` (last quarter)."""
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+
+    def values(self, n: int) -> list[float]:
+        if n == 1:
+            return [self.start]
+        return [self.start + (self.end - self.start) * i / (n - 1) for i in range(n)]
+
+
+def _number(v, path: tuple = ()) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise PathError(f"expected a number, got {v!r}", path)
+    try:
+        return float(v)        # YAML 1.1 reads 1e9 (no dot) as a string
+    except ValueError:
+        raise PathError(f"expected a number, got {v!r}", path) from None
+
+
+def _series(v):
+    """A per-quarter series: a number, a list, {start, growth_per_quarter | growth_per_year} or {start, end}."""
+    if v is None or isinstance(v, (Growth, Ramp)):
+        return v
+    if isinstance(v, list):
+        return [_number(x, (i,)) for i, x in enumerate(v)]
+    if isinstance(v, dict):
+        kind = Ramp if "end" in v else Growth
+        try:
+            return kind.model_validate(v)
+        except ValidationError as e:
+            first = e.errors()[0]
+            inner = (first.get("ctx") or {}).get("error")
+            loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and "[" in x))
+            msg = str(inner) if inner is not None else first["msg"]
+            if first.get("type") == "extra_forbidden" and loc:
+                msg = f"unknown field {loc[-1]!r}: use start with growth_per_quarter, growth_per_year or end"
+            raise PathError(msg, loc) from None
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        try:
+            return _number(v)
+        except PathError:
+            pass
+    raise ValueError(f"expected a number, a list with one value per quarter, {{start, growth_per_quarter}} or "
+                     f"{{start, end}}; got {v!r}")
+
+
+Series = Annotated[Any, BeforeValidator(_series)]
+
+
+def expand(series: Series | None, n: int, path: tuple, *, nonneg: bool = True) -> list[float] | None:
+    """A series as n numbers; PathError names the field when a list has the wrong length."""
+    if series is None:
+        return None
+    if isinstance(series, (int, float)):
+        vals = [float(series)] * n
+    elif isinstance(series, list):
+        if len(series) != n:
+            raise PathError(f"has {len(series)} values; give one per quarter ({n}), a single number, "
+                            "{start, growth_per_quarter} or {start, end}", path)
+        vals = [float(v) for v in series]
+    else:
+        vals = series.values(n)
+    for i, v in enumerate(vals):
+        if not math.isfinite(v) or (nonneg and v < 0):
+            raise PathError(f"value {v!r} must be a finite number >= 0", path + ((i,) if isinstance(series, list) else ()))
+    return vals
+
+
+class Slo(FrozenSpec):
+    ttft_p99: Seconds | None = Field(None, gt=0, description="time to first token, 99th percentile")
+    tpot_p99: Seconds | None = Field(None, gt=0, description="time per output token, 99th percentile")
+
+    @model_validator(mode="after")
+    def _any(self):
+        if self.ttft_p99 is None and self.tpot_p99 is None:
+            raise ValueError("give at least one SLO: ttft_p99 and/or tpot_p99 (e.g. ttft_p99: 2s)")
+        return self
+
+
+class DemandClass(FrozenSpec):
+    """One class of traffic: a model served under SLOs with a workload shape."""
+    model: str = Field(description="model zoo id or config.json path")
+    workload: str | None = Field(None, description="built-in workload shape: chat, code, summarize, reasoning")
+    input_len: int | None = Field(None, gt=0)
+    output_len: int | None = Field(None, gt=0)
+    slo: Slo
+    peak_to_average: float = Field(1.0, ge=1.0, description="peak rate / daily average rate; capacity is sized for the peak")
+    tokens_per_day: Series | None = Field(None, description="output (generated) tokens per day, daily average")
+    peak_requests_per_s: Series | None = Field(None, description="requests per second at the peak")
+    num_requests: int = Field(500, gt=0, description="requests per simulated point of the capacity search")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_rate(self):
+        if (self.tokens_per_day is None) == (self.peak_requests_per_s is None):
+            raise ValueError("give exactly one of tokens_per_day or peak_requests_per_s")
+        if self.workload is None and self.input_len is None:
+            raise ValueError("give a workload shape: workload (chat, code, summarize, reasoning) or input_len/output_len")
+        if (self.input_len is None) != (self.output_len is None):
+            raise ValueError("give input_len and output_len together")
+        return self
+
+    @property
+    def basis(self) -> str:
+        return "tokens" if self.tokens_per_day is not None else "requests"
+
+
+class DeploymentSpec(FrozenSpec):
+    """How one demand class is laid on the device: the unit whose SLO capacity is simulated."""
+    num_chips: int = Field(gt=0)
+    tp: int | None = Field(None, gt=0)
+    pp: int = Field(1, gt=0)
+    ep: int = Field(1, gt=0)
+    weight_format: str = "bf16"
+    kv_format: str = "bf16"
+    act_format: str | None = None
+    max_num_seqs: int = Field(256, gt=0)
+    max_batched_tokens: int = Field(8192, gt=0)
+    prefix_caching: bool = False
+
+
+class Device(FrozenSpec):
+    """A device option: one of our chip generations (kind own) or a GPU we buy (kind gpu)."""
+    kind: Literal["own", "gpu"]
+    chip: str = Field(description="catalog id or chip YAML path")
+    purchasable: bool = Field(True, description="false: installed base only (no new purchases)")
+    available_from: int | str = Field(0, description="first quarter deliveries are possible (index or '2027Q3')")
+    lead_time_quarters: int = Field(0, ge=0, description="orders placed at the start arrive this many quarters later")
+    production_cap_chips: Series | None = Field(None, description="chips deliverable per quarter (null: unlimited)")
+    unit_cost_usd: float | None = Field(None, gt=0, description="per chip; own chips default to the silicon model")
+    system_cost_usd_per_chip: float = Field(0.0, ge=0, description="server, network and rack share per chip")
+    hbm_stacks_per_chip: int | None = Field(None, ge=0, description="default: the chip spec's stacks")
+    draws_hbm_supply: bool | None = Field(None, description="counts against hbm.supply_stacks (default: own yes, gpu no)")
+    power_w_per_chip: float | None = Field(None, gt=0, description="default: the chip spec's TDP")
+    host_power_w_per_chip: float = Field(0.0, ge=0, description="host, network and cooling fans per chip")
+    purchase_unit_chips: int = Field(1, gt=0, description="chips per purchase (a node, a rack)")
+    lifetime_quarters: int | None = Field(None, gt=0, description="default: the scenario's")
+    deployments: dict[str, DeploymentSpec] = Field(default_factory=dict, description="per demand class")
+
+
+class InstalledUnits(FrozenSpec):
+    device: str
+    chips: int = Field(ge=0)
+    age_quarters: int = Field(0, ge=0, description="age at the start of the horizon (retires at the lifetime)")
+    arrives: int | str | None = Field(None, description="already on order: the quarter it arrives")
+    unit_cost_usd: float | None = Field(None, gt=0, description="per chip incl. system share, for depreciation")
+
+
+class CapacityOverride(FrozenSpec):
+    """A capacity measured once (with `seedchip capacity`) and recorded, so planning needs no simulation."""
+    device: str
+    demand: str
+    num_chips: int | None = Field(None, gt=0, description="chips of the deployment measured (default: its deployment)")
+    requests_per_s: float | None = Field(None, ge=0, description="max request rate meeting the SLOs")
+    tokens_per_s: float = Field(ge=0, description="output tokens/s at that rate")
+    energy_j_per_token: float = Field(ge=0, description="joules per output token at that rate")
+    note: str | None = None
+
+
+class Datacenter(FrozenSpec):
+    power_mw: Series | None = Field(None, description="facility power available per quarter (IT x PUE), MW")
+    pue: float = Field(1.25, ge=1.0)
+    usd_per_kwh: float = Field(0.08, ge=0)
+
+
+class Budget(FrozenSpec):
+    capex_usd_per_year: Series | None = Field(None, description="capital spend per 4-quarter year from start")
+
+
+class Hbm(FrozenSpec):
+    supply_stacks: Series | None = Field(None, description="HBM stacks deliverable per quarter (null: unlimited)")
+    carry_over: bool = Field(False, description="unused stacks stay in stock for later quarters")
+
+
+class Solver(FrozenSpec):
+    time_limit_s: float = Field(60.0, gt=0)
+    mip_rel_gap: float = Field(1e-4, ge=0)
+
+
+class Scenario(FrozenSpec):
+    name: str = "plan"
+    start: str = Field("2027Q1", description="label of the first quarter, YYYYQn")
+    horizon_quarters: int = Field(gt=0, le=80)
+    lifetime_quarters: int = Field(16, gt=0)
+    capacity_derate: float = Field(1.0, gt=0, le=1.0)
+    objective: Literal["cash", "depreciation"] = "cash"
+    discount_rate_per_year: float = Field(0.0, ge=0, le=1, description="cost of capital: costs in quarter q are "
+                                          "weighed by (1 + r)^(-q/4); above 0 the plan buys just in time")
+    calibration: str | None = None
+    datacenter: Datacenter = Datacenter()
+    budget: Budget = Budget()
+    hbm: Hbm = Hbm()
+    demand: dict[str, DemandClass] = Field(min_length=1)
+    devices: dict[str, Device] = Field(min_length=1)
+    installed_base: list[InstalledUnits] = Field(default_factory=list)
+    capacity_override: list[CapacityOverride] = Field(default_factory=list)
+    solver: Solver = Solver()
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v):
+        if not QUARTER_RE.match(str(v)):
+            raise ValueError(f"start {v!r}: write a quarter label such as 2027Q1")
+        y, q = QUARTER_RE.match(str(v)).groups()
+        return f"{y}Q{q}"
+
+    # ---- quarters ----
+    @property
+    def quarter_labels(self) -> list[str]:
+        y, q = QUARTER_RE.match(self.start).groups()
+        y, q = int(y), int(q) - 1
+        return [f"{y + (q + i) // 4}Q{(q + i) % 4 + 1}" for i in range(self.horizon_quarters)]
+
+    @property
+    def num_years(self) -> int:
+        return -(-self.horizon_quarters // 4)
+
+    @property
+    def year_labels(self) -> list[str]:
+        qs = self.quarter_labels
+        out = []
+        for y in range(self.num_years):
+            a, b = qs[4 * y], qs[min(4 * y + 3, len(qs) - 1)]
+            out.append(a[:4] if a.endswith("Q1") else (a if a == b else f"{a}-{b}"))
+        return out
+
+    def quarter_index(self, ref, path: tuple, *, allow_before: bool = False) -> int:
+        """A quarter reference (index or label) as an index; PathError when out of the horizon."""
+        if isinstance(ref, bool):
+            raise PathError(f"quarter {ref!r}: give an index (0 = {self.start}) or a label such as {self.start}", path)
+        if isinstance(ref, int):
+            i = ref
+        else:
+            m = QUARTER_RE.match(str(ref))
+            if not m:
+                raise PathError(f"quarter {ref!r}: give an index (0 = {self.start}) or a label such as {self.start}", path)
+            y0, q0 = QUARTER_RE.match(self.start).groups()
+            i = (int(m.group(1)) - int(y0)) * 4 + int(m.group(2)) - int(q0)
+        if i < 0 and not allow_before:
+            raise PathError(f"quarter {ref!r} is before the start of the horizon ({self.start})", path)
+        return i
+
+    @model_validator(mode="after")
+    def _cross(self):
+        n = self.horizon_quarters
+        for name, d in self.demand.items():
+            series = d.tokens_per_day if d.tokens_per_day is not None else d.peak_requests_per_s
+            key = "tokens_per_day" if d.tokens_per_day is not None else "peak_requests_per_s"
+            expand(series, n, ("demand", name, key))
+        for name, dev in self.devices.items():
+            expand(dev.production_cap_chips, n, ("devices", name, "production_cap_chips"))
+            self.quarter_index(dev.available_from, ("devices", name, "available_from"), allow_before=True)
+            for cls in dev.deployments:
+                if cls not in self.demand:
+                    raise PathError(f"no demand class {cls!r}; classes: {', '.join(self.demand)}",
+                                    ("devices", name, "deployments", cls))
+        expand(self.hbm.supply_stacks, n, ("hbm", "supply_stacks"))
+        expand(self.datacenter.power_mw, n, ("datacenter", "power_mw"))
+        expand(self.budget.capex_usd_per_year, self.num_years, ("budget", "capex_usd_per_year"))
+        for i, b in enumerate(self.installed_base):
+            if b.device not in self.devices:
+                raise PathError(str(UnknownNameError("device", b.device, self.devices)), ("installed_base", i, "device"))
+            if b.arrives is not None:
+                self.quarter_index(b.arrives, ("installed_base", i, "arrives"))
+        seen = set()
+        for i, o in enumerate(self.capacity_override):
+            if o.device not in self.devices:
+                raise PathError(str(UnknownNameError("device", o.device, self.devices)), ("capacity_override", i, "device"))
+            if o.demand not in self.demand:
+                raise PathError(str(UnknownNameError("demand class", o.demand, self.demand)),
+                                ("capacity_override", i, "demand"))
+            if (o.device, o.demand) in seen:
+                raise PathError(f"a second override for {o.device} x {o.demand}", ("capacity_override", i))
+            seen.add((o.device, o.demand))
+            if o.num_chips is None and o.demand not in self.devices[o.device].deployments:
+                raise PathError("give num_chips (the device has no deployment for this class)",
+                                ("capacity_override", i, "num_chips"))
+            if self.demand[o.demand].basis == "requests" and o.requests_per_s is None:
+                raise PathError(f"demand {o.demand!r} is in requests/s: give requests_per_s",
+                                ("capacity_override", i, "requests_per_s"))
+        return self
+
+
+def _check_catalog(s: Scenario, marks: dict, origin: str) -> None:
+    """Names that need the catalogs (chips, models) and each deployment's parallel plan."""
+    from ..hardware.catalog import load_chip
+    from ..model.zoo import load_model
+    from ..perf.deployment import make_deployment
+
+    def fail(loc: tuple, msg: str):
+        raise SpecError(f"{where(origin, marks, loc)}: {msg}")
+
+    models = {}
+    for name, d in s.demand.items():
+        try:
+            models[name] = load_model(d.model)
+        except SeedChipError as e:
+            fail(("demand", name, "model"), one_line(e))
+        if d.workload is not None:
+            from ..serve.workload import synthetic_specs
+            if d.workload not in synthetic_specs():
+                fail(("demand", name, "workload"), str(UnknownNameError("workload", d.workload, synthetic_specs())))
+    from .problem import silicon_unit_cost
+    for name, dev in s.devices.items():
+        try:
+            chip = load_chip(dev.chip)
+        except SeedChipError as e:
+            fail(("devices", name, "chip"), one_line(e))
+        if dev.unit_cost_usd is None:
+            if dev.kind == "gpu":
+                fail(("devices", name), "unit_cost_usd is required for a GPU (its purchase price per chip)")
+            uc, why = silicon_unit_cost(dev.chip)
+            if uc is None:
+                fail(("devices", name), f"unit_cost_usd is required: {why}")
+        for cls, dep in dev.deployments.items():
+            try:
+                dd = make_deployment(chip, num_chips=dep.num_chips, tp=dep.tp, pp=dep.pp, ep=dep.ep,
+                                     weight_format=dep.weight_format, act_format=dep.act_format,
+                                     kv_format=dep.kv_format, calibration=s.calibration,
+                                     max_batched_tokens=dep.max_batched_tokens)
+                dd.check_model(models[cls])
+            except SeedChipError as e:
+                fail(("devices", name, "deployments", cls), one_line(e))
+
+
+def parse_scenario(source: str | dict, origin: str = "<scenario>", *, check_catalog: bool = True) -> Scenario:
+    """A Scenario from YAML text or a dict; errors name the field and (for YAML) the line."""
+    if isinstance(source, dict):
+        data, marks = source, {}
+    else:
+        data, marks = load_marked(source, origin)
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: a scenario must be a YAML mapping (horizon_quarters, demand, devices, ...)")
+    try:
+        s = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e, origin, marks) from None
+    if check_catalog:
+        _check_catalog(s, marks, origin)
+    return s
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read scenario {str(p)!r}: {e.strerror}") from None
+    return parse_scenario(text, origin=str(p))
+
+
+__all__ = ["Scenario", "DemandClass", "Device", "DeploymentSpec", "InstalledUnits", "CapacityOverride",
+           "parse_scenario", "load_scenario", "expand", "percent"]

@@ -1,0 +1,100 @@
+"""YAML with line numbers, so that a validation error can say ``plan.yaml:12: demand.chat.slo: ...``.
+
+The document is composed (not just loaded) so every mapping key and sequence item keeps the
+line it starts on; pydantic's error location is then mapped back to the nearest line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import SpecError, one_line
+
+
+class PathError(ValueError):
+    """A validation error that knows where below its field it happened (for the YAML line)."""
+
+    def __init__(self, msg: str, path: tuple = ()):
+        super().__init__(msg)
+        self.path = tuple(path)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _compose(node: yaml.Node, path: tuple, marks: dict) -> Any:
+    marks.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for k, v in node.value:
+            key = _scalar(k) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
+            marks[path + (key,)] = k.start_mark.line + 1
+            out[key] = _compose(v, path + (key,), marks)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_compose(v, path + (i,), marks) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def load_marked(text: str, origin: str) -> tuple[Any, dict]:
+    """(data, {path tuple: line}) of a YAML document."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{origin}: not valid YAML: {one_line(e)}") from None
+    if root is None:
+        return None, {}
+    marks: dict = {}
+    return _compose(root, (), marks), marks
+
+
+def line_of(marks: dict, loc: tuple) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in marks:
+            return marks[loc]
+        loc = loc[:-1]
+    return marks.get(())
+
+
+def clean_loc(loc) -> tuple:
+    """Drop pydantic's union-member tags (``list[float]``, ``function-after[...]``) from a location."""
+    return tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or "(" in x)))
+
+
+def loc_name(loc: tuple) -> str:
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out or "(top level)"
+
+
+def where(origin: str, marks: dict, loc: tuple) -> str:
+    line = line_of(marks, loc)
+    return f"{origin}:{line}: {loc_name(loc)}" if line else f"{origin}: {loc_name(loc)}"
+
+
+def validation_error(e: ValidationError, origin: str, marks: dict) -> SpecError:
+    """The first pydantic error as one line naming the file, the line and the field."""
+    errs = e.errors()
+    first = errs[0]
+    loc = clean_loc(first["loc"])
+    inner = (first.get("ctx") or {}).get("error")
+    if isinstance(inner, PathError):
+        loc = loc + inner.path
+    msg = first["msg"].removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r} (a typo?)" if loc else msg
+    elif ("input" in first and first.get("type") not in ("missing",) and not isinstance(first["input"], (dict, list))
+          and repr(first["input"]) not in msg):
+        msg = f"{msg} (got {first['input']!r})"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return SpecError(f"{where(origin, marks, loc)}: {msg}{more}")
