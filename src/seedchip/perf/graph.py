@@ -177,7 +177,9 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     # expected distinct local experts hit when t_all tokens each pick k of e (uniform routing)
     touched = local * (1.0 - (1.0 - k / e) ** t_all)
     groups = max(1, math.ceil(touched - 1e-9))
-    per_expert = t_all * k / ep / max(touched, 1e-9)
+    # rows per expert GEMM of the group (a whole number of experts); the tiny epsilon keeps
+    # an exact quotient from rounding up through floating-point noise
+    per_expert = max(1, math.ceil(t_all * k / ep / groups - 1e-9))
     w = model.moe_intermediate_size // moe_tp
     up = 2 * w if model.mlp_gated else w
     chips_per_token = dep.tp * dep.dp // max(1, dep.dp)  # tokens of a replica are split over its tp chips
@@ -185,9 +187,9 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     if ep > 1:
         size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
-    out.append(_gemm(dep, "experts_up_proj", math.ceil(per_expert), up, h, groups=groups))
+    out.append(_gemm(dep, "experts_up_proj", per_expert, up, h, groups=groups))
     out.append(_vector(dep, "experts_act", t_all * k / ep * w, 6, 6))
-    out.append(_gemm(dep, "experts_down_proj", math.ceil(per_expert), h, w, groups=groups))
+    out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
     if ep > 1:
         size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
