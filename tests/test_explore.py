@@ -300,3 +300,85 @@ def test_example_space_loads():
     assert sp.grid_size() == math.prod(len(v) for v in sp.axes.values())
     assert len({point_key(p) for p in sp.grid()}) == sp.grid_size()
     Context.build(sp)
+
+
+# --- SLO goodput from the serving simulator ---------------------------------------------------
+
+GOODPUT = """\
+name: goodput
+base_chip: seedchip-ref
+baseline: {chip: h200-sxm}
+axes:
+  hbm_stacks: [2, 6]
+workload:
+  - model: llama-3.1-8b
+    weight_format: fp8
+    kv_format: fp8
+    deployments: [{num_chips: 1}]
+    scenarios:
+      - {name: chat, batch: 8, input_len: 128, output_len: 8}
+    serving:
+      workload: chat
+      num_requests: 60
+      slo_ttft_p99: 2 s
+      slo_tpot_p99: 50 ms
+objectives: [slo_goodput_per_chip, tokens_per_usd]
+search: {method: grid}
+"""
+
+
+@pytest.mark.unit
+def test_slo_goodput_objective_from_the_serving_simulator(tmp_path):
+    res = explore(write(tmp_path, GOODPUT), out=tmp_path / "run", plot=False)
+    pts = {r["params"]["hbm_stacks"]: r for r in res.rows if not r["is_baseline"]}
+    assert len(pts) == 2 and all(r["feasible"] for r in pts.values())
+    g = {k: r["objectives"]["slo_goodput_per_chip"] for k, r in pts.items()}
+    assert all(math.isfinite(v) and v > 0 for v in g.values())
+    assert g[6] > g[2]                               # three times the HBM bandwidth serves more within the SLO
+    detail = pts[6]["metrics"]["slo_goodput"]["llama-3.1-8b"]
+    assert detail["reason"] is None and detail["tpot_p99_s"] <= 0.05 and detail["max_qps"] > 0
+    base = res.baseline
+    assert base["feasible"] and base["objectives"]["slo_goodput_per_chip"] > 0
+
+
+@pytest.mark.unit
+def test_slo_goodput_is_zero_with_a_reason_when_no_rate_meets_the_slo(tmp_path):
+    text = GOODPUT.replace("slo_tpot_p99: 50 ms", "slo_tpot_p99: 0.01 ms").replace("hbm_stacks: [2, 6]",
+                                                                                   "hbm_stacks: [6]")
+    res = explore(write(tmp_path, text.replace("baseline: {chip: h200-sxm}", "baseline: null")),
+                  out=tmp_path / "run", plot=False)
+    (row,) = res.rows
+    assert row["feasible"] and row["objectives"]["slo_goodput_per_chip"] == 0.0
+    assert "no rate meets the SLO" in row["metrics"]["slo_goodput"]["llama-3.1-8b"]["reason"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("old, new, expect", [
+    ("num_requests: 60", "num_requets: 60", r"space.yaml:15: workload\[0\].serving.num_requets: Extra inputs"),
+    ("num_requests: 60", "num_requests: 0", r"space.yaml:15: workload\[0\].serving.num_requests: Input should be greater than 0"),
+    ("slo_tpot_p99: 50 ms", "slo_tpot_p99: 50 parsecs", r"space.yaml:17: workload\[0\].serving.slo_tpot_p99: "),
+    ("workload: chat", "workload: chitchat", r"space.yaml:14: workload\[0\].serving.workload: unknown workload 'chitchat'"),
+])
+def test_bad_serving_yaml_names_field_and_line(tmp_path, old, new, expect):
+    with pytest.raises(SpecError, match=expect):
+        parse_space(GOODPUT.replace(old, new), "space.yaml")
+
+
+@pytest.mark.unit
+def test_serving_slo_defaults_to_the_scenarios_and_is_required():
+    sp = parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", "").replace(
+        "output_len: 8}", "output_len: 8, max_tpot_s: 40 ms}"), "space.yaml")
+    assert sp.workload[0].serving_slo() == (None, 0.04)
+    with pytest.raises(SpecError, match=r"space.yaml:14: workload\[0\].serving: slo_goodput_per_chip needs"):
+        parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", ""), "space.yaml")
+    parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", "").replace(
+        "objectives: [slo_goodput_per_chip, tokens_per_usd]", "objectives: [tokens_per_usd]"), "space.yaml")
+
+
+@pytest.mark.unit
+def test_goodput_example_space_loads():
+    root = Path(__file__).resolve().parent.parent
+    sp = parse_space((root / "examples/explore/slo_goodput.yaml").read_text(), "slo_goodput.yaml")
+    assert "slo_goodput_per_chip" in sp.objectives and sp.workload[0].serving.num_requests == 200
+    assert "slo_goodput_per_chip" not in parse_space(
+        (root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml").objectives

@@ -461,3 +461,114 @@ def test_own_chip_cost_from_silicon_or_required(tmp_path, monkeypatch):
     p.write_text(GOOD.replace("kind: own", "kind: gpu").replace("    unit_cost_usd: 9000\n", ""))
     with pytest.raises(SpecError, match="unit_cost_usd is required for a GPU"):
         plan(p)
+
+
+# ---- deployment search: a list of candidates per device x class ---------------------------------
+SEARCH = GOOD.replace("capacity_override:\n  - {device: ours, demand: chat, num_chips: 1, tokens_per_s: 100, energy_j_per_token: 1}\n",
+                      "capacity_override: []\n")
+
+
+def _search_yaml(cands: list[str]) -> str:
+    assert "capacity_override: []" in SEARCH
+    lines = "".join(f"      - {c}\n" for c in cands)
+    return SEARCH.replace("    unit_cost_usd: 9000\n", "    unit_cost_usd: 9000\n    deployments:\n      chat:\n" + lines)
+
+
+@pytest.fixture
+def fake_capacity(tmp_path, monkeypatch):
+    """No simulation: output tokens/s = per_chip(kw) x num_chips, a record of each call."""
+    import seedchip.fleet.capacity as capmod
+    monkeypatch.setenv("SEEDCHIP_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    table = {"per_chip": lambda kw: 100.0}
+
+    def fake(kw):
+        calls.append(kw)
+        tps = table["per_chip"](kw) * kw["num_chips"]
+        return {"requests_per_s": tps / 100, "tokens_per_s": tps, "energy_j_per_token": 1.0,
+                "note": None if tps > 0 else "meets no SLO (ttft_p99 2s) at any rate"}
+    monkeypatch.setattr(capmod, "compute_capacity", fake)
+    return table, calls
+
+
+@pytest.mark.unit
+def test_search_best_tokens_per_chip_wins_and_is_reported(tmp_path, fake_capacity):
+    table, calls = fake_capacity
+    table["per_chip"] = lambda kw: {64: 100.0, 128: 150.0, 32: 0.0}[kw["max_num_seqs"]]
+    p = tmp_path / "s.yaml"
+    p.write_text(_search_yaml(["{num_chips: 1, max_num_seqs: 64}", "{num_chips: 2, tp: 2, max_num_seqs: 128}",
+                               "{num_chips: 1, max_num_seqs: 32}", "{num_chips: 3, tp: 3, max_num_seqs: 64}"]))
+    d = plan(p).to_dict()
+    (c,) = d["capacity"]
+    assert c["num_chips"] == 2 and c["tokens_per_s"] == 300.0 and c["source"] == "computed"
+    assert c["deployment"]["tp"] == 2 and c["deployment"]["max_num_seqs"] == 128
+    assert [x["chosen"] for x in c["candidates"]] == [False, True, False, False]
+    assert [x["works"] for x in c["candidates"]] == [True, True, False, False]
+    assert "meets no SLO" in c["candidates"][2]["reason"]
+    assert "tp 3 does not divide" in c["candidates"][3]["reason"] and c["candidates"][3]["source"] == "fit-check"
+    assert c["choice"].startswith("#1: 150 output tokens/s per chip") and "2 do not work" in c["choice"]
+    assert len(calls) == 3                                   # the misfit is never simulated
+    assert d["status"] == "optimal"
+    # cached: re-planning runs nothing and chooses the same
+    d2 = plan(p).to_dict()
+    assert len(calls) == 3 and d2["capacity"][0]["source"] == "cache" and d2["capacity"][0]["deployment"] == c["deployment"]
+    # the Rich output has one line per device x class with the chosen plan
+    human = CliRunner().invoke(_app(), ["plan", str(p)])
+    assert human.exit_code == 0, human.output
+    assert "deployment ours x chat: tp=2 on 2 chips" in human.stdout and "#1: 150" in human.stdout
+    assert "capacity.yaml" not in human.stdout
+
+
+@pytest.mark.unit
+def test_search_ties_break_by_fewest_chips_then_order(tmp_path, fake_capacity):
+    p = tmp_path / "s.yaml"
+    p.write_text(_search_yaml(["{num_chips: 2, tp: 2}", "{num_chips: 1, max_num_seqs: 64}",
+                               "{num_chips: 1, max_num_seqs: 65}"]))
+    (c,) = resolve_capacities(parse_scenario(p.read_text(), str(p))).values()
+    assert c.num_chips == 1 and c.deployment["max_num_seqs"] == 64
+    assert [x["chosen"] for x in c.candidates] == [False, True, False]
+    assert "tied with #2 (chosen for being listed first)" in c.choice
+    p.write_text(_search_yaml(["{num_chips: 2, tp: 2}", "{num_chips: 1}"]))
+    (c,) = resolve_capacities(parse_scenario(p.read_text(), str(p))).values()
+    assert c.num_chips == 1 and "tied with #0 (chosen for fewer chips)" in c.choice
+
+
+@pytest.mark.unit
+def test_search_misfit_reported_and_none_works_is_zero(tmp_path, fake_capacity):
+    table, calls = fake_capacity
+    p = tmp_path / "s.yaml"
+    big = _search_yaml(["{num_chips: 1}", "{num_chips: 4, tp: 4}"]).replace("model: llama-3.1-8b", "model: llama-3.1-405b")
+    p.write_text(big)
+    (c,) = resolve_capacities(parse_scenario(p.read_text(), str(p))).values()
+    assert c.num_chips == 4 and c.candidates[1]["chosen"]
+    assert not c.candidates[0]["works"] and "does not fit on 1 x seedchip-ref" in c.candidates[0]["reason"]
+    assert "the only candidate that works; 1 does not work" in c.choice
+    # nothing works: zero capacity, every reason kept, the plan says the class cannot be served
+    table["per_chip"] = lambda kw: 0.0
+    d = plan(p, recompute_capacity=True).to_dict()
+    (c,) = d["capacity"]
+    assert c["tokens_per_s"] == 0.0 and c["deployment"] is None and not any(x["chosen"] for x in c["candidates"])
+    assert c["choice"].startswith("no candidate works: #0: does not fit") and "#1: meets no SLO" in c["choice"]
+    assert d["unmet_demand"]
+    human = CliRunner().invoke(_app(), ["plan", str(p)])
+    assert human.exit_code == 0, human.output
+    assert "deployment ours x chat: no capacity" in human.stdout
+
+
+@pytest.mark.unit
+def test_search_yaml_errors_name_candidate_and_line(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(_search_yaml(["{num_chips: 1}", "{num_chips: 0}"]))
+    with pytest.raises(SpecError, match=rf"{p}:18: devices.ours.deployments.chat\[1\].num_chips: .*greater than 0"):
+        plan(p)
+    p.write_text(_search_yaml(["{num_chips: 4, disaggregate: 'prefill=1xh200-sxm,decode=2xh200-sxm'}"]))
+    with pytest.raises(SpecError, match=rf"{p}:17: devices.ours.deployments.chat\[0\].num_chips: num_chips 4 must be"):
+        plan(p)
+    p.write_text(SEARCH.replace("    unit_cost_usd: 9000\n", "    unit_cost_usd: 9000\n    deployments:\n"
+                                "      chat: {num_chips: 1, colour: red}\n"))
+    with pytest.raises(SpecError, match=rf"{p}:16: devices.ours.deployments.chat.colour: unknown field"):
+        plan(p)
+    p.write_text(SEARCH.replace("    unit_cost_usd: 9000\n", "    unit_cost_usd: 9000\n    deployments:\n"
+                                "      chat: []\n"))
+    with pytest.raises(SpecError, match=rf"{p}:16: devices.ours.deployments.chat: "):
+        plan(p)

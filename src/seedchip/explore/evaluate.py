@@ -10,10 +10,18 @@ Time and energy come from ``seedchip.estimate``'s engine (perf.estimate.static_e
 same deployment; the default) or, with
 ``fidelity.decode_samples: N``, from ``seedchip.step_cost`` on the same prefill steps and
 N decode contexts summed by the trapezoid rule (what estimate does past 256 steps).
+
+``slo_goodput_per_chip`` (only when listed: it is ~10 serving simulations per model) comes from
+``seedchip.serve.capacity`` on the same chip and the deployment chosen above, with each workload
+entry's ``serving`` block (synthetic workload, num_requests, p99 SLOs): g_m = output tokens/s
+per chip at the highest rate meeting the SLOs, mixed like the others, 1 / sum w_m / g_m (w_m the
+model weights, normalised). A model whose deployment meets the SLO at no rate gives g_m = 0,
+so the mix is 0; the reason is kept under metrics["slo_goodput"].
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -97,8 +105,10 @@ def _run(ctx: Context, chip: ChipSpec, w, d, sc) -> dict:
             "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
 
 
-def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: TcoInputs) -> tuple[dict | None, str | None, dict]:
-    """(objective values, infeasible reason, per-scenario detail) of the workload mix on ``chip``."""
+def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: TcoInputs,
+                     chosen_out: dict | None = None) -> tuple[dict | None, str | None, dict]:
+    """(objective values, infeasible reason, per-scenario detail) of the workload mix on ``chip``;
+    ``chosen_out`` (when given) gets model -> the deployment used."""
     total_w = sum(w.weight * sc.weight for w in ctx.space.workload for sc in w.scenarios)
     usd = joule = chip_s = 0.0
     detail: dict = {}
@@ -118,6 +128,8 @@ def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: Tc
             return None, (f"{w.model} fits none of its deployments (largest {biggest.num_chips} chips): "
                           f"{one_line(last) if last else ''}"), detail
         d, runs = chosen
+        if chosen_out is not None:
+            chosen_out[w.model] = d
         for sc, r in runs:
             share = w.weight * sc.weight / total_w
             if sc.max_ttft_s is not None and r["ttft_s"] > sc.max_ttft_s:
@@ -133,6 +145,41 @@ def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: Tc
             detail[f"{w.model}/{sc.name}"] = {"num_chips": d.num_chips, "tp": d.tp, "ep": d.ep, **r,
                                               "usd_per_million_tokens": c.usd_per_token * 1e6}
     return {"tokens_per_usd": 1.0 / usd, "tokens_per_joule": 1.0 / joule, "throughput_per_chip": 1.0 / chip_s}, None, detail
+
+
+def slo_goodput(ctx: Context, chip: ChipSpec, chosen: dict) -> tuple[float, dict]:
+    """(slo_goodput_per_chip, per-model detail) from seedchip.serve.capacity; never raises for a
+    deployment that meets no SLO (its goodput is 0 and the reason is in the detail)."""
+    from ..serve.api import capacity
+    total_w = sum(w.weight for w in ctx.space.workload)
+    inv = 0.0
+    detail: dict = {}
+    for w in ctx.space.workload:
+        d, sv = chosen[w.model], w.serving
+        ttft, tpot = w.serving_slo()
+        try:
+            r = capacity(chip=chip, model=ctx.models[w.model], num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep,
+                         weight_format=w.weight_format, act_format=w.act_format, kv_format=w.kv_format,
+                         calibration=ctx.space.fidelity.calibration, workload=sv.workload,
+                         num_requests=sv.num_requests, seed=sv.seed, slo_ttft_p99=ttft, slo_tpot_p99=tpot).to_dict()
+        except SeedChipError as e:
+            detail[w.model] = {"goodput_tokens_per_s_per_chip": 0.0, "reason": one_line(e), "num_chips": d.num_chips}
+            inv = math.inf
+            continue
+        g = r["throughput_tokens_per_s"] / d.num_chips
+        detail[w.model] = {"goodput_tokens_per_s_per_chip": g, "max_qps": r["max_qps"],
+                           "max_qps_per_chip": r["max_qps_per_chip"], "num_chips": d.num_chips,
+                           "ttft_p99_s": r["metrics"]["ttft_s"]["p99"], "tpot_p99_s": r["metrics"]["tpot_s"]["p99"],
+                           "reason": None}
+        inv += (w.weight / total_w) / g if g > 0 else math.inf
+    return (0.0 if not math.isfinite(inv) else 1.0 / inv), detail
+
+
+def _objectives(ctx: Context, chip: ChipSpec, objs: dict, chosen: dict, m: dict) -> dict:
+    if "slo_goodput_per_chip" in ctx.space.objectives:
+        objs = dict(objs)
+        objs["slo_goodput_per_chip"], m["slo_goodput"] = slo_goodput(ctx, chip, chosen)
+    return {o: (objs[o] if o in objs else m[o]) for o in ctx.space.objectives}
 
 
 def _row(key, params, feasible, reason, objectives, metrics, t0, baseline=False) -> dict:
@@ -167,14 +214,15 @@ def evaluate_point(ctx: Context, params: dict) -> dict:
         reasons.append(f"unit cost ${rep.unit_cost_usd:,.0f} over the limit ${c.max_unit_cost_usd:,.0f}")
     if reasons:
         return _row(key, params, False, "; ".join(reasons), None, m, t0)
+    chosen: dict = {}
     try:
-        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, ctx.tco)
+        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, ctx.tco, chosen)
     except (ParallelismError, SeedChipError) as e:
         return _row(key, params, False, one_line(e), None, m, t0)
     m["workload"] = detail
     if objs is None:
         return _row(key, params, False, reason, None, m, t0)
-    return _row(key, params, True, None, {o: (objs[o] if o in objs else m[o]) for o in sp.objectives}, m, t0)
+    return _row(key, params, True, None, _objectives(ctx, chip, objs, chosen, m), m, t0)
 
 
 def evaluate_baseline(ctx: Context) -> dict | None:
@@ -194,19 +242,19 @@ def evaluate_baseline(ctx: Context) -> dict | None:
          "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash(), "purchase_price_usd": price,
          "usd_per_hour": b.usd_per_hour}
     params = {"baseline": chip.id}
+    chosen: dict = {}
     try:
-        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, tco)
+        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, tco, chosen)
     except SeedChipError as e:
         return _row("baseline", params, False, one_line(e), None, m, t0, True)
     m["workload"] = detail
     if objs is None:
         return _row("baseline", params, False, reason, None, m, t0, True)
-    return _row("baseline", params, True, None, {o: (objs[o] if o in objs else m[o]) for o in ctx.space.objectives},
-                m, t0, True)
+    return _row("baseline", params, True, None, _objectives(ctx, chip, objs, chosen, m), m, t0, True)
 
 
 def direction(objective: str) -> str:
     return OBJECTIVES[objective][0]
 
 
-__all__ = ["Context", "evaluate_point", "evaluate_baseline", "sampled_estimate", "workload_metrics", "direction"]
+__all__ = ["Context", "evaluate_point", "evaluate_baseline", "sampled_estimate", "workload_metrics", "slo_goodput", "direction"]

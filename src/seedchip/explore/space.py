@@ -15,8 +15,13 @@
         kv_format: fp8
         deployments: [{num_chips: 2, tp: 2}, {num_chips: 4, tp: 4}]   # the first that fits
         scenarios: [{name: chat, batch: 64, input_len: 1024, output_len: 256}]
-    objectives: [tokens_per_usd, tokens_per_joule, throughput_per_chip]
+        serving: {workload: chat, num_requests: 200, slo_ttft_p99: 2 s, slo_tpot_p99: 50 ms}
+    objectives: [tokens_per_usd, tokens_per_joule, throughput_per_chip]   # + slo_goodput_per_chip
     search: {method: grid}
+
+``serving`` (optional) is read only for ``slo_goodput_per_chip`` (seedchip.serve.capacity, ~10
+simulations of num_requests each per model and point); its SLOs default to the strictest
+scenario max_ttft_s / max_tpot_s.
 
 Errors name the field and the YAML line (``space.yaml:12: axes.sram_mb: ...``).
 """
@@ -58,6 +63,8 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "tokens_per_usd": ("max", "output tokens per $ of TCO (the workload mix)"),
     "tokens_per_joule": ("max", "output tokens per joule (idle power included)"),
     "throughput_per_chip": ("max", "output tokens/s per chip (the workload mix)"),
+    "slo_goodput_per_chip": ("max", "output tokens/s per chip at the highest rate meeting the serving p99 SLOs "
+                                    "(seedchip.serve.capacity; the workload mix; 0 where no rate meets them)"),
     "unit_cost_usd": ("min", "manufacturing cost of one accelerator module"),
     "die_area_mm2": ("min", "total logic die area"),
     "tdp_w": ("min", "power the design needs"),
@@ -102,6 +109,25 @@ class DeploymentOption(FrozenSpec):
     ep: int = Field(1, gt=0)
 
 
+class Serving(FrozenSpec):
+    """The serving simulation behind ``slo_goodput_per_chip`` (run only when that objective is listed)."""
+    workload: str = Field("chat", description="seedchip.serve synthetic workload (chat, code, summarize, reasoning, ...)")
+    num_requests: int = Field(200, gt=0, description="requests per simulation (capacity runs ~10 of them)")
+    slo_ttft_p99: float | str | None = Field(None, description="default: the smallest scenario max_ttft_s")
+    slo_tpot_p99: float | str | None = Field(None, description="default: the smallest scenario max_tpot_s")
+    seed: int = 0
+
+    @field_validator("slo_ttft_p99", "slo_tpot_p99")
+    @classmethod
+    def _seconds(cls, v):
+        if v is None:
+            return None
+        s = units.parse(v, "s", what="SLO")
+        if not s > 0:
+            raise ValueError(f"SLO {v!r} must be positive")
+        return s
+
+
 class WorkloadModel(FrozenSpec):
     model: str
     weight: float = Field(1.0, gt=0, description="share of the mix's output tokens")
@@ -110,6 +136,17 @@ class WorkloadModel(FrozenSpec):
     act_format: str | None = None
     deployments: list[DeploymentOption] = Field(min_length=1, description="tried in order; the first that fits is used")
     scenarios: list[Scenario] = Field(min_length=1)
+    serving: Serving = Serving()
+
+    def serving_slo(self) -> tuple[float | None, float | None]:
+        """(TTFT p99, TPOT p99) for the serving simulation: the serving block's, else the
+        strictest of the scenarios' static-batch limits."""
+        def pick(own, attr):
+            if own is not None:
+                return own
+            vals = [getattr(sc, attr) for sc in self.scenarios if getattr(sc, attr) is not None]
+            return min(vals) if vals else None
+        return pick(self.serving.slo_ttft_p99, "max_ttft_s"), pick(self.serving.slo_tpot_p99, "max_tpot_s")
 
 
 class Constraints(FrozenSpec):
@@ -206,8 +243,10 @@ class Space(FrozenSpec):
     # ---- derived ---------------------------------------------------------------------------
     def eval_hash(self) -> str:
         """What a stored point's objectives depend on beyond its parameters."""
+        # the serving block matters only to slo_goodput_per_chip (runs from before it existed resume)
+        skip = None if "slo_goodput_per_chip" in self.objectives else {"workload": {"__all__": {"serving"}}}
         d = self.model_dump(mode="json", include={"base_chip", "constraints", "workload", "objectives", "tco",
-                                                  "fidelity", "baseline"})
+                                                  "fidelity", "baseline"}, exclude=skip)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def grid(self) -> list[dict]:
@@ -391,7 +430,16 @@ def _check_names(space: Space, marks: dict, origin: str) -> None:
     for i, v in enumerate(space.axes.get("hbm_generation", [])):
         if v not in data.hbm.generations:
             fail(("axes", "hbm_generation", i), str(UnknownNameError("HBM generation", v, data.hbm.generations)))
+    goodput = "slo_goodput_per_chip" in space.objectives
     for i, w in enumerate(space.workload):
+        if goodput:
+            from ..serve.workload import synthetic_specs
+            if w.serving.workload not in synthetic_specs():
+                fail(("workload", i, "serving", "workload"),
+                     str(UnknownNameError("workload", w.serving.workload, synthetic_specs())))
+            if w.serving_slo() == (None, None):
+                fail(("workload", i, "serving"), "slo_goodput_per_chip needs slo_ttft_p99 and/or slo_tpot_p99 "
+                     "(or a scenario max_ttft_s / max_tpot_s)")
         try:
             model = load_model(w.model)
         except SeedChipError as e:

@@ -8,6 +8,12 @@ the on-disk cache; a fresh ``seedchip.capacity`` run (then cached). The cache li
 ``$XDG_CACHE_HOME``); each entry is keyed by a hash of every input of the run: the deployment,
 workload, SLOs, sample size and seed, the chip, model and calibration spec hashes, the package
 version and a hash of the simulator's and the oracle's source files. Re-planning is instant.
+
+A device's entry for a class may be a list of candidate deployments (parallelism, batch knobs,
+disaggregation): each one's capacity is found (or read from the cache) and the one with the most
+output tokens/s per chip at its SLO capacity is used; ties go to the fewest chips, then to the
+order listed. Every candidate's result, and why it lost or does not work, is kept on the
+Capacity (``candidates``, ``choice``). When no candidate works the pair has zero capacity.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class Capacity:
     source: str                        # override | cache | computed
     note: str | None = None
     key: str | None = None
+    deployment: dict | None = None     # the deployment used (the chosen candidate)
+    candidates: list | None = None     # a candidate search: every candidate's result (None: one deployment)
+    choice: str | None = None          # why the chosen candidate won (or why none works)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -66,18 +75,46 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def capacity_kwargs(scenario, device: str, demand: str) -> dict:
-    """The keyword arguments of the ``seedchip.capacity`` call for one pair."""
+def capacity_kwargs(scenario, device: str, demand: str, dep=None) -> dict:
+    """The keyword arguments of the ``seedchip.capacity`` call for one pair (``dep``: one of its
+    candidate deployments; default: the first, or the only one)."""
+    from .scenario import candidates_of
     dev = scenario.devices[device]
-    dep = dev.deployments[demand]
+    if dep is None:
+        dep = candidates_of(dev.deployments[demand])[0]
     dc = scenario.demand[demand]
-    return {"chip": dev.chip, "model": dc.model, "num_chips": dep.num_chips, "tp": dep.tp, "pp": dep.pp,
+    kw = {"chip": dev.chip, "model": dc.model, "num_chips": dep.num_chips, "tp": dep.tp, "pp": dep.pp,
             "ep": dep.ep, "weight_format": dep.weight_format, "act_format": dep.act_format,
             "kv_format": dep.kv_format, "calibration": scenario.calibration, "max_num_seqs": dep.max_num_seqs,
             "max_batched_tokens": dep.max_batched_tokens, "prefix_caching": dep.prefix_caching,
             "workload": dc.workload, "input_len": dc.input_len, "output_len": dc.output_len,
             "slo_ttft_p99": dc.slo.ttft_p99, "slo_tpot_p99": dc.slo.tpot_p99, "num_requests": dc.num_requests,
             "seed": dc.seed}
+    if dep.disaggregate:          # only when set, so the keys of plain deployments stay as they were
+        kw["disaggregate"] = dep.disaggregate
+    return kw
+
+
+def fit_error(kw: dict) -> str | None:
+    """Why a deployment cannot hold the model (None: it fits, or is checked by the run itself),
+    found without a simulation."""
+    if kw.get("disaggregate"):
+        return None
+    from ..hardware.catalog import load_chip
+    from ..model.zoo import load_model
+    from ..perf.deployment import make_deployment
+    from ..perf.memory import check_fits, memory_plan
+    try:
+        d = make_deployment(load_chip(kw["chip"]), num_chips=kw["num_chips"], tp=kw["tp"], pp=kw["pp"], ep=kw["ep"],
+                            weight_format=kw["weight_format"], act_format=kw["act_format"],
+                            kv_format=kw["kv_format"], calibration=kw["calibration"],
+                            max_batched_tokens=kw["max_batched_tokens"])
+        arch = load_model(kw["model"])
+        d.check_model(arch)
+        check_fits(arch, d, memory_plan(arch, d), 16)    # weights, activations and one KV block
+    except SeedChipError as e:
+        return one_line(e)
+    return None
 
 
 def capacity_key(kw: dict) -> str:
@@ -122,12 +159,71 @@ def _write(path: Path, rec: dict) -> None:
         pass  # a read-only cache only costs a recomputation next time
 
 
+def _one(scenario, dname: str, cls: str, dep, folder: Path, recompute: bool, progress, check_fit: bool) -> dict:
+    """One candidate's capacity: {num_chips, requests_per_s, tokens_per_s, energy_j_per_token,
+    source, note, key, ok}."""
+    kw = capacity_kwargs(scenario, dname, cls, dep)
+    why = fit_error(kw) if check_fit else None
+    if why is not None:
+        return {"num_chips": dep.num_chips, "requests_per_s": 0.0, "tokens_per_s": 0.0, "energy_j_per_token": 0.0,
+                "source": "fit-check", "note": f"does not fit: {why}", "key": None, "ok": False}
+    key = capacity_key(kw)
+    path = folder / f"{key}.json"
+    rec = None if recompute else _read(path)
+    source = "cache"
+    if rec is None:
+        if progress:
+            progress(f"capacity {dname} x {cls} ({kw['model']} on {kw['num_chips']} x {kw['chip']}) ...")
+        rec = compute_capacity(kw)
+        rec["inputs"] = kw
+        _write(path, rec)
+        source = "computed"
+    ok = rec["tokens_per_s"] > 0
+    note = rec.get("note")
+    if not ok and not note:
+        note = "meets no SLO at any rate"
+    return {"num_chips": kw["num_chips"], "requests_per_s": rec["requests_per_s"], "tokens_per_s": rec["tokens_per_s"],
+            "energy_j_per_token": rec["energy_j_per_token"], "source": source, "note": note, "key": key, "ok": ok}
+
+
+def choose(results: list[dict]) -> tuple[int | None, str]:
+    """The index of the best candidate (most output tokens/s per chip; ties: fewest chips, then
+    listed order) and why; None when none works."""
+    ok = [i for i, r in enumerate(results) if r["ok"]]
+    if not ok:
+        return None, "no candidate works: " + "; ".join(f"#{i}: {r['note']}" for i, r in enumerate(results))
+
+    def per_chip(i):      # to 9 significant digits, so that equal rates tie whatever the float noise
+        return float(f"{results[i]['tokens_per_s'] / results[i]['num_chips']:.9g}")
+    best = min(ok, key=lambda i: (-per_chip(i), results[i]["num_chips"], i))
+    others = [i for i in ok if i != best]
+    why = f"#{best}: {per_chip(best):.4g} output tokens/s per chip"
+    if others:
+        ru = min(others, key=lambda i: (-per_chip(i), results[i]["num_chips"], i))
+        tie = per_chip(ru) == per_chip(best)
+        if not tie:
+            why += f", best of {len(ok)} that work (next: #{ru}, {per_chip(ru):.4g})"
+        elif results[ru]["num_chips"] != results[best]["num_chips"]:
+            why += f", tied with #{ru} (chosen for fewer chips)"
+        else:
+            why += f", tied with #{ru} (chosen for being listed first)"
+    else:
+        why += ", the only candidate that works"
+    bad = len(results) - len(ok)
+    if bad:
+        why += f"; {bad} do{'es' if bad == 1 else ''} not work"
+    return best, why
+
+
 def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path | None = None,
                        progress: Callable[[str], None] | None = None) -> dict[tuple[str, str], Capacity]:
     """Capacity of every (device, demand class) pair that has a deployment or an override.
 
+    A list of candidate deployments is searched: the one with the most output tokens/s per chip
+    wins (see ``choose``); every candidate's result is kept on the Capacity.
     recompute: ignore the scenario's overrides and the cache; run ``seedchip.capacity`` again
     for every pair with a deployment (and refresh the cache)."""
+    from .scenario import candidates_of
     out: dict[tuple[str, str], Capacity] = {}
     overrides = {(o.device, o.demand): o for o in scenario.capacity_override}
     folder = cache_dir(cache)
@@ -136,26 +232,41 @@ def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path |
             o = overrides.get((dname, cls))
             has_dep = cls in dev.deployments
             if o is not None and not (recompute and has_dep):
-                n = o.num_chips or dev.deployments[cls].num_chips
+                n = o.num_chips or candidates_of(dev.deployments[cls])[0].num_chips
                 out[(dname, cls)] = Capacity(dname, cls, n, o.requests_per_s, o.tokens_per_s, o.energy_j_per_token,
                                              "override", o.note)
                 continue
             if not has_dep:
                 continue
-            kw = capacity_kwargs(scenario, dname, cls)
-            key = capacity_key(kw)
-            path = folder / f"{key}.json"
-            rec = None if recompute else _read(path)
-            source = "cache"
-            if rec is None:
-                if progress:
-                    progress(f"capacity {dname} x {cls} ({kw['model']} on {kw['num_chips']} x {kw['chip']}) ...")
-                rec = compute_capacity(kw)
-                rec["inputs"] = kw
-                _write(path, rec)
-                source = "computed"
-            out[(dname, cls)] = Capacity(dname, cls, kw["num_chips"], rec["requests_per_s"], rec["tokens_per_s"],
-                                         rec["energy_j_per_token"], source, rec.get("note"), key)
+            entry = dev.deployments[cls]
+            if not isinstance(entry, list):
+                r = _one(scenario, dname, cls, entry, folder, recompute, progress, check_fit=False)
+                out[(dname, cls)] = Capacity(dname, cls, r["num_chips"], r["requests_per_s"], r["tokens_per_s"],
+                                             r["energy_j_per_token"], r["source"], r["note"], r["key"],
+                                             deployment=entry.model_dump(exclude_none=True))
+                continue
+            results = [_one(scenario, dname, cls, dep, folder, recompute, progress, check_fit=True) for dep in entry]
+            best, why = choose(results)
+            cands = []
+            for i, (dep, r) in enumerate(zip(entry, results)):
+                cands.append({"index": i, "deployment": dep.model_dump(exclude_none=True), "label": dep.label(),
+                              "num_chips": r["num_chips"], "requests_per_s": r["requests_per_s"],
+                              "tokens_per_s": r["tokens_per_s"],
+                              "tokens_per_s_per_chip": r["tokens_per_s"] / r["num_chips"],
+                              "energy_j_per_token": r["energy_j_per_token"], "source": r["source"],
+                              "key": r["key"], "works": r["ok"], "chosen": i == best,
+                              "reason": r["note"] if not r["ok"] else None})
+            if best is None:
+                srcs = {r["source"] for r in results}
+                src = next((x for x in ("computed", "cache") if x in srcs), "fit-check")
+                out[(dname, cls)] = Capacity(dname, cls, min(r["num_chips"] for r in results), 0.0, 0.0, 0.0,
+                                             src, why, None,
+                                             deployment=None, candidates=cands, choice=why)
+                continue
+            r = results[best]
+            out[(dname, cls)] = Capacity(dname, cls, r["num_chips"], r["requests_per_s"], r["tokens_per_s"],
+                                         r["energy_j_per_token"], r["source"], r["note"], r["key"],
+                                         deployment=cands[best]["deployment"], candidates=cands, choice=why)
     return out
 
 
@@ -167,5 +278,5 @@ def override_yaml(caps: list[Capacity], command: str | None = None) -> str:
         rq = "null" if c.requests_per_s is None else f"{c.requests_per_s:.6g}"
         lines.append(f"  - {{device: {c.device}, demand: {c.demand}, num_chips: {c.num_chips}, requests_per_s: {rq}, "
                      f"tokens_per_s: {c.tokens_per_s:.6g}, energy_j_per_token: {c.energy_j_per_token:.6g}}}"
-                     + (f"   # {c.note}" if c.note else ""))
+                     + (f"   # {c.note}" if c.note else (f"   # {c.choice}" if c.choice else "")))
     return "\n".join(lines) + "\n"

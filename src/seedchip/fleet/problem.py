@@ -128,7 +128,8 @@ class Problem:
 def _dep_num_chips(s: Scenario, dev: str, cls: str, override) -> int:
     if override is not None and override.num_chips is not None:
         return override.num_chips
-    return s.devices[dev].deployments[cls].num_chips
+    from .scenario import candidates_of
+    return candidates_of(s.devices[dev].deployments[cls])[0].num_chips
 
 
 def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:

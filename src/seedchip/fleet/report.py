@@ -133,6 +133,12 @@ def render(d: dict, console) -> None:
         if diff["binding_added"] or diff["binding_removed"]:
             console.print(_esc(f"binding now: {', '.join(diff['binding_added']) or '-'}; no longer: "
                                f"{', '.join(diff['binding_removed']) or '-'}"))
+    for c in d["capacity"]:
+        if c.get("candidates"):       # a deployment search: one line per device x class, the chosen plan
+            chosen = next((x for x in c["candidates"] if x["chosen"]), None)
+            plan_txt = (f"{chosen['label']}: {_si(chosen['tokens_per_s_per_chip'])} tokens/s per chip"
+                        if chosen else "[red]no capacity[/red]")
+            console.print(f"deployment {_esc(c['device'])} x {_esc(c['demand'])}: {plan_txt} ({_esc(c['choice'])})")
     srcs = sorted({c["source"] for c in d["capacity"]})
     console.print(f"capacities: {len(d['capacity'])} device x class pairs ({', '.join(srcs)}); "
                   f"{d['inputs']['num_variables']} variables ({d['inputs']['num_integer']} integer), "

@@ -27,6 +27,12 @@
         purchase_unit_chips: 16
         deployments:
           chat: {num_chips: 8, tp: 8, weight_format: fp8, kv_format: fp8}
+          # or a list of candidates: each one's capacity is found (or read from the cache) and the
+          # one with the most output tokens/s per chip is used (ties: fewest chips, then listed order)
+          # chat:
+          #   - {num_chips: 8, tp: 8, weight_format: fp8, kv_format: fp8}
+          #   - {num_chips: 4, tp: 4, weight_format: fp8, kv_format: fp8, max_num_seqs: 128}
+          #   - {num_chips: 8, disaggregate: "prefill=2xseedchip-ref,decode=6xseedchip-ref"}
     installed_base:
       - {device: h200-sxm, chips: 100000, age_quarters: 4}
     capacity_override:
@@ -42,9 +48,9 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
 from ..spec_base import FrozenSpec, Seconds
@@ -215,6 +221,46 @@ class DeploymentSpec(FrozenSpec):
     max_num_seqs: int = Field(256, gt=0)
     max_batched_tokens: int = Field(8192, gt=0)
     prefix_caching: bool = False
+    disaggregate: str | None = Field(None, description="prefill/decode pools, 'prefill=NxCHIP,decode=NxCHIP' "
+                                     "(num_chips is their total)")
+
+    @model_validator(mode="after")
+    def _pools(self):
+        if self.disaggregate is not None:
+            from ..serve.sim import parse_pools
+            try:
+                pools = parse_pools(self.disaggregate)
+            except SeedChipError as e:
+                raise PathError(one_line(e), ("disaggregate",)) from None
+            total = sum(n for n, _ in pools.values())
+            if total != self.num_chips:
+                raise PathError(f"num_chips {self.num_chips} must be the pools' total ({total}) of "
+                                f"disaggregate {self.disaggregate!r}", ("num_chips",))
+        return self
+
+    def label(self) -> str:
+        """A short description: 'tp=8 ep=1 on 8 chips, fp8/fp8, seqs 256, tokens 8192'."""
+        if self.disaggregate:
+            par = f"disaggregated {self.disaggregate}"
+        else:
+            knobs = [f"{k}={v}" for k, v in (("tp", self.tp), ("pp", self.pp), ("ep", self.ep))
+                     if v is not None and (k == "tp" or v > 1)]
+            par = " ".join(knobs + [f"on {self.num_chips} chip{'s' if self.num_chips > 1 else ''}"])
+        return (f"{par}, {self.weight_format}/{self.kv_format}, max_num_seqs {self.max_num_seqs}, "
+                f"max_batched_tokens {self.max_batched_tokens}" + (", prefix caching" if self.prefix_caching else ""))
+
+
+# one deployment, or a non-empty list of candidates (the best per chip is chosen); the tags carry
+# brackets so error locations drop them (yamlio.clean_loc) and name the field as written
+Deployments = Annotated[
+    Union[Annotated[DeploymentSpec, Tag("DeploymentSpec()")],
+          Annotated[Annotated[list[DeploymentSpec], Field(min_length=1)], Tag("list[DeploymentSpec]")]],
+    Discriminator(lambda v: "list[DeploymentSpec]" if isinstance(v, list) else "DeploymentSpec()")]
+
+
+def candidates_of(dep) -> list[DeploymentSpec]:
+    """A device's entry for a class as a list of candidates (a single spec: one)."""
+    return list(dep) if isinstance(dep, (list, tuple)) else [dep]
 
 
 class Device(FrozenSpec):
@@ -233,7 +279,8 @@ class Device(FrozenSpec):
     host_power_w_per_chip: float = Field(0.0, ge=0, description="host, network and cooling fans per chip")
     purchase_unit_chips: int = Field(1, gt=0, description="chips per purchase (a node, a rack)")
     lifetime_quarters: int | None = Field(None, gt=0, description="default: the scenario's")
-    deployments: dict[str, DeploymentSpec] = Field(default_factory=dict, description="per demand class")
+    deployments: dict[str, Deployments] = Field(default_factory=dict, description="per demand class: one "
+                                                "deployment or a list of candidates")
 
 
 class InstalledUnits(FrozenSpec):
@@ -370,8 +417,12 @@ class Scenario(FrozenSpec):
             if (o.device, o.demand) in seen:
                 raise PathError(f"a second override for {o.device} x {o.demand}", ("capacity_override", i))
             seen.add((o.device, o.demand))
-            if o.num_chips is None and o.demand not in self.devices[o.device].deployments:
+            deps = self.devices[o.device].deployments
+            if o.num_chips is None and o.demand not in deps:
                 raise PathError("give num_chips (the device has no deployment for this class)",
+                                ("capacity_override", i, "num_chips"))
+            if o.num_chips is None and len({c.num_chips for c in candidates_of(deps[o.demand])}) > 1:
+                raise PathError("give num_chips (the class has candidate deployments of different sizes)",
                                 ("capacity_override", i, "num_chips"))
             if self.demand[o.demand].basis == "requests" and o.requests_per_s is None:
                 raise PathError(f"demand {o.demand!r} is in requests/s: give requests_per_s",
@@ -411,6 +462,9 @@ def _check_catalog(s: Scenario, marks: dict, origin: str) -> None:
             if uc is None:
                 fail(("devices", name), f"unit_cost_usd is required: {why}")
         for cls, dep in dev.deployments.items():
+            if isinstance(dep, list) or dep.disaggregate:
+                # candidates (and pools) that do not fit are reported by the capacity search, not rejected here
+                continue
             try:
                 dd = make_deployment(chip, num_chips=dep.num_chips, tp=dep.tp, pp=dep.pp, ep=dep.ep,
                                      weight_format=dep.weight_format, act_format=dep.act_format,
@@ -447,5 +501,5 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(text, origin=str(p))
 
 
-__all__ = ["Scenario", "DemandClass", "Device", "DeploymentSpec", "InstalledUnits", "CapacityOverride",
+__all__ = ["Scenario", "DemandClass", "Device", "DeploymentSpec", "candidates_of", "InstalledUnits", "CapacityOverride",
            "parse_scenario", "load_scenario", "expand", "percent"]
