@@ -171,7 +171,7 @@ def test_resume_refuses_a_different_workload(tmp_path):
     ("batch: 8", "batch: 0", r"space.yaml:16: workload\[0\].scenarios\[0\].batch: Input should be greater than 0"),
     ("model: llama-3.1-8b", "model: llama-9", r"space.yaml:11: workload\[0\].model: unknown model 'llama-9'"),
     ("{num_chips: 1}", "{num_chips: 3, tp: 2}", r"space.yaml:14: workload\[0\].deployments\[0\]: num_chips 3"),
-    ("max_tdp_w: 900", "max_tdp_watts: 900", r"space.yaml:9: constraints.max_tdp_watts: Extra inputs"),
+    ("max_tdp_w: 900", "max_tdp_watts: 900", r"space.yaml:9: constraints.max_tdp_watts: unknown field .max_tdp_watts."),
     ("hbm_generation: [hbm3e, hbm4]", "hbm_generation: [hbm3e, hbm5]", r"space.yaml:8: axes.hbm_generation\[1\]: unknown HBM generation 'hbm5'"),
     ("objectives: [tokens_per_usd, tokens_per_joule]", "objectives: [tokens_per_dollar]", r"space.yaml:17: objectives: unknown objective"),
     ("base_chip: seedchip-ref", "base_chip: seedchip", r"space.yaml:2: base_chip: unknown chip 'seedchip'"),
@@ -354,7 +354,7 @@ def test_slo_goodput_is_zero_with_a_reason_when_no_rate_meets_the_slo(tmp_path):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("old, new, expect", [
-    ("num_requests: 60", "num_requets: 60", r"space.yaml:15: workload\[0\].serving.num_requets: Extra inputs"),
+    ("num_requests: 60", "num_requets: 60", r"space.yaml:15: workload\[0\].serving.num_requets: unknown field .num_requets."),
     ("num_requests: 60", "num_requests: 0", r"space.yaml:15: workload\[0\].serving.num_requests: Input should be greater than 0"),
     ("slo_tpot_p99: 50 ms", "slo_tpot_p99: 50 parsecs", r"space.yaml:17: workload\[0\].serving.slo_tpot_p99: "),
     ("workload: chat", "workload: chitchat", r"space.yaml:14: workload\[0\].serving.workload: unknown workload 'chitchat'"),
@@ -369,7 +369,7 @@ def test_serving_slo_defaults_to_the_scenarios_and_is_required():
     sp = parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", "").replace(
         "output_len: 8}", "output_len: 8, max_tpot_s: 40 ms}"), "space.yaml")
     assert sp.workload[0].serving_slo() == (None, 0.04)
-    with pytest.raises(SpecError, match=r"space.yaml:14: workload\[0\].serving: slo_goodput_per_chip needs"):
+    with pytest.raises(SpecError, match=r"space.yaml:13: workload\[0\].serving: slo_goodput_per_chip needs"):
         parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", ""), "space.yaml")
     parse_space(GOODPUT.replace("      slo_ttft_p99: 2 s\n      slo_tpot_p99: 50 ms\n", "").replace(
         "objectives: [slo_goodput_per_chip, tokens_per_usd]", "objectives: [tokens_per_usd]"), "space.yaml")

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .. import units
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
 from ..spec_base import FrozenSpec
+from ..yamlio import PathError, load_marked, validation_error, where
 
 # axis name -> (kind, unit dimension for human strings, what it sets)
 AXES: dict[str, tuple[str, str | None, str]] = {
@@ -69,14 +69,6 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "die_area_mm2": ("min", "total logic die area"),
     "tdp_w": ("min", "power the design needs"),
 }
-
-
-class PathError(ValueError):
-    """A validation error that knows where below its field it happened (for the YAML line)."""
-
-    def __init__(self, msg: str, path: tuple = ()):
-        super().__init__(msg)
-        self.path = path
 
 
 class Range(FrozenSpec):
@@ -330,74 +322,15 @@ def point_key(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# ---- YAML with line numbers -------------------------------------------------------------
-
-def _compose(node: yaml.Node, path: tuple, marks: dict) -> Any:
-    marks[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for k, v in node.value:
-            key = _scalar(k) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
-            marks[path + (key,)] = k.start_mark.line + 1
-            out[key] = _compose(v, path + (key,), marks)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_compose(v, path + (i,), marks) for i, v in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def _line(marks: dict, loc: tuple) -> int | None:
-    loc = tuple(loc)
-    while loc:
-        if loc in marks:
-            return marks[loc]
-        loc = loc[:-1]
-    return marks.get(())
-
-
-def _clean_loc(loc) -> tuple:
-    """Drop pydantic's union-member tags (``list[any]``, ``Range``) from an error location."""
-    return tuple(x for x in loc if not (isinstance(x, str) and (x == "Range" or "[" in x or "(" in x)))
-
-
-def _loc_name(loc: tuple) -> str:
-    out = ""
-    for x in loc:
-        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
-    return out or "(top level)"
-
-
 def parse_space(text: str, origin: str = "<space>") -> Space:
     """A Space from YAML text; errors name the field and the line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{origin}: not valid YAML: {one_line(e)}") from None
-    if root is None or not isinstance(root, yaml.MappingNode):
+    data, marks = load_marked(text, origin)
+    if not isinstance(data, dict):
         raise SpecError(f"{origin}: a design space must be a YAML mapping (name, base_chip, axes, workload, ...)")
-    marks: dict = {}
-    data = _compose(root, (), marks)
     try:
         space = Space.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = _clean_loc(first["loc"])
-        inner = (first.get("ctx") or {}).get("error")
-        if isinstance(inner, PathError):
-            loc = loc + inner.path
-        line = _line(marks, loc)
-        msg = first["msg"].removeprefix("Value error, ")
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        where = f"{origin}:{line}" if line else origin
-        raise SpecError(f"{where}: {_loc_name(loc)}: {msg}{more}") from None
+        raise validation_error(e, origin, marks, drop=("Range",)) from None
     _check_names(space, marks, origin)
     return space
 
@@ -411,8 +344,7 @@ def _check_names(space: Space, marks: dict, origin: str) -> None:
     from ..silicon.data import load_silicon_data
 
     def fail(loc: tuple, msg: str):
-        line = _line(marks, loc)
-        raise SpecError(f"{origin}:{line}: {_loc_name(loc)}: {msg}" if line else f"{origin}: {_loc_name(loc)}: {msg}")
+        raise SpecError(f"{where(origin, marks, loc)}: {msg}")
 
     try:
         base = load_chip(space.base_chip)

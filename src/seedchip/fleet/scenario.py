@@ -54,7 +54,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError
 
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
 from ..spec_base import FrozenSpec, Seconds
-from .yamlio import PathError, load_marked, validation_error, where
+from ..yamlio import PathError, load_marked, validation_error, where
 
 QUARTER_RE = re.compile(r"^\s*(\d{4})\s*-?\s*Q([1-4])\s*$", re.IGNORECASE)
 

@@ -1,4 +1,5 @@
-"""YAML with line numbers, so that a validation error can say ``plan.yaml:12: demand.chat.slo: ...``.
+"""YAML with line numbers, so that a validation error can say ``plan.yaml:12: demand.chat.slo: ...``
+(used by the design-space and the plan loaders).
 
 The document is composed (not just loaded) so every mapping key and sequence item keeps the
 line it starts on; pydantic's error location is then mapped back to the nearest line.
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import SpecError, one_line
+from .errors import SpecError, one_line
 
 
 class PathError(ValueError):
@@ -65,9 +66,10 @@ def line_of(marks: dict, loc: tuple) -> int | None:
     return marks.get(())
 
 
-def clean_loc(loc) -> tuple:
-    """Drop pydantic's union-member tags (``list[float]``, ``function-after[...]``) from a location."""
-    return tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or "(" in x)))
+def clean_loc(loc, drop: tuple[str, ...] = ()) -> tuple:
+    """Drop pydantic's union-member tags (``list[float]``, ``function-after[...]``, and the
+    model names in ``drop``) from a location."""
+    return tuple(x for x in loc if not (isinstance(x, str) and ("[" in x or "(" in x or x in drop)))
 
 
 def loc_name(loc: tuple) -> str:
@@ -82,11 +84,11 @@ def where(origin: str, marks: dict, loc: tuple) -> str:
     return f"{origin}:{line}: {loc_name(loc)}" if line else f"{origin}: {loc_name(loc)}"
 
 
-def validation_error(e: ValidationError, origin: str, marks: dict) -> SpecError:
+def validation_error(e: ValidationError, origin: str, marks: dict, drop: tuple[str, ...] = ()) -> SpecError:
     """The first pydantic error as one line naming the file, the line and the field."""
     errs = e.errors()
     first = errs[0]
-    loc = clean_loc(first["loc"])
+    loc = clean_loc(first["loc"], drop)
     inner = (first.get("ctx") or {}).get("error")
     if isinstance(inner, PathError):
         loc = loc + inner.path
