@@ -1,6 +1,5 @@
 """Hand-derived numbers for the oracle (seedchip.perf)."""
 
-import math
 
 import pytest
 

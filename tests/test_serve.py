@@ -14,7 +14,7 @@ from seedchip.perf.deployment import make_deployment
 from seedchip.perf.step import step_cost
 from seedchip.serve import engine as engine_mod
 from seedchip.serve.engine import Engine, SchedulerConfig
-from seedchip.serve.sim import Simulation, Slo
+from seedchip.serve.sim import Simulation
 from seedchip.serve.workload import Request, WorkloadSpec, read_trace
 
 MODEL = "llama-3.1-8b"
@@ -112,13 +112,11 @@ def test_prefix_hits_skip_computation(tmp_path):
 
 @pytest.mark.unit
 def test_static_batching_admits_nothing_into_a_batch_in_flight():
-    spec = fixed(8, 200, 50, qps=100.0)
     static = seedchip.simulate(model=MODEL, input_len=200, output_len=50, num_requests=8, qps=100.0,
                                scheduler="static", max_num_seqs=4).to_dict()
     cont = seedchip.simulate(model=MODEL, input_len=200, output_len=50, num_requests=8, qps=100.0).to_dict()
     assert static["num_completed"] == cont["num_completed"] == 8
     assert static["ttft_s"]["max"] > cont["ttft_s"]["max"]
-    del spec
 
 
 # ----------------------------------------------------------------------- invariants

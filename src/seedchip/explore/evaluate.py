@@ -25,16 +25,13 @@ import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
 
 from ..errors import DoesNotFitError, ParallelismError, SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..hardware.spec import ChipSpec
 from ..model.zoo import load_model
 from ..perf.deployment import make_deployment
-from ..perf.estimate import prefill_steps, static_estimate
-from ..perf.memory import check_fits, memory_plan
-from ..perf.step import step_cost
+from ..perf.estimate import static_estimate
 from ..silicon.data import ChipSilicon, chip_silicon, load_silicon_data
 from ..silicon.report import silicon_report
 from ..silicon.tco import TcoInputs, token_cost, tco_inputs
@@ -63,34 +60,14 @@ class Context:
 
 
 def sampled_estimate(model, dep, batch: int, input_len: int, output_len: int, samples: int) -> dict:
-    """TTFT, TPOT, throughput and energy from step_cost: every prefill step, decode at
-    ``samples`` contexts (trapezoid weights, as perf.estimate does past 256 steps)."""
-    dep.check_model(model)
-    plan = memory_plan(model, dep)
-    check_fits(model, dep, plan, -(-batch // dep.dp) * (input_len + output_len))
-    ttft = e_pre = 0.0
-    for s in prefill_steps(batch, input_len, dep.max_batched_tokens):
-        c = step_cost(model, dep, s)
-        ttft += c.time_s
-        e_pre += c.energy_j
-    n_dec = output_len - 1
-    dec_t = dec_e = 0.0
-    if n_dec > 0:
-        js = np.unique(np.linspace(0, n_dec - 1, min(samples, n_dec)).round().astype(int))
-        w = np.zeros(len(js))
-        for a in range(len(js) - 1):
-            span = js[a + 1] - js[a]
-            w[a] += span / 2.0
-            w[a + 1] += span / 2.0
-        w[0] += 0.5
-        w[-1] += 0.5
-        for j, wt in zip(js, w):
-            c = step_cost(model, dep, ((1, input_len + int(j), True),) * batch)
-            dec_t += c.time_s * wt
-            dec_e += c.energy_j * wt
-    e2e = ttft + dec_t
-    return {"ttft_s": ttft, "tpot_s": dec_t / n_dec if n_dec else 0.0, "e2e_s": e2e,
-            "throughput_tokens_per_s": batch * output_len / e2e, "energy_j": e_pre + dec_e}
+    """seedchip.estimate's figures with decode priced at ``samples`` contexts."""
+    r = static_estimate(model, dep, batch, input_len, output_len, decode_samples=samples)
+    return _figures(r)
+
+
+def _figures(r) -> dict:
+    return {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
+            "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
 
 
 def _run(ctx: Context, chip: ChipSpec, w, d, sc) -> dict:
@@ -100,9 +77,7 @@ def _run(ctx: Context, chip: ChipSpec, w, d, sc) -> dict:
     n = ctx.space.fidelity.decode_samples
     if n:
         return sampled_estimate(model, dep, sc.batch, sc.input_len, sc.output_len, n)
-    r = static_estimate(model, dep, sc.batch, sc.input_len, sc.output_len)   # what seedchip.estimate runs
-    return {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
-            "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
+    return _figures(static_estimate(model, dep, sc.batch, sc.input_len, sc.output_len))   # what seedchip.estimate runs
 
 
 def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: TcoInputs,

@@ -3,9 +3,9 @@ B requests of I input and O output tokens.
 
 Prefill runs as the engine would: steps of at most ``max_batched_tokens`` tokens,
 whole prompts packed together and long prompts chunked. Decode is priced step by step
-as the context grows (O - 1 steps); past 256 steps the step time is evaluated at 129
-evenly spaced contexts and summed by linear interpolation (the step time is smooth and
-nearly linear in context).
+as the context grows (O - 1 steps); past 256 steps (or when the caller asks for fewer
+samples) the step time is evaluated at evenly spaced contexts and summed by the
+trapezoid rule (the step time is smooth and nearly linear in context).
 """
 
 from __future__ import annotations
@@ -102,7 +102,30 @@ class EstimateResult:
         }
 
 
-def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int) -> EstimateResult:
+def decode_contexts(n_dec: int, samples: int | None = None) -> list[tuple[int, float]]:
+    """(decode step index, steps it stands for) to price ``n_dec`` decode steps: every
+    step up to EXACT_DECODE_STEPS, else ``samples`` (default DECODE_SAMPLES) evenly
+    spaced steps weighted by the trapezoid rule (exact when the step time is linear in
+    the context)."""
+    if n_dec <= 0:
+        return []
+    if samples is None and n_dec <= EXACT_DECODE_STEPS:
+        return [(j, 1.0) for j in range(n_dec)]
+    js = np.unique(np.linspace(0, n_dec - 1, min(samples or DECODE_SAMPLES, n_dec)).round().astype(int))
+    w = np.zeros(len(js))
+    for a in range(len(js) - 1):
+        span = js[a + 1] - js[a]
+        w[a] += span / 2.0
+        w[a + 1] += span / 2.0
+    w[0] += 0.5
+    w[-1] += 0.5
+    return [(int(j), float(wt)) for j, wt in zip(js, w)]
+
+
+def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
+                    decode_samples: int | None = None) -> EstimateResult:
+    """``decode_samples``: price that many decode contexts instead of every step (see
+    :func:`decode_contexts`); None is the default accuracy."""
     for label, v in (("batch", batch), ("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise SpecError(f"{label} = {v!r} must be a positive integer")
@@ -116,22 +139,8 @@ def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: in
     ttft = prefill["time_s"]
 
     n_dec = output_len - 1
-    if n_dec == 0:
-        dec_costs: list[tuple[StepCost, float]] = []
-    elif n_dec <= EXACT_DECODE_STEPS:
-        dec_costs = [(step_cost(model, dep, ((1, input_len + j, True),) * batch), 1.0) for j in range(n_dec)]
-    else:
-        # sample contexts, weight each sample by the steps it stands for (trapezoid rule)
-        js = np.unique(np.linspace(0, n_dec - 1, DECODE_SAMPLES).round().astype(int))
-        w = np.zeros(len(js))
-        for a in range(len(js) - 1):
-            span = js[a + 1] - js[a]
-            w[a] += span / 2.0
-            w[a + 1] += span / 2.0
-        w[0] += 0.5
-        w[-1] += 0.5
-        dec_costs = [(step_cost(model, dep, ((1, input_len + int(j), True),) * batch), float(wt))
-                     for j, wt in zip(js, w)]
+    dec_costs = [(step_cost(model, dep, ((1, input_len + j, True),) * batch), wt)
+                 for j, wt in decode_contexts(n_dec, decode_samples)]
     decode = _phase(dec_costs)
     decode["steps"] = n_dec
     prefill["steps"] = len(pre)

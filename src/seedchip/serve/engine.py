@@ -20,7 +20,7 @@ from ..errors import SpecError
 from ..model.arch import ModelArch
 from ..perf.deployment import Deployment
 from ..perf.memory import check_fits, memory_plan
-from ..perf.pricer import ReplicaBatch, StepPricer
+from ..perf.pricer import StepPricer
 from .kv import BlockManager
 from .metrics import ItlHistogram
 from .workload import Request

@@ -17,9 +17,8 @@ import numpy as np
 from ..errors import SpecError, UnknownNameError
 from ..model.arch import ModelArch
 from ..perf import ops
-from ..perf.deployment import Deployment
 from ..perf.memory import kv_bytes_per_token_total
-from .engine import Engine, SchedulerConfig
+from .engine import Engine
 from .metrics import Collector, summary
 from .workload import Request, WorkloadSpec, requests
 
