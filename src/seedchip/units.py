@@ -42,8 +42,6 @@ def _split_unit(unit: str) -> tuple[str, float]:
     """Return (dimension, factor) of a unit string such as 'TB/s' or 'GiB' or 'pJ/bit'."""
     if unit in _BASE:
         return _BASE[unit]
-    if unit == "mm2":
-        return _BASE[unit]
     for prefix, factor in _BIN.items():
         if unit.startswith(prefix) and unit[len(prefix):] in _BASE:
             dim, f = _BASE[unit[len(prefix):]]

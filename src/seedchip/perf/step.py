@@ -8,7 +8,6 @@ deployment's chips, with a per-op breakdown and each op's binding resource.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -166,4 +165,4 @@ def prefill_step(batch: int, input_len: int) -> tuple[tuple[int, int, bool], ...
     return ((input_len, 0, True),) * batch
 
 
-__all__ = ["StepCost", "step_cost", "decode_step", "prefill_step", "normalize_step", "math"]
+__all__ = ["StepCost", "step_cost", "decode_step", "prefill_step", "normalize_step"]
