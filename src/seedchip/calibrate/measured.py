@@ -246,7 +246,7 @@ def _model_predict(chip: ChipSpec, cal: Calibration, m: Measured, sel: np.ndarra
         else:  # one layer: a one-layer model less the head ops the measured layer does not run
             one = model.replace(num_layers=1, layer_windows=model.layer_windows[:1],
                                 layer_is_moe=model.layer_is_moe[:1])
-            head = graph.head_ops(one, dep, graph.Batch.from_seqs(step))
+            head = graph.head_ops(one, dep, graph.ReplicaBatch.from_seqs(step))
             out.append(step_cost(one, dep, step).time_s - sum(o.time_s * o.count for o in head))
     return np.array(out, dtype=float)
 

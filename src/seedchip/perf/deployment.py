@@ -13,6 +13,7 @@ from ..hardware.spec import ChipSpec
 from ..model.arch import ModelArch
 from ..spec_base import FrozenSpec
 from .calibration import Calibration, load_calibration
+from .runtime import KERNELS, Runtime
 
 QUANTIZED_ACT = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "fp4": "fp4", "mxfp4": "fp4"}
 
@@ -34,6 +35,7 @@ class Deployment(FrozenSpec):
     memory_fraction: float = Field(0.9, gt=0, le=1, description="share of HBM the engine may use (vLLM gpu_memory_utilization)")
     max_batched_tokens: int = Field(8192, gt=0, description="tokens per step the activation reserve is sized for")
     calibration: Calibration
+    runtime: Runtime = Field(KERNELS, description="how the engine runs the kernels (fusion, launches, host work)")
 
     @model_validator(mode="before")
     @classmethod
@@ -47,6 +49,8 @@ class Deployment(FrozenSpec):
                 data["chip"] = load_chip(chip)
             cal = data.get("calibration")
             data["calibration"] = Calibration.model_validate(cal) if isinstance(cal, dict) else load_calibration(cal)
+            if data.get("runtime") is None:
+                data.pop("runtime", None)
         return data
 
     @field_validator("weight_format", "kv_format", "act_format")
@@ -106,7 +110,7 @@ class Deployment(FrozenSpec):
 def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None = None, pp: int = 1, ep: int = 1,
                     weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
                     calibration: str | Calibration | None = None, memory_fraction: float = 0.9,
-                    max_batched_tokens: int = 8192) -> Deployment:
+                    max_batched_tokens: int = 8192, runtime: Runtime | None = None) -> Deployment:
     """Build a Deployment from user options; ``tp`` defaults to num_chips / pp (pure TP)
     for a single replica, and must then fit the chips."""
     for label, v in (("num_chips", num_chips), ("pp", pp), ("ep", ep)):
@@ -119,7 +123,8 @@ def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None 
     try:
         return Deployment(chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                           act_format=act_format, kv_format=kv_format, calibration=calibration,
-                          memory_fraction=memory_fraction, max_batched_tokens=max_batched_tokens)
+                          memory_fraction=memory_fraction, max_batched_tokens=max_batched_tokens,
+                          runtime=runtime)
     except ValidationError as e:
         raise unwrap(e) from None
 

@@ -21,20 +21,60 @@ from .ops import OpCost
 
 
 @dataclass(frozen=True)
-class Batch:
-    """One DP replica's share of a step, aggregated for pricing."""
+class ReplicaBatch:
+    """One DP replica's share of a step, aggregated for pricing. ``decode_keys[i]``:
+    keys the decode sequences attend in a layer of window ``windows[i]`` (the sum over
+    sequences of min(context + 1, window), 0 = no window); ``prefill``: (new tokens,
+    cached context) chunks."""
     num_tokens: int
-    num_decode: int
-    decode_context: tuple[int, ...]     # per decode sequence: tokens attended (cached + the new one)
-    prefill: tuple[tuple[int, int], ...]  # per prefill chunk: (new tokens, cached context)
+    num_seqs: int
     num_logits: int                     # sequences sampled this step
+    num_decode: int
+    decode_keys: tuple[float, ...]
+    prefill: tuple[tuple[int, int], ...] = ()
 
     @staticmethod
-    def from_seqs(seqs: tuple[tuple[int, int, bool], ...]) -> "Batch":
-        dec = tuple(c + 1 for n, c, _ in seqs if n == 1)
-        pre = tuple((n, c) for n, c, _ in seqs if n > 1)
-        return Batch(num_tokens=sum(n for n, _, _ in seqs), num_decode=len(dec), decode_context=dec,
-                     prefill=pre, num_logits=sum(1 for _, _, s in seqs if s))
+    def from_seqs(seqs, windows: tuple[int, ...] = (0,), advance: int = 0) -> "ReplicaBatch":
+        """Aggregate (new tokens, cached context, sampled) per sequence. ``advance``:
+        price the decode sequences that many steps later (their contexts grown by it)."""
+        tokens = logits = ndec = 0
+        ctx = []
+        prefill = []
+        for n, c, s in seqs:
+            tokens += n
+            if s:
+                logits += 1
+            if n == 1:
+                ndec += 1
+                ctx.append(c + 1 + advance)
+            else:
+                prefill.append((n, c))
+        return ReplicaBatch(tokens, len(seqs), logits, ndec, window_keys(ctx, windows), tuple(prefill))
+
+
+def window_keys(contexts: list[int], windows: tuple[int, ...]) -> tuple[float, ...]:
+    """Keys attended per window (0: full attention) by decode sequences that attend
+    ``contexts`` keys each without a window."""
+    total = float(sum(contexts))
+    return tuple(total if not w else float(sum(c if c < w else w for c in contexts)) for w in windows)
+
+
+def split_replicas(seqs: tuple, dp: int) -> list[tuple]:
+    """Deal sequences to the dp replicas by position (sequence i to replica i mod dp),
+    as a router pins each request to one replica; the step waits for the slowest."""
+    if dp == 1:
+        return [seqs]
+    return [seqs[i::dp] for i in range(dp) if seqs[i::dp]]
+
+
+def aggregate(seqs: tuple, windows: tuple[int, ...], dp: int, advance: int = 0) -> list[ReplicaBatch]:
+    """A step's sequences as per-replica aggregates (the only place that does it)."""
+    return [ReplicaBatch.from_seqs(r, windows, advance) for r in split_replicas(seqs, dp)]
+
+
+def model_windows(model: ModelArch) -> tuple[int, ...]:
+    """The distinct attention windows of a model's layers (0: full attention), sorted."""
+    return tuple(sorted({w or 0 for w in model.layer_windows}))
 
 
 def _heads(model: ModelArch, dep: Deployment) -> tuple[int, int]:
@@ -50,11 +90,23 @@ def layer_kinds(model: ModelArch) -> Counter:
 
 
 def _gemm(dep: Deployment, name: str, m: int, n: int, k: int, *, weight: bool = True, groups: int = 1,
-          a_fmt: str | None = None, b_fmt: str | None = None) -> OpCost:
+          a_fmt: str | None = None, b_fmt: str | None = None, out_fmt: str = "bf16") -> OpCost:
     act = dep.act
     wf = dep.weight_format if weight else (b_fmt or act)
     return ops.gemm(dep.chip, dep.calibration, max(1, int(m)), max(1, int(n)), max(1, int(k)),
-                    a_fmt or act, wf, "bf16", groups, name)
+                    a_fmt or act, wf, out_fmt, groups, name)
+
+
+def _gated_up(dep: Deployment, model: ModelArch, name: str, t: int, up: int, h: int, act_name: str,
+              act_elems: float, groups: int = 1) -> list[OpCost]:
+    """The up (gate + up) projection and its activation. With the runtime's gated-
+    activation fusion the activation runs in the GEMM's epilogue: no activation kernel,
+    and the epilogue writes one value per pair of columns (priced as the 2w-column GEMM
+    writing one byte per column, the bytes of w bf16 values)."""
+    if model.mlp_gated and dep.runtime.fuse_gated_act:
+        return [_gemm(dep, name, t, up, h, groups=groups, out_fmt="fp8")]
+    return [_gemm(dep, name, t, up, h, groups=groups),
+            _vector(dep, act_name, act_elems, 6, (2 if model.mlp_gated else 1) * 2 + 2)]
 
 
 def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, bytes_per_elem: float) -> OpCost:
@@ -110,14 +162,14 @@ def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, con
                                  kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode")]
 
 
-def attention_ops(model: ModelArch, dep: Deployment, b: Batch, window: int) -> list[OpCost]:
-    """Attention core (projections excluded) for one layer of the given window."""
+def attention_ops(model: ModelArch, dep: Deployment, b: ReplicaBatch, window: int, keys: float) -> list[OpCost]:
+    """Attention core (projections excluded) for one layer of the given window;
+    ``keys``: the keys its decode sequences attend (already window-capped)."""
     out: list[OpCost] = []
     if b.prefill:
         out += prefill_attention_ops(model, dep, *prefill_aggregates(b.prefill, window))
     if b.num_decode:
-        ctx = float(sum(min(x, window) if window else x for x in b.decode_context))
-        out += decode_attention_ops(model, dep, b.num_decode, ctx)
+        out += decode_attention_ops(model, dep, b.num_decode, keys)
     return out
 
 
@@ -137,7 +189,8 @@ def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
     else:
         n = (heads + 2 * kv_heads) * model.head_dim
         out.append(_gemm(dep, "qkv_proj", t, n, h))
-        out.append(_vector(dep, "rotary", t * (heads + kv_heads) * model.head_dim, 6, 4))
+        if not dep.runtime.fuse_rotary:
+            out.append(_vector(dep, "rotary", t * (heads + kv_heads) * model.head_dim, 6, 4))
     return out
 
 
@@ -156,9 +209,8 @@ def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int
     w = width // tp
     up = 2 * w if model.mlp_gated else w
     out = [_vector(dep, "mlp_norm", t * h, 4, 6)] if norm else []
-    out += [_gemm(dep, f"{prefix}_up_proj", t, up, h),
-            _vector(dep, f"{prefix}_act", t * w, 6, (2 if model.mlp_gated else 1) * 2 + 2),
-            _gemm(dep, f"{prefix}_down_proj", t, h, w)]
+    out += _gated_up(dep, model, f"{prefix}_up_proj", t, up, h, f"{prefix}_act", t * w)
+    out.append(_gemm(dep, f"{prefix}_down_proj", t, h, w))
     if reduce and tp > 1:
         out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, tp, f"{prefix}_allreduce"))
     return out
@@ -187,8 +239,7 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     if ep > 1:
         size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
-    out.append(_gemm(dep, "experts_up_proj", per_expert, up, h, groups=groups))
-    out.append(_vector(dep, "experts_act", t_all * k / ep * w, 6, 6))
+    out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", t_all * k / ep * w, groups)
     out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
     if ep > 1:
         size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
@@ -221,5 +272,5 @@ def logits_ops(model: ModelArch, dep: Deployment, num_logits: int) -> list[OpCos
     return out
 
 
-def head_ops(model: ModelArch, dep: Deployment, b: Batch) -> list[OpCost]:
+def head_ops(model: ModelArch, dep: Deployment, b: ReplicaBatch) -> list[OpCost]:
     return embedding_ops(model, dep, b.num_tokens) + logits_ops(model, dep, b.num_logits)

@@ -1,26 +1,35 @@
-"""StepPricer: the oracle's fast path for the serving simulator.
+"""StepPricer: the one function that sums a step.
 
-It prices a step from its aggregates (per replica: tokens, sampled sequences, decode
-sequences and the keys they attend per window, prefill chunks) by summing the same
-ops :func:`seedchip.perf.step.step_cost` builds, cached per part: the non-attention
-part of a layer by token count, the head by (tokens, sampled), attention by its
-aggregates. Attention keys and prefill pairs above 1,000 are rounded to the nearest
-0.5% (log buckets) before pricing, so long runs hit the cache; the step time moves by
-at most that rounding of the attention share. Totals agree with ``step_cost`` (tested).
+A step is a tuple of sequences ``(new_tokens, cached_context, sampled)``. The pricer
+deals them to the data-parallel replicas (:func:`graph.aggregate`), prices every layer
+kind per replica from the op graph (:mod:`seedchip.perf.graph`), keeps the slowest
+replica (the step waits for it), adds the head ops and the pipeline sends, turns
+kernel time into step time through the deployment's runtime (launches, host work:
+:class:`seedchip.perf.runtime.Runtime`) and prices the energy of every chip.
+
+Parts are cached by the quantities they depend on: a layer's projections and
+feed-forward by its token count, decode attention by (sequences, keys attended),
+prefill attention by its aggregates, the head by (tokens, sampled sequences). In
+``bucketed`` mode (the serving simulator's) attention keys and prefill pairs above
+1,000 are rounded to the nearest 0.5% (log buckets) so that long runs hit the cache;
+``step_cost`` uses the exact mode. Both run this same code.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..model.arch import ModelArch
 from . import graph, ops
 from .deployment import Deployment
+from .ops import OpCost
 
 EXACT_BELOW = 1000.0
 BUCKET = 0.005
 _LOG_STEP = math.log1p(BUCKET)
+MAX_CACHED_PARTS = 200_000
 
 
 def bucket(x: float) -> float:
@@ -31,174 +40,150 @@ def bucket(x: float) -> float:
 
 
 @dataclass(frozen=True)
-class Priced:
+class Part:
+    """Summed cost of a list of ops on one chip: kernel time, dynamic energy (no idle
+    power), work, kernel launches, and the ops themselves (for breakdowns)."""
     time_s: float
-    energy_j: float        # all chips, idle power included
-    flops: float           # all chips
-    hbm_bytes: float       # all chips
+    dynamic_j: float
+    flops: float
+    hbm_bytes: float
+    kernels: int
+    ops: tuple[OpCost, ...]
+
+    @staticmethod
+    def of(op_list: list[OpCost], idle_w: float) -> "Part":
+        t = dyn = fl = by = 0.0
+        n = 0
+        for o in op_list:
+            t += o.time_s * o.count
+            dyn += (o.energy_j - idle_w * o.time_s) * o.count
+            fl += o.flops * o.count
+            by += o.hbm_bytes * o.count
+            n += o.count
+        return Part(t, dyn, fl, by, n, tuple(op_list))
 
 
 @dataclass(frozen=True)
-class ReplicaBatch:
-    """One replica's share of a step. ``decode_keys[i]`` = keys the decode sequences
-    attend in a layer of window ``windows[i]`` (sum over sequences of min(context + 1,
-    window)); ``prefill`` = (new tokens, cached context) chunks."""
-    num_tokens: int
-    num_logits: int
-    num_decode: int
-    decode_keys: tuple[float, ...]
-    prefill: tuple[tuple[int, int], ...] = ()
-
-
-def _sum(op_list, idle_w: float) -> tuple[float, float, float, float]:
-    t = dyn = fl = by = 0.0
-    for o in op_list:
-        t += o.time_s * o.count
-        dyn += (o.energy_j - idle_w * o.time_s) * o.count
-        fl += o.flops * o.count
-        by += o.hbm_bytes * o.count
-    return t, dyn, fl, by
+class Priced:
+    """A step: wall time, energy of all chips (idle power included), work of all chips,
+    and (``detail``) the critical path's ops: one chip of the slowest replica, every
+    pipeline stage, each op's ``count`` = instances per step."""
+    time_s: float
+    energy_j: float
+    flops: float
+    hbm_bytes: float
+    kernel_s: float = 0.0
+    ops: tuple[OpCost, ...] = ()
 
 
 class StepPricer:
-    def __init__(self, model: ModelArch, dep: Deployment):
+    def __init__(self, model: ModelArch, dep: Deployment, bucketed: bool = False):
         dep.check_model(model)
-        self.model, self.dep = model, dep
+        self.model, self.dep, self.bucketed = model, dep, bucketed
         self.kinds = sorted(graph.layer_kinds(model).items())
-        self.windows = tuple(sorted({w for (_, w), _ in self.kinds}))
+        self.windows = graph.model_windows(model)
         self._widx = {w: i for i, w in enumerate(self.windows)}
         self.idle_w = dep.chip.energy.idle_w
-        self._dense: dict = {}
-        self._head: dict = {}
-        self._dec: dict = {}
-        self._pre: dict = {}
-        self._p2p: dict = {}
+        self._cache: dict = {}
 
     # ---- cached parts -------------------------------------------------------
-    def _dense_part(self, moe: bool, t: int, t_all: int):
-        key = (moe, t, t_all)
-        v = self._dense.get(key)
+    def _part(self, key, build) -> Part:
+        v = self._cache.get(key)
         if v is None:
-            m, d = self.model, self.dep
-            o = graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
-            o += graph.moe_ops(m, d, t, t_all) if moe else graph.dense_mlp_ops(m, d, t, m.intermediate_size, d.tp)
-            v = self._dense[key] = _sum(o, self.idle_w)
+            if len(self._cache) >= MAX_CACHED_PARTS:
+                self._cache.clear()
+            v = self._cache[key] = Part.of(build(), self.idle_w)
         return v
 
-    def _head_part(self, t: int, logits: int):
-        """Embedding (by tokens) plus final norm, LM head and sampling (by sampled sequences)."""
-        e = self._head.get(("t", t))
-        if e is None:
-            e = self._head[("t", t)] = _sum(graph.embedding_ops(self.model, self.dep, t), self.idle_w)
-        g = self._head.get(("l", logits))
-        if g is None:
-            g = self._head[("l", logits)] = _sum(graph.logits_ops(self.model, self.dep, logits), self.idle_w)
-        return e[0] + g[0], e[1] + g[1], e[2] + g[2], e[3] + g[3]
+    def _layer(self, moe: bool, t: int, t_all: int) -> Part:
+        m, d = self.model, self.dep
+        if moe:
+            return self._part(("moe", t, t_all), lambda: graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
+                              + graph.moe_ops(m, d, t, t_all))
+        return self._part(("dense", t), lambda: graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
+                          + graph.dense_mlp_ops(m, d, t, m.intermediate_size, d.tp))
 
-    def _decode_part(self, n: int, keys: float):
-        kb = bucket(keys)
-        key = (n, kb)
-        v = self._dec.get(key)
-        if v is None:
-            v = self._dec[key] = _sum(graph.decode_attention_ops(self.model, self.dep, n, kb), self.idle_w)
-        return v
+    def _decode(self, n: int, keys: float) -> Part:
+        k = bucket(keys) if self.bucketed else keys
+        return self._part(("dec", n, k), lambda: graph.decode_attention_ops(self.model, self.dep, n, k))
 
-    def _prefill_part(self, chunks: tuple[tuple[int, int], ...], window: int):
+    def _prefill(self, chunks: tuple[tuple[int, int], ...], window: int) -> Part:
         q, pairs, kv, max_keys = graph.prefill_aggregates(chunks, window)
-        key = (window, q, max_keys, bucket(pairs), bucket(kv))
-        v = self._pre.get(key)
-        if v is None:
-            v = self._pre[key] = _sum(graph.prefill_attention_ops(self.model, self.dep, q, key[3], key[4],
-                                                                  max_keys), self.idle_w)
-        return v
+        if self.bucketed:
+            pairs, kv = bucket(pairs), bucket(kv)
+        return self._part(("pre", window, q, max_keys, pairs, kv),
+                          lambda: graph.prefill_attention_ops(self.model, self.dep, q, pairs, kv, max_keys))
+
+    def _head(self, t: int, logits: int) -> tuple[Part, Part]:
+        m, d = self.model, self.dep
+        return (self._part(("emb", t), lambda: graph.embedding_ops(m, d, t)),
+                self._part(("logits", logits), lambda: graph.logits_ops(m, d, logits)))
+
+    def _pp_send(self, tokens: int) -> Part:
+        size = tokens * self.model.hidden_size * 2.0
+        return self._part(("p2p", tokens), lambda: [ops.collective(self.dep.chip, self.dep.calibration, "p2p", size,
+                                                                   2, "pp_send")])
 
     # ---- a whole step -------------------------------------------------------
-    def price(self, replicas: list[ReplicaBatch]) -> Priced:
+    def _replica_layer(self, r: graph.ReplicaBatch, moe: bool, window: int, t_all: int) -> list[Part]:
+        parts = [self._layer(moe, r.num_tokens, t_all)]
+        if r.num_decode:
+            parts.append(self._decode(r.num_decode, r.decode_keys[self._widx[window]]))
+        if r.prefill:
+            parts.append(self._prefill(r.prefill, window))
+        return parts
+
+    def price_batches(self, replicas: list[graph.ReplicaBatch], detail: bool = False) -> Priced:
+        """Price a step given as per-replica aggregates (see :func:`graph.aggregate`)."""
         dep = self.dep
         t_all = sum(r.num_tokens for r in replicas)
-        time_s = dyn = flops = hbm = 0.0
+        kernel_s = dyn = flops = hbm = 0.0
+        kernels = 0
+        critical: list[OpCost] = []
+        stages = [(count, [self._replica_layer(r, moe, w, t_all) for r in replicas]) for (moe, w), count in self.kinds]
+        stages.append((1, [list(self._head(r.num_tokens, r.num_logits)) for r in replicas]))
+        for count, per_replica in stages:
+            worst, worst_parts = -1.0, None
+            for parts in per_replica:
+                t = 0.0
+                for p in parts:
+                    t += p.time_s
+                    dyn += p.dynamic_j * count
+                    flops += p.flops * count
+                    hbm += p.hbm_bytes * count
+                if t > worst:
+                    worst, worst_parts = t, parts
+            kernel_s += worst * count
+            kernels += sum(p.kernels for p in worst_parts) * count
+            if detail:
+                critical += [o.scaled(o.count * count) for p in worst_parts for o in p.ops]
         tp = dep.tp
-        for (moe, window), count in self.kinds:
-            wi = self._widx[window]
-            worst = 0.0
-            for r in replicas:
-                lt, ld, lf, lb = self._dense_part(moe, r.num_tokens, t_all)
-                if r.num_decode:
-                    a = self._decode_part(r.num_decode, r.decode_keys[wi])
-                    lt, ld, lf, lb = lt + a[0], ld + a[1], lf + a[2], lb + a[3]
-                if r.prefill:
-                    a = self._prefill_part(r.prefill, window)
-                    lt, ld, lf, lb = lt + a[0], ld + a[1], lf + a[2], lb + a[3]
-                if lt > worst:
-                    worst = lt
-                dyn += ld * count * tp
-                flops += lf * count * tp
-                hbm += lb * count * tp
-            time_s += worst * count
-        worst = 0.0
-        for r in replicas:
-            ht, hd, hf, hb = self._head_part(r.num_tokens, r.num_logits)
-            worst = max(worst, ht)
-            dyn += hd * tp
-            flops += hf * tp
-            hbm += hb * tp
-        time_s += worst
+        dyn, flops, hbm = dyn * tp, flops * tp, hbm * tp      # a replica's layer runs on its stage's tp chips
         if dep.pp > 1:
-            biggest = max(r.num_tokens for r in replicas)
-            p = self._p2p.get(biggest)
-            if p is None:
-                o = ops.collective(dep.chip, dep.calibration, "p2p", biggest * self.model.hidden_size * 2.0, 2)
-                p = self._p2p[biggest] = (o.time_s, o.energy_j - self.idle_w * o.time_s)
-            time_s += p[0] * (dep.pp - 1)
-            dyn += p[1] * (dep.pp - 1)
+            p = self._pp_send(max(r.num_tokens for r in replicas))
+            kernel_s += p.time_s * (dep.pp - 1)
+            dyn += p.dynamic_j * (dep.pp - 1)
+            kernels += p.kernels * (dep.pp - 1)
+            if detail:
+                critical += [o.scaled(dep.pp - 1) for o in p.ops]
+        num_seqs = max(r.num_seqs for r in replicas)
+        has_prefill = any(r.prefill for r in replicas)
+        rt = dep.runtime
+        graphed = rt.graphed(max(r.num_tokens for r in replicas), num_seqs, has_prefill)
+        time_s = rt.step_time(kernel_s, kernels, num_seqs, graphed)
         energy = dyn + self.idle_w * dep.num_chips * time_s
-        return Priced(time_s, energy, flops, hbm)
+        return Priced(time_s, energy, flops, hbm, kernel_s, tuple(critical))
 
-    def price_one(self, num_tokens: int, num_logits: int, num_decode: int, decode_keys: tuple[float, ...],
-                  prefill: tuple[tuple[int, int], ...]) -> tuple[float, float, float, float]:
-        """:meth:`price` of a single replica (dp = 1), without building objects:
-        (time_s, energy_j, flops, hbm_bytes)."""
-        if self.dep.dp != 1:
-            p = self.price([ReplicaBatch(num_tokens, num_logits, num_decode, decode_keys, prefill)])
-            return p.time_s, p.energy_j, p.flops, p.hbm_bytes
-        time_s = dyn = flops = hbm = 0.0
-        for (moe, window), count in self.kinds:
-            lt, ld, lf, lb = self._dense_part(moe, num_tokens, num_tokens)
-            if num_decode:
-                a = self._decode_part(num_decode, decode_keys[self._widx[window]])
-                lt, ld, lf, lb = lt + a[0], ld + a[1], lf + a[2], lb + a[3]
-            if prefill:
-                a = self._prefill_part(prefill, window)
-                lt, ld, lf, lb = lt + a[0], ld + a[1], lf + a[2], lb + a[3]
-            time_s += lt * count
-            dyn += ld * count
-            flops += lf * count
-            hbm += lb * count
-        ht, hd, hf, hb = self._head_part(num_tokens, num_logits)
-        time_s += ht
-        tp = self.dep.tp
-        dyn = (dyn + hd) * tp
-        flops = (flops + hf) * tp
-        hbm = (hbm + hb) * tp
-        if self.dep.pp > 1:
-            p = self._p2p.get(num_tokens)
-            if p is None:
-                o = ops.collective(self.dep.chip, self.dep.calibration, "p2p",
-                                   num_tokens * self.model.hidden_size * 2.0, 2)
-                p = self._p2p[num_tokens] = (o.time_s, o.energy_j - self.idle_w * o.time_s)
-            time_s += p[0] * (self.dep.pp - 1)
-            dyn += p[1] * (self.dep.pp - 1)
-        return time_s, dyn + self.idle_w * self.dep.num_chips * time_s, flops, hbm
+    def price(self, seqs: tuple, advance: int = 0, detail: bool = False) -> Priced:
+        """Price a step of ``(new_tokens, cached_context, sampled)`` sequences;
+        ``advance``: with the decode sequences that many steps further on."""
+        return self.price_batches(graph.aggregate(seqs, self.windows, self.dep.dp, advance), detail)
 
-    def batch_of(self, seqs: list[tuple[int, int, bool]]) -> list[ReplicaBatch]:
-        """Aggregate per-sequence (new tokens, context, sampled) work the way step_cost
-        deals it to replicas (by position)."""
-        from .step import split_replicas
-        out = []
-        for rep in split_replicas(tuple(seqs), self.dep.dp):
-            dec = [c + 1 for n, c, _ in rep if n == 1]
-            keys = tuple(float(sum(min(x, w) if w else x for x in dec)) for w in self.windows)
-            out.append(ReplicaBatch(num_tokens=sum(n for n, _, _ in rep), num_logits=sum(1 for *_, s in rep if s),
-                                    num_decode=len(dec), decode_keys=keys,
-                                    prefill=tuple((n, c) for n, c, _ in rep if n > 1)))
-        return out
+
+@lru_cache(maxsize=256)
+def pricer_for(model: ModelArch, dep: Deployment, bucketed: bool = False) -> StepPricer:
+    """The (shared, cached) pricer of a model on a deployment."""
+    return StepPricer(model, dep, bucketed)
+
+
+__all__ = ["StepPricer", "Priced", "Part", "pricer_for", "bucket"]

@@ -3,7 +3,9 @@
 ``step_cost(model, deployment, step)`` prices one engine step: ``step`` lists, per
 sequence, ``(new_tokens, context_len)`` (optionally a third item, whether the sequence
 is sampled this step; default True). It returns the step's time and energy on the
-deployment's chips, with a per-op breakdown and each op's binding resource.
+deployment's chips, with a per-op breakdown and each op's binding resource. It is the
+exact mode of :class:`seedchip.perf.pricer.StepPricer`, the one function that sums a
+step (the simulator runs the same code, bucketed).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from functools import lru_cache
 
 from ..errors import SpecError
 from ..model.arch import ModelArch
-from . import graph, ops
 from .deployment import Deployment
 from .ops import OpCost
+from .pricer import pricer_for
 
 SeqWork = tuple[int, int] | tuple[int, int, bool]
 
@@ -31,6 +33,7 @@ class StepCost:
     num_tokens: int
     num_seqs: int
     num_chips: int
+    kernel_s: float = 0.0            # the critical path's kernels alone (time_s adds launches and host work)
     provenance: dict = field(default_factory=dict, compare=False)
 
     def by_class(self) -> dict[str, dict]:
@@ -61,9 +64,9 @@ class StepCost:
         return out
 
     def to_dict(self) -> dict:
-        return {"time_s": self.time_s, "energy_j": self.energy_j, "num_tokens": self.num_tokens,
-                "num_seqs": self.num_seqs, "num_chips": self.num_chips, "by_class": self.by_class(),
-                "ops": self.by_op(), "provenance": self.provenance}
+        return {"time_s": self.time_s, "energy_j": self.energy_j, "kernel_s": self.kernel_s,
+                "num_tokens": self.num_tokens, "num_seqs": self.num_seqs, "num_chips": self.num_chips,
+                "by_class": self.by_class(), "ops": self.by_op(), "provenance": self.provenance}
 
 
 def normalize_step(step: Iterable[Sequence]) -> tuple[tuple[int, int, bool], ...]:
@@ -80,72 +83,13 @@ def normalize_step(step: Iterable[Sequence]) -> tuple[tuple[int, int, bool], ...
     return tuple(out)
 
 
-def split_replicas(seqs: tuple[tuple[int, int, bool], ...], dp: int) -> list[tuple]:
-    """Deal sequences to the dp replicas by position (sequence i to replica i mod dp),
-    as a router pins each request to one replica; the step waits for the slowest."""
-    if dp == 1:
-        return [seqs]
-    return [seqs[i::dp] for i in range(dp) if seqs[i::dp]]
-
-
-def _dynamic(o: OpCost, idle_w: float) -> float:
-    return (o.energy_j - idle_w * o.time_s) * o.count
-
-
-def _layer_ops(model: ModelArch, dep: Deployment, b: graph.Batch, moe: bool, window: int, t_all: int) -> list[OpCost]:
-    t = b.num_tokens
-    out = graph.qkv_ops(model, dep, t) + graph.attention_ops(model, dep, b, window) + graph.out_proj_ops(model, dep, t)
-    if moe:
-        out += graph.moe_ops(model, dep, t, t_all)
-    else:
-        out += graph.dense_mlp_ops(model, dep, t, model.intermediate_size, dep.tp)
-    return out
-
-
 @lru_cache(maxsize=100_000)
 def _step_cost_cached(model: ModelArch, dep: Deployment, seqs: tuple[tuple[int, int, bool], ...]) -> StepCost:
-    chip = dep.chip
-    replicas = split_replicas(seqs, dep.dp)
-    batches = [graph.Batch.from_seqs(r) for r in replicas]
-    t_all = sum(b.num_tokens for b in batches)
-    kinds = graph.layer_kinds(model)
-    pp = dep.pp
-    critical: list[OpCost] = []
-    time_s = 0.0
-    dynamic_j = 0.0
-    # per layer kind: price each replica, keep the slowest (the step waits for it)
-    for (moe, window), count in sorted(kinds.items()):
-        best = None
-        for b in batches:
-            lo = _layer_ops(model, dep, b, moe, window, t_all)
-            lt = sum(o.time_s * o.count for o in lo)
-            dyn = sum(_dynamic(o, chip.energy.idle_w) for o in lo)
-            dynamic_j += dyn * count * dep.tp  # each replica's layer runs on the tp chips of its stage
-            if best is None or lt > best[0]:
-                best = (lt, lo)
-        lt, lo = best
-        time_s += lt * count
-        critical += [o.scaled(o.count * count) for o in lo]
-    head_best = None
-    for b in batches:
-        ho = graph.head_ops(model, dep, b)
-        ht = sum(o.time_s * o.count for o in ho)
-        dynamic_j += sum(_dynamic(o, chip.energy.idle_w) for o in ho) * dep.tp
-        if head_best is None or ht > head_best[0]:
-            head_best = (ht, ho)
-    time_s += head_best[0]
-    critical += head_best[1]
-    if pp > 1:
-        biggest = max(b.num_tokens for b in batches)
-        p2p = ops.collective(chip, dep.calibration, "p2p", biggest * model.hidden_size * 2.0, 2, "pp_send")
-        critical.append(p2p.scaled(pp - 1))
-        time_s += p2p.time_s * (pp - 1)
-        dynamic_j += _dynamic(p2p, chip.energy.idle_w) * (pp - 1)
-    energy = dynamic_j + chip.energy.idle_w * dep.num_chips * time_s
-    prov = {"chip": chip.id, "chip_hash": chip.spec_hash(), "model": model.id, "model_hash": model.spec_hash(),
+    p = pricer_for(model, dep).price(seqs, detail=True)
+    prov = {"chip": dep.chip.id, "chip_hash": dep.chip.spec_hash(), "model": model.id, "model_hash": model.spec_hash(),
             "calibration": dep.calibration.id, "deployment_hash": dep.spec_hash()}
-    return StepCost(time_s=time_s, energy_j=energy, ops=tuple(critical), num_tokens=t_all, num_seqs=len(seqs),
-                    num_chips=dep.num_chips, provenance=prov)
+    return StepCost(time_s=p.time_s, energy_j=p.energy_j, ops=p.ops, num_tokens=sum(n for n, _, _ in seqs),
+                    num_seqs=len(seqs), num_chips=dep.num_chips, kernel_s=p.kernel_s, provenance=prov)
 
 
 def step_cost(model: ModelArch, deployment: Deployment, step: Iterable[Sequence]) -> StepCost:

@@ -95,8 +95,7 @@ class Engine:
         check_fits(model, dep, plan, cfg.block_size)
         self.plan = plan
         self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
-        self.pricer = StepPricer(model, dep)
-        self.windows = self.pricer.windows
+        self.pricer = StepPricer(model, dep, bucketed=True)
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
@@ -126,41 +125,11 @@ class Engine:
         return bool(self.running or self.waiting)
 
     # -- steps ----------------------------------------------------------------------
-    def _aggregate(self, work: list):
-        """(tokens, sampled, decode seqs, sum of decode contexts, prefill chunks) of a step."""
-        t = logits = ndec = 0
-        ctx = 0
-        prefill = []
-        for r, n in work:
-            t += n
-            c = r.computed
-            if c + n == r.input_len + r.generated:
-                logits += 1
-            if n == 1:
-                ndec += 1
-                ctx += c
-            else:
-                prefill.append((n, c))
-        return t, logits, ndec, ctx, tuple(prefill)
-
-    def _keys(self, work: list, ndec: int, ctx: int, extra: int) -> tuple[float, ...]:
-        """Keys the decode sequences attend per window, ``extra`` steps later."""
-        if self.windows == (0,):
-            return (float(ctx + ndec * (extra + 1)),)
-        out = []
-        for w in self.windows:
-            if w == 0:
-                out.append(float(ctx + ndec * (extra + 1)))
-            else:
-                out.append(float(sum(min(r.computed + extra + 1, w) for r, n in work if n == 1)))
-        return tuple(out)
-
-    def _price(self, work: list, agg, extra: int = 0):
-        if self.dep.dp == 1:
-            t, logits, ndec, ctx, prefill = agg
-            return self.pricer.price_one(t, logits, ndec, self._keys(work, ndec, ctx, extra), prefill)
-        seqs = [(n, r.computed + extra, r.computed + n == r.known) for r, n in work]
-        p = self.pricer.price(self.pricer.batch_of(seqs))
+    def _price(self, work: list, advance: int = 0):
+        """(time_s, energy_j, flops, hbm_bytes) of a step from the oracle;
+        ``advance``: the decode sequences that many steps further on."""
+        seqs = tuple((n, r.computed, r.computed + n == r.known) for r, n in work)
+        p = self.pricer.price(seqs, advance)
         return p.time_s, p.energy_j, p.flops, p.hbm_bytes
 
     def start(self, now: float, horizon: float) -> float | None:
@@ -169,12 +138,12 @@ class Engine:
         work, blocked = self.policy.schedule(now)
         if not work:
             return None
-        agg = self._aggregate(work)
-        t0, e0, f0, b0 = self._price(work, agg)
+        t0, e0, f0, b0 = self._price(work)
         k = 1
         slope = e_slope = 0.0
         flops, hbm = f0, b0
-        if blocked and agg[2] == len(work) == len(self.running) and agg[1] == len(work):
+        num_tokens = sum(n for _, n in work)
+        if blocked and num_tokens == len(work) == len(self.running) and all(r.computed + 1 == r.known for r, _ in work):
             kmax = MAX_MACRO_STEPS
             for r, _ in work:
                 left = r.output_len - r.generated
@@ -182,7 +151,7 @@ class Engine:
                     kmax = left
             kmax = self._block_room(work, kmax)
             if kmax > 1:
-                t1, e1, f1, b1 = self._price(work, agg, kmax - 1)
+                t1, e1, f1, b1 = self._price(work, kmax - 1)
                 slope = (t1 - t0) / (kmax - 1)
                 e_slope = (e1 - e0) / (kmax - 1)
                 k = kmax
@@ -193,7 +162,7 @@ class Engine:
                 frac = (k - 1) / (kmax - 1)
                 flops = (f0 + (f0 + (f1 - f0) * frac)) * k / 2
                 hbm = (b0 + (b0 + (b1 - b0) * frac)) * k / 2
-        step = Step(now, 0.0, work, k, t0, slope, e0, e_slope, flops, hbm, agg[0])
+        step = Step(now, 0.0, work, k, t0, slope, e0, e_slope, flops, hbm, num_tokens)
         step.end_s = now + step.span(k)
         self.current = step
         return step.end_s

@@ -1,0 +1,166 @@
+"""The one step aggregator: the simulator's path (the bucketed StepPricer, fed the
+sequences an engine schedules) against ``step_cost`` (its exact mode), across
+deployments that exercise every branch (dp replicas, pipeline stages, sliding windows,
+MoE with expert parallelism, MLA), and the physical laws of the step oracle run through
+the simulator's path, with and without an engine runtime."""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import seedchip
+from seedchip.perf import graph
+from seedchip.perf.pricer import BUCKET, StepPricer, pricer_for
+from seedchip.perf.runtime import Runtime
+
+DEPLOYMENTS = {
+    "8b-h100": ("llama-3.1-8b", "h100-sxm", {}),
+    "70b-h200-dp4-tp2": ("llama-3.1-70b", "h200-sxm", dict(num_chips=8, tp=2, weight_format="fp8")),
+    "mixtral-h100-tp2-pp2": ("mixtral-8x7b", "h100-sxm", dict(num_chips=4, tp=2, pp=2)),
+    "gptoss-h100-dp2-windows": ("gpt-oss-20b", "h100-sxm", dict(num_chips=2, tp=1)),
+    "dsv3-h200-ep8-pp2-mla": ("deepseek-v3", "h200-sxm", dict(num_chips=16, tp=8, pp=2, ep=8, weight_format="fp8",
+                                                              kv_format="fp8")),
+    "qwen3moe-h100-ep4-dp4": ("qwen3-30b-a3b", "h100-sxm", dict(num_chips=4, tp=1, ep=4)),
+}
+ENGINE_LIKE = Runtime(id="test-engine", fuse_gated_act=True, fuse_rotary=True, graph_max_tokens=256,
+                      launch_s=6e-6, host_step_s=300e-6, host_seq_s=2e-6)
+
+
+@lru_cache(maxsize=None)
+def setup(name: str, runtime: Runtime | None = None):
+    m, c, kw = DEPLOYMENTS[name]
+    return seedchip.load_model(m), seedchip.make_deployment(c, runtime=runtime, **kw)
+
+
+def random_step(rnd: random.Random) -> tuple:
+    seqs = [(1, rnd.randint(0, 9000), True) for _ in range(rnd.randint(0, 40))]
+    seqs += [(rnd.randint(2, 900), rnd.randint(0, 3000), rnd.random() < 0.5) for _ in range(rnd.randint(0, 3))]
+    return tuple(seqs) or ((1, 5, True),)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_simulator_path_prices_what_step_cost_prices(name):
+    """Bucketing moves the attention keys by at most 0.5%, so a step moves by less."""
+    model, dep = setup(name)
+    sim = StepPricer(model, dep, bucketed=True)
+    rnd = random.Random(name)
+    for _ in range(15):
+        seqs = random_step(rnd)
+        exact = seedchip.step_cost(model, dep, seqs)
+        p = sim.price(seqs)
+        assert p.time_s == pytest.approx(exact.time_s, rel=BUCKET)
+        assert p.energy_j == pytest.approx(exact.energy_j, rel=BUCKET)
+        assert p.kernel_s == pytest.approx(exact.kernel_s, rel=BUCKET)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_below_the_bucket_threshold_the_two_paths_are_identical(name):
+    model, dep = setup(name)
+    seqs = ((1, 100, True),) * 3 + ((1, 500, False),)      # 805 keys: below the bucketing threshold
+    assert StepPricer(model, dep, bucketed=True).price(seqs).time_s == seedchip.step_cost(model, dep, seqs).time_s
+
+
+@pytest.mark.unit
+def test_advance_prices_the_decode_sequences_later():
+    model, dep = setup("gptoss-h100-dp2-windows")
+    p = pricer_for(model, dep)
+    seqs = ((1, 100, True), (1, 5000, True), (40, 0, True))
+    later = tuple((n, c + 7 if n == 1 else c, s) for n, c, s in seqs)
+    assert p.price(seqs, advance=7).time_s == p.price(later).time_s
+
+
+@pytest.mark.unit
+def test_window_keys_cap_each_sequence_at_its_window():
+    assert graph.window_keys([10, 5000, 200], (0, 128)) == (5210.0, 10.0 + 128 + 128)
+    b = graph.ReplicaBatch.from_seqs(((1, 9, True), (1, 4999, True), (30, 0, False)), windows=(0, 128))
+    assert (b.num_tokens, b.num_seqs, b.num_logits, b.num_decode) == (32, 3, 2, 2)
+    assert b.decode_keys == (5010.0, 10.0 + 128) and b.prefill == ((30, 0),)
+
+
+@pytest.mark.unit
+def test_replicas_are_dealt_by_position_and_the_step_waits_for_the_slowest():
+    model, dep = setup("70b-h200-dp4-tp2")
+    heavy = ((1, 30000, True),) + ((1, 10, True),) * 3
+    rep = graph.aggregate(heavy, (0,), dep.dp)
+    assert [r.decode_keys for r in rep] == [(30001.0,), (11.0,), (11.0,), (11.0,)]
+    light = ((1, 10, True),) * 4
+    assert seedchip.step_cost(model, dep, heavy).time_s > seedchip.step_cost(model, dep, light).time_s
+
+
+@pytest.mark.unit
+def test_runtime_adds_launches_and_host_work():
+    model, dep = setup("8b-h100")
+    _, eng = setup("8b-h100", ENGINE_LIKE)
+    big_prefill = ((4000, 0, True),)
+    bare = seedchip.step_cost(model, dep, big_prefill)
+    run = seedchip.step_cost(model, eng, big_prefill)
+    # eager (a prefill step is never graphed here): the host issues every kernel; host work adds
+    n_kernels = sum(o.count for o in run.ops)
+    assert run.time_s == pytest.approx(max(run.kernel_s, n_kernels * 6e-6) + 300e-6 + 2e-6)
+    assert run.kernel_s < bare.kernel_s          # fused activation and rotary: fewer kernels, fewer bytes
+    decode = ((1, 500, True),) * 64
+    d = seedchip.step_cost(model, eng, decode)
+    assert d.time_s == pytest.approx(d.kernel_s + 300e-6 + 64 * 2e-6)   # graphed: no launch bound
+
+
+# ------------------------------------------------------------- laws, simulator path
+
+def prop(n: int):
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+names = st.sampled_from(sorted(DEPLOYMENTS))
+runtimes = st.sampled_from((None, ENGINE_LIKE))
+contexts = st.lists(st.integers(0, 32768), min_size=1, max_size=32)
+chunks = st.lists(st.tuples(st.integers(2, 4096), st.integers(0, 8192)), min_size=0, max_size=3)
+
+
+def sim_time(name, runtime, seqs, chip=None) -> float:
+    model, dep = setup(name, runtime)
+    if chip is not None:
+        dep = dep.replace(chip=chip)
+    return pricer_for(model, dep, bucketed=True).price(tuple(seqs)).time_s
+
+
+def faster_hbm(c, s):
+    return c.replace(hbm={**c.hbm.model_dump(), "bw_per_stack_bytes_per_s": c.hbm.bw_per_stack_bytes_per_s * s})
+
+
+@pytest.mark.property
+@prop(60)
+@given(names, runtimes, contexts, chunks, st.floats(1.0, 8.0))
+def test_more_hbm_bandwidth_never_slows_a_simulated_step(name, runtime, ctx, pre, s):
+    seqs = [(1, c, True) for c in ctx] + [(n, c, True) for n, c in pre]
+    _, dep = setup(name, runtime)
+    assert sim_time(name, runtime, seqs, faster_hbm(dep.chip, s)) <= sim_time(name, runtime, seqs) * (1 + 1e-12)
+
+
+@pytest.mark.property
+@prop(60)
+@given(names, runtimes, contexts, chunks, st.data())
+def test_more_work_never_speeds_a_simulated_step(name, runtime, ctx, pre, data):
+    seqs = [(1, c, True) for c in ctx] + [(n, c, True) for n, c in pre]
+    grown = list(seqs)
+    i = data.draw(st.integers(0, len(seqs) - 1), label="which")
+    n, c, s = grown[i]
+    grown[i] = (n, c + data.draw(st.integers(1, 20000), label="more context"), s) if n == 1 else (n + 64, c, s)
+    grown.append((1, data.draw(st.integers(0, 32768), label="another sequence"), True))
+    assert sim_time(name, runtime, grown) >= sim_time(name, runtime, seqs) * (1 - 1e-12)
+
+
+@pytest.mark.property
+@prop(60)
+@given(names, runtimes, contexts, chunks)
+def test_simulated_step_energy_covers_idle_power(name, runtime, ctx, pre):
+    model, dep = setup(name, runtime)
+    seqs = tuple([(1, c, True) for c in ctx] + [(n, c, True) for n, c in pre])
+    p = pricer_for(model, dep, bucketed=True).price(seqs)
+    assert p.time_s > 0 and p.energy_j >= dep.chip.energy.idle_w * dep.num_chips * p.time_s * (1 - 1e-12)
