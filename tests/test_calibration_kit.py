@@ -211,10 +211,10 @@ def test_cli_fit_and_validate_json_equal_the_api(tmp_path):
     assert text.startswith("# Calibration fitted by `seedchip calibrate fit cpu_smoke.csv --chip h200-sxm`")
     cal = load_calibration(str(out))
     assert cal.id == "h200-sxm-measured" and yaml.safe_load(text)["holdout_error"]
-    r = run.invoke(app, ["validate", str(SMOKE), "--chip", "h200-sxm", "--calibration", str(out), "--json"])
+    r = run.invoke(app, ["validate", "kernels", str(SMOKE), "--chip", "h200-sxm", "--calibration", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == _roundtrip(validate_measured(SMOKE, "h200-sxm", str(out)).to_dict())
-    r = run.invoke(app, ["validate", str(SMOKE), "--chip", "h200-sxm"])
+    r = run.invoke(app, ["validate", "kernels", str(SMOKE), "--chip", "h200-sxm"])
     assert r.exit_code == 0 and "Oracle error on held-out rows" in r.output and "smoke test" in r.output
     assert "Whole layer and whole step" in r.output
 
@@ -222,14 +222,14 @@ def test_cli_fit_and_validate_json_equal_the_api(tmp_path):
 @pytest.mark.e2e
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     bad, lineno = _corrupt(tmp_path, "attention_decode", "context", "x")
-    r = CliRunner().invoke(_app(), ["validate", str(bad), "--chip", "h200-sxm"])
+    r = CliRunner().invoke(_app(), ["validate", "kernels", str(bad), "--chip", "h200-sxm"])
     assert isinstance(r.exception, SpecError) and f":{lineno}:" in str(r.exception)
     # through the real entry point (main turns SeedChipError into exit 2 and one line)
     code = ("import sys; from seedchip.cli import main as M; from seedchip.cli.calib_cmds import register\n"
             "names = {c.name for c in M.app.registered_commands}\n"
             "if 'validate' not in names: register(M.app, M.calibrate_app)\n"
             "M.main(sys.argv[1:])")
-    p = subprocess.run([sys.executable, "-c", code, "validate", str(bad), "--chip", "h200-sxm"], capture_output=True,
+    p = subprocess.run([sys.executable, "-c", code, "validate", "kernels", str(bad), "--chip", "h200-sxm"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert p.stderr.count("\n") == 1 and f"bad.csv:{lineno}: column 'context'" in p.stderr

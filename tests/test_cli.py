@@ -152,17 +152,41 @@ def test_simulate_cli_equals_api_and_has_the_contract_keys(tmp_path):
     assert trace["traceEvents"] and trace["traceEvents"][0]["ph"] == "X"
 
 
-def test_capacity_cli_json():
-    out = cli_json("capacity", "--model", "llama-3.1-8b", "--workload", "chat", "--num-requests", "120",
-                   "--slo-ttft-p99", "2s", "--slo-tpot-p99", "40ms")
-    assert out["max_qps"] > 0 and out["metrics"]["num_completed"] == 120
+def test_capacity_cli_equals_api():
+    out = cli_json("capacity", "--model", "llama-3.1-8b", "--workload", "chat", "--num-requests", "150",
+                   "--max-requests", "300", "--slo-ttft-p99", "2s", "--slo-tpot-p99", "40ms")
+    api = roundtrip(seedchip.capacity(model="llama-3.1-8b", workload="chat", num_requests=150, max_requests=300,
+                                      slo_ttft_p99="2s", slo_tpot_p99="40ms").to_dict())
+    for d in (out, api):
+        d["metrics"].pop("sim_wall_s")
+    assert out == api
+    assert out["max_qps"] > 0 and out["metrics"]["num_completed"] == out["convergence"][-1]["num_requests"]
+    assert out["binding"] and out["max_qps"] <= out["saturated_requests_per_s"]
+
+
+def test_engines_and_validate_e2e_cli_equal_the_api(tmp_path):
+    assert cli_json("engines") == roundtrip(seedchip.engines())
+    table = tmp_path / "e2e.csv"
+    table.write_text("model,chip,tp,isl,osl,weight_format,kv_format,num_requests,out_tok_s\n"
+                     "Llama 3.1 8B,H100 SXM 80GB,1,1000,200,fp8,fp8,200,9000\n")
+    out = cli_json("validate", "e2e", str(table))
+    api = roundtrip(seedchip.validate_e2e(str(table)).to_dict())
+    assert out == api and out["num_rows"] == 1 and out["rows"][0]["model"] == "llama-3.1-8b"
+    assert out["median_abs_err"] == pytest.approx(abs(out["rows"][0]["predicted"] / 9000 - 1))
 
 
 @pytest.mark.parametrize("args,needle", [
     (["simulate", "--model", "llama-3.1-8b", "--workload", "chat"], "--qps"),
     (["simulate", "--model", "llama-3.1-8b", "--trace", "nowhere.csv"], "does not exist"),
     (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--qps", "1", "--router", "random"], "router"),
-    (["capacity", "--model", "llama-3.1-8b", "--num-requests", "30", "--slo-ttft-p99", "1us"], "no rate meets"),
+    (["capacity", "--model", "llama-3.1-8b", "--num-requests", "100", "--max-requests", "100", "--slo-ttft-p99",
+      "1us"], "no rate meets"),
+    (["capacity", "--model", "llama-3.1-8b", "--slo-tpot-p99", "100"], "no unit"),
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--qps", "1", "--offline"], "drop one"),
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--max-concurrency", "0"], "--max-concurrency"),
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--qps", "1", "--engine", "tgi"], "engine"),
+    (["simulate", "--model", "llama-3.1-8b", "--workload", "chat", "--qps", "1", "--max-throughput"], "--offline"),
+    (["validate", "e2e", "nowhere.csv"], "does not exist"),
     (["capacity", "--model", "llama-3.1-8b"], "SLO"),
 ])
 def test_serving_bad_input_exits_2(args, needle):

@@ -319,7 +319,8 @@ workload:
       - {name: chat, batch: 8, input_len: 128, output_len: 8}
     serving:
       workload: chat
-      num_requests: 60
+      num_requests: 150
+      max_requests: 300
       slo_ttft_p99: 2 s
       slo_tpot_p99: 50 ms
 objectives: [slo_goodput_per_chip, tokens_per_usd]
@@ -354,9 +355,9 @@ def test_slo_goodput_is_zero_with_a_reason_when_no_rate_meets_the_slo(tmp_path):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("old, new, expect", [
-    ("num_requests: 60", "num_requets: 60", r"space.yaml:15: workload\[0\].serving.num_requets: unknown field .num_requets."),
-    ("num_requests: 60", "num_requests: 0", r"space.yaml:15: workload\[0\].serving.num_requests: Input should be greater than 0"),
-    ("slo_tpot_p99: 50 ms", "slo_tpot_p99: 50 parsecs", r"space.yaml:17: workload\[0\].serving.slo_tpot_p99: "),
+    ("num_requests: 150", "num_requets: 150", r"space.yaml:15: workload\[0\].serving.num_requets: unknown field .num_requets."),
+    ("num_requests: 150", "num_requests: 0", r"space.yaml:15: workload\[0\].serving.num_requests: Input should be greater than or equal to 100"),
+    ("slo_tpot_p99: 50 ms", "slo_tpot_p99: 50 parsecs", r"space.yaml:18: workload\[0\].serving.slo_tpot_p99: "),
     ("workload: chat", "workload: chitchat", r"space.yaml:14: workload\[0\].serving.workload: unknown workload 'chitchat'"),
 ])
 def test_bad_serving_yaml_names_field_and_line(tmp_path, old, new, expect):
@@ -379,6 +380,6 @@ def test_serving_slo_defaults_to_the_scenarios_and_is_required():
 def test_goodput_example_space_loads():
     root = Path(__file__).resolve().parent.parent
     sp = parse_space((root / "examples/explore/slo_goodput.yaml").read_text(), "slo_goodput.yaml")
-    assert "slo_goodput_per_chip" in sp.objectives and sp.workload[0].serving.num_requests == 200
+    assert "slo_goodput_per_chip" in sp.objectives and sp.workload[0].serving.num_requests == 1000
     assert "slo_goodput_per_chip" not in parse_space(
         (root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml").objectives

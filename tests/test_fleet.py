@@ -371,7 +371,7 @@ def test_capacity_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("SEEDCHIP_CACHE_DIR", str(tmp_path / "cache"))
     s = yaml.safe_load(GOOD)
     s["capacity_override"] = []
-    s["demand"]["chat"].update({"workload": None, "input_len": 64, "output_len": 16, "num_requests": 24,
+    s["demand"]["chat"].update({"workload": None, "input_len": 64, "output_len": 16, "num_requests": 100, "max_requests": 200,
                                 "slo": {"ttft_p99": "2s", "tpot_p99": "200ms"}})
     s["devices"]["ours"]["deployments"] = {"chat": {"num_chips": 1, "weight_format": "fp8", "kv_format": "fp8"}}
     sc = parse_scenario(s)
@@ -448,18 +448,14 @@ def test_example_scenario_plan():
 def test_own_chip_cost_from_silicon_or_required(tmp_path, monkeypatch):
     p = tmp_path / "s.yaml"
     p.write_text(GOOD.replace("    unit_cost_usd: 9000\n", ""))
-    import seedchip.fleet.problem as problem
-    try:
-        import seedchip.silicon  # noqa: F401
-        d = plan(p).to_dict()
-        assert d["devices"]["ours"]["unit_cost_source"] == "silicon model" and d["notes"]
-    except ImportError:
-        pass
-    monkeypatch.setattr(problem, "silicon_unit_cost", lambda chip: (None, "the silicon model is not importable (x)"))
-    with pytest.raises(SpecError, match=rf"{p}:11: devices.ours: unit_cost_usd is required: the silicon model is not importable"):
+    import seedchip.fleet.costs as costs
+    d = plan(p).to_dict()
+    assert d["devices"]["ours"]["unit_cost_source"] == "silicon model" and d["notes"]
+    monkeypatch.setattr(costs, "silicon_unit_cost", lambda chip: (None, "the silicon model cannot cost it (x)"))
+    with pytest.raises(SpecError, match=rf"{p}:11: devices.ours.unit_cost_usd: required \(the silicon model cannot"):
         plan(p)
     p.write_text(GOOD.replace("kind: own", "kind: gpu").replace("    unit_cost_usd: 9000\n", ""))
-    with pytest.raises(SpecError, match="unit_cost_usd is required for a GPU"):
+    with pytest.raises(SpecError, match="unit_cost_usd: required for a GPU"):
         plan(p)
 
 

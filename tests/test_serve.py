@@ -13,16 +13,18 @@ from seedchip.errors import DoesNotFitError, SpecError, UnknownNameError
 from seedchip.perf.deployment import make_deployment
 from seedchip.perf.step import step_cost
 from seedchip.serve import engine as engine_mod
-from seedchip.serve.engine import Engine, SchedulerConfig
+from seedchip.serve.engine import Engine
+from seedchip.serve.profiles import resolve_engine
+from seedchip.serve.scheduler import SchedulerConfig
 from seedchip.serve.sim import Simulation
-from seedchip.serve.workload import Request, WorkloadSpec, read_trace
+from seedchip.serve.workload import Request, RequestStatus, WorkloadSpec, read_trace
 
 MODEL = "llama-3.1-8b"
 
 
-def make_engine(kv_tokens=None, **cfg):
+def make_engine(kv_tokens=None, max_batched_tokens=8192, **cfg):
     model = seedchip.load_model(MODEL)
-    dep = make_deployment("h200-sxm")
+    dep = make_deployment("h200-sxm", max_batched_tokens=max_batched_tokens)
     e = Engine(0, model, dep, SchedulerConfig(**cfg).validate())
     if kv_tokens is not None:
         e.kv.total = kv_tokens // e.kv.block_size
@@ -104,7 +106,7 @@ def test_prefix_hits_skip_computation(tmp_path):
             {"timestamp": 5000, "input_length": 1500, "output_length": 4, "hash_ids": [1, 2, 9]}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     on = seedchip.simulate(model=MODEL, trace=str(path), prefix_caching=True).to_dict()
-    off = seedchip.simulate(model=MODEL, trace=str(path)).to_dict()
+    off = seedchip.simulate(model=MODEL, trace=str(path), prefix_caching=False).to_dict()
     assert on["prefix_hit_rate"] == pytest.approx(1024 / 3000)
     assert off["prefix_hit_rate"] == 0
     assert on["ttft_s"]["p50"] < off["ttft_s"]["p50"]     # the second prompt computes 476 tokens, not 1,500
@@ -144,7 +146,7 @@ def test_every_request_completes_once_with_its_output_and_blocks_are_conserved(n
     for i in range(n):
         t += gaps[i]
         reqs.append(Request(i, t, *lens[i]))
-    sim = Simulation(e.model, [e], WorkloadSpec(input_len=1, output_len=1, offline=True, num_requests=1))
+    sim = Simulation(e.model, [e], WorkloadSpec(input_len=1, output_len=1, offline=True, num_requests=1), stream=reqs)
     done = sim.collector.request_done
 
     def record(r):
@@ -152,17 +154,11 @@ def test_every_request_completes_once_with_its_output_and_blocks_are_conserved(n
         seen[r.id] = r
         done(r)
     sim.collector.request_done = record
-    import seedchip.serve.sim as sim_mod
-    orig = sim_mod.requests
-    sim_mod.requests = lambda spec: iter(reqs)
-    try:
-        res = sim.run().to_dict()
-    finally:
-        sim_mod.requests = orig
+    res = sim.run().to_dict()
     assert res["num_completed"] + res["num_rejected"] == n
     assert sorted(seen) == list(range(n))
     for r in seen.values():
-        if not r.extra.get("rejected"):
+        if r.status is not RequestStatus.REJECTED:
             assert r.generated == r.output_len
             assert r.arrival_s <= r.first_token_s <= r.finish_s
     assert e.kv.private == 0
@@ -175,7 +171,9 @@ def test_every_request_completes_once_with_its_output_and_blocks_are_conserved(n
 def test_at_low_load_ttft_is_one_prefill():
     res = seedchip.simulate(model=MODEL, input_len=2000, output_len=20, num_requests=5, qps=0.1).to_dict()
     model = seedchip.load_model(MODEL)
-    prefill = step_cost(model, make_deployment("h200-sxm"), [(2000, 0)]).time_s
+    vllm = resolve_engine("vllm", seedchip.load_chip("h200-sxm"))           # the default engine's runtime costs
+    dep = make_deployment("h200-sxm", runtime=vllm.runtime, max_batched_tokens=vllm.max_batched_tokens)
+    prefill = step_cost(model, dep, [(2000, 0)]).time_s
     assert res["ttft_s"]["p50"] == pytest.approx(prefill, rel=0.01)
     assert res["queue_s"]["max"] == pytest.approx(0.0, abs=1e-9)
 
@@ -265,20 +263,22 @@ def test_slo_goodput_reported():
 
 @pytest.mark.unit
 def test_capacity_finds_the_highest_rate_within_slo():
-    c = seedchip.capacity(model=MODEL, workload="chat", num_requests=200, slo_ttft_p99="1s",
+    c = seedchip.capacity(model=MODEL, workload="chat", num_requests=300, max_requests=600, slo_ttft_p99="1s",
                           slo_tpot_p99="25ms", price_per_chip_hour=3.0).to_dict()
     assert c["max_qps"] > 0 and c["max_qps_per_dollar_hour"] == pytest.approx(c["max_qps"] / 3.0)
-    met = [s["qps"] for s in c["search"] if s["met"]]
-    missed = [s["qps"] for s in c["search"] if not s["met"]]
+    final = [s for s in c["search"] if s["num_requests"] == c["convergence"][-1]["num_requests"]]
+    met = [s["qps"] for s in final if s["met"]]
+    missed = [s["qps"] for s in final if not s["met"]]
     assert max(met) == c["max_qps"]
-    assert not missed or min(missed) > c["max_qps"]
-    assert c["metrics"]["tpot_s"]["p99"] <= 0.025
+    assert missed and min(missed) > c["max_qps"]
+    assert c["metrics"]["steady"]["tpot_s"]["p99"] <= 0.025
+    assert c["binding"] in ("ttft_p99", "tpot_p99", "throughput", "memory")
 
 
 @pytest.mark.unit
 def test_capacity_says_when_no_rate_meets_the_slo():
     with pytest.raises(SpecError, match="no rate meets"):
-        seedchip.capacity(model=MODEL, workload="chat", num_requests=50, slo_ttft_p99="1ms")
+        seedchip.capacity(model=MODEL, workload="chat", num_requests=100, max_requests=100, slo_ttft_p99="1ms")
 
 
 # ------------------------------------------------------------------------- traces

@@ -7,16 +7,18 @@ silicon exists.
                       weight_format="fp8", kv_format="fp8", batch=64).to_dict()
 """
 
-from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chips, estimate, load_calibration,
-                  load_chip, load_model, make_deployment, memory_plan, models, op, plan, simulate, step_cost)
+from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chips, engines, estimate,
+                  load_calibration, load_chip, load_model, make_deployment, memory_plan, models, op, plan, simulate,
+                  step_cost, validate_e2e)
 from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
                      UnsupportedArchitectureError)
 from . import emulate, explore, silicon
 from .headline import run
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["emulate", "explore", "silicon", "plan", "Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
-           "load_chip", "load_model", "make_deployment", "memory_plan", "models", "op", "run", "simulate", "capacity", "step_cost",
+           "load_chip", "load_model", "make_deployment", "memory_plan", "models", "engines", "op", "run", "simulate",
+           "capacity", "step_cost", "validate_e2e",
            "SeedChipError", "SpecError", "UnknownNameError", "UnsupportedArchitectureError", "ParallelismError",
            "DoesNotFitError", "__version__"]

@@ -23,6 +23,7 @@ from .perf.step import StepCost, step_cost
 from .explore import ExploreResult, explore
 from .fleet import plan
 from .serve import capacity, simulate
+from .validate.replay import validate_e2e
 from .silicon import SiliconReport, silicon_report
 
 OPS = ("gemm", "attention", *[c for c in COLLECTIVES if c != "p2p"])
@@ -169,13 +170,27 @@ def model_summary(m: ModelArch) -> dict:
             "source": m.source}
 
 
+def engines(chip: str | ChipSpec = "h200-sxm", tp: int = 1) -> list[dict]:
+    """The serving-engine profiles, resolved for a chip and tensor-parallel size (server
+    usage; offline values where an engine has them are in ``offline``)."""
+    from .serve.profiles import engine_ids, resolve_engine
+    spec = load_chip(chip)
+    out = []
+    for e in engine_ids():
+        d = resolve_engine(e, spec, tp).summary()
+        off = resolve_engine(e, spec, tp, offline=True).summary()
+        d["offline"] = {k: off[k] for k in ("max_num_seqs", "max_batched_tokens") if off[k] != d[k]}
+        out.append(d)
+    return out
+
+
 def models() -> list[dict]:
     """The model zoo with parameter counts."""
     return [model_summary(load_model(i)) for i in zoo_ids()]
 
 
 __all__ = ["OpResult", "op", "estimate", "simulate", "capacity", "silicon_report", "SiliconReport", "explore",
-           "ExploreResult", "plan", "emulate", "chips", "models", "step_cost", "memory_plan", "make_deployment",
+           "ExploreResult", "plan", "emulate", "chips", "models", "engines", "validate_e2e", "step_cost", "memory_plan", "make_deployment",
            "Deployment", "StepCost", "EstimateResult", "load_chip", "load_model", "load_calibration"]
 
 

@@ -11,18 +11,14 @@ one line. ``register(app, calibrate_app)`` adds them to the main Typer app.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-JSON = typer.Option(False, "--json", help="print the result as one JSON object")
+from .common import JSON, emit
 
 
-def _emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 def _pct(s: dict | None, key: str) -> str:
@@ -44,7 +40,7 @@ def fit_command(measured: Path, chip: str, out: Path, start: Optional[str], cal_
     cmd = f"seedchip calibrate fit {measured.name} --chip {chip}" + (f" --start {start}" if start else "")
     write_calibration(r.calibration, out, fit_header(r, cmd))
     if as_json:
-        _emit(r.to_dict())
+        emit(r.to_dict())
         return
     from rich.table import Table
 
@@ -69,7 +65,7 @@ def validate_command(measured: Path, chip: str, calibration: Optional[str], as_j
     from ..units import fmt
     r = validate_measured(measured, chip, calibration)
     if as_json:
-        _emit(r.to_dict())
+        emit(r.to_dict())
         return
     from rich.table import Table
 
@@ -102,8 +98,26 @@ def validate_command(measured: Path, chip: str, calibration: Optional[str], as_j
         console.print(f"{'met' if x['met'] else 'NOT met'}: {x['target']}: {x['value_pct']:.1f}% (n={x['n']})")
 
 
+def e2e_command(table: Path, engine: str, calibration: Optional[str], kv_memory_fraction: Optional[float],
+                build_for_largest: bool, as_json: bool) -> None:
+    from ..validate.replay import validate_e2e
+    from .progress import progress_bar
+    with progress_bar("replaying rows", enabled=not as_json) as tick:
+        r = validate_e2e(str(table), engine=engine, calibration=calibration, kv_memory_fraction=kv_memory_fraction,
+                         build_for_largest=build_for_largest, progress=tick).to_dict()
+    if as_json:
+        emit(r)
+        return
+    from .render import console, e2e_tables
+    for t in e2e_tables(r):
+        console.print(t)
+
+
 def register(app: typer.Typer, calibrate_app: typer.Typer) -> None:
-    """Add ``calibrate fit`` to ``calibrate_app`` and ``validate`` to ``app``."""
+    """Add ``calibrate fit`` to ``calibrate_app`` and the ``validate`` group to ``app``."""
+    validate_app = typer.Typer(no_args_is_help=True, help="How wrong are we: the oracle and the simulator against "
+                                                         "measurements.")
+    app.add_typer(validate_app, name="validate")
 
     @calibrate_app.command("fit")
     def fit_cmd(measured: Path = typer.Argument(..., help="CSV written by calibration/gpu_microbench.py"),
@@ -116,7 +130,24 @@ def register(app: typer.Typer, calibrate_app: typer.Typer) -> None:
         """Fit a calibration on a GPU's measured microbenchmarks (80/20 split by shape)."""
         fit_command(measured, chip, out, start, cal_id, as_json)
 
-    @app.command("validate")
+    @validate_app.command("e2e")
+    def e2e_cmd(table: Path = typer.Argument(..., help="measured end-to-end results (the columns of "
+                                                   "../shared/data/e2e: model, chip or system, tp, isl, osl, formats, "
+                                                   "out_tok_s; optional engine, num_requests, qps, max_concurrency, "
+                                                   "req_s, ttft_mean_ms, itl_mean_ms, tpot_mean_ms)"),
+                engine: str = typer.Option("trtllm", "--engine", help="engine of rows without an engine column: "
+                                           "trtllm, vllm or sglang"),
+                calibration: Optional[str] = typer.Option(None, "--calibration", help="calibration id or YAML"),
+                kv_memory_fraction: Optional[float] = typer.Option(
+                    None, "--kv-memory-fraction", help="the memory share the runs used (default: the engine's)"),
+                build_for_largest: bool = typer.Option(
+                    False, "--build-for-largest", help="one engine per model built for its largest ISL + OSL in the "
+                    "table, reused for every row (as Azure's benchmarking guide runs trtllm-bench)"),
+                as_json: bool = JSON) -> None:
+        """Replay a table of measured end-to-end results as they were run; median and p90 absolute error."""
+        e2e_command(table, engine, calibration, kv_memory_fraction, build_for_largest, as_json)
+
+    @validate_app.command("kernels")
     def validate_cmd(measured: Path = typer.Argument(..., help="CSV written by calibration/gpu_microbench.py"),
                      chip: str = typer.Option(..., "--chip", help="the chip that was measured (catalog id or YAML)"),
                      calibration: Optional[str] = typer.Option(

@@ -9,14 +9,12 @@ result's ``to_dict()``. ``register(app)`` adds the command to the main Typer app
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-JSON = typer.Option(False, "--json", help="print the result as one JSON object")
+from .common import JSON, emit
 
 
 def _fmt_s(t: float) -> str:
@@ -96,6 +94,6 @@ def register(app: typer.Typer) -> None:
                         seed=seed, dtype=dtype)
         d = r.to_dict()
         if as_json:
-            sys.stdout.write(json.dumps(d, indent=2) + "\n")
+            emit(d)
         else:
             render(d)

@@ -11,18 +11,14 @@ Thin wrappers over :func:`seedchip.silicon.silicon_report` and
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-JSON = typer.Option(False, "--json", help="print the result as one JSON object")
+from .common import JSON, emit
 
 
-def _emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 def _console():
@@ -82,7 +78,7 @@ def silicon_command(chip: str = typer.Option(..., "--chip", help="catalog id or 
     from ..silicon import silicon_report
     d = silicon_report(chip, yield_model=yield_model, alpha=alpha).to_dict()
     if as_json:
-        _emit(d)
+        emit(d)
         return
     con = _console()
     for t in silicon_tables(d):
@@ -110,7 +106,7 @@ def explore_command(space: Optional[Path] = typer.Argument(None, help="design-sp
                 use_ray=use_ray, address=address, plot=plot, progress=progress and not as_json)
     d = r.to_dict()
     if as_json:
-        _emit(d)
+        emit(d)
         return
     from ..explore.report import frontier_table
     con = _console()

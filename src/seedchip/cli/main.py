@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from .. import api, headline
-from . import calib_cmds, emulate_cmds, explore_cmds, plan_cmds
+from . import calib_cmds, emulate_cmds, explore_cmds, plan_cmds, serve_cmds
 from ..errors import SeedChipError, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,12 +27,9 @@ calib_cmds.register(app, calibrate_app)   # calibrate fit MEASURED.csv, validate
 explore_cmds.register(app)                # silicon, explore
 plan_cmds.register(app)                   # plan SCENARIO.yaml [--what-if K=V ...]
 emulate_cmds.register(app)                # emulate (needs the torch extra)
+serve_cmds.register(app)                  # simulate, capacity
 
-JSON = typer.Option(False, "--json", help="print the result as one JSON object")
-
-
-def emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+from .common import JSON, emit
 
 
 @app.command()
@@ -49,6 +46,19 @@ def chips(as_json: bool = JSON,
             console.print(sources_table(rows))
         else:
             console.print("Sources per figure: seedchip chips --sources (or --json).")
+
+
+@app.command()
+def engines(as_json: bool = JSON,
+            chip: str = typer.Option("h200-sxm", "--chip", help="resolve chip-dependent values for this chip"),
+            tp: int = typer.Option(1, "--tp", help="resolve tp-dependent values for this tensor-parallel size")) -> None:
+    """The serving-engine profiles (vLLM, TensorRT-LLM, SGLang) with their sources."""
+    rows = api.engines(chip=chip, tp=tp)
+    if as_json:
+        emit(rows)
+    else:
+        from .render import console, engines_table
+        console.print(engines_table(rows))
 
 
 @app.command()
@@ -136,87 +146,6 @@ def estimate(chip: str = typer.Option(..., "--chip", help="catalog id or chip YA
     else:
         from .render import console, estimate_tables
         for t in estimate_tables(r.to_dict()):
-            console.print(t)
-
-
-@app.command()
-def simulate(chip: str = typer.Option("h200-sxm", "--chip", help="catalog id or chip YAML path"),
-             model: str = typer.Option(..., "--model", help="zoo id or path to a config.json"),
-             num_chips: int = typer.Option(1, "--num-chips"), tp: Optional[int] = typer.Option(None, "--tp"),
-             pp: int = typer.Option(1, "--pp"), ep: int = typer.Option(1, "--ep"),
-             weight_format: str = typer.Option("bf16", "--weight-format"),
-             act_format: Optional[str] = typer.Option(None, "--act-format"),
-             kv_format: str = typer.Option("bf16", "--kv-format"),
-             calibration: Optional[str] = typer.Option(None, "--calibration"),
-             trace: Optional[str] = typer.Option(None, "--trace", help="Azure CSV, Mooncake JSONL or arrival_s,input_len,output_len CSV"),
-             workload: Optional[str] = typer.Option(None, "--workload", help="chat, code, summarize or reasoning"),
-             input_len: Optional[int] = typer.Option(None, "--input-len", help="fixed prompt length"),
-             output_len: Optional[int] = typer.Option(None, "--output-len", help="fixed output length"),
-             qps: Optional[float] = typer.Option(None, "--qps", help="arrival rate (a trace is rescaled to it)"),
-             num_requests: Optional[int] = typer.Option(None, "--num-requests"),
-             offline: bool = typer.Option(False, "--offline", help="every request arrives at t = 0"),
-             arrival: str = typer.Option("poisson", "--arrival", help="poisson or gamma"),
-             burstiness: float = typer.Option(1.0, "--burstiness", help="gamma arrivals: CV of the gaps"),
-             seed: int = typer.Option(0, "--seed"),
-             scheduler: str = typer.Option("chunked-prefill", "--scheduler", help="chunked-prefill or static"),
-             max_num_seqs: int = typer.Option(256, "--max-num-seqs"),
-             max_batched_tokens: int = typer.Option(8192, "--max-batched-tokens"),
-             block_size: int = typer.Option(16, "--block-size"),
-             kv_memory_fraction: float = typer.Option(0.9, "--kv-memory-fraction"),
-             prefix_caching: bool = typer.Option(False, "--prefix-caching"),
-             replicas: int = typer.Option(1, "--replicas"),
-             router: str = typer.Option("least-work", "--router", help="round-robin, least-work or prefix-aware"),
-             disaggregate: Optional[str] = typer.Option(None, "--disaggregate", help="prefill=NxCHIP,decode=NxCHIP"),
-             slo_ttft_p99: Optional[str] = typer.Option(None, "--slo-ttft-p99", help="e.g. 2s (reports goodput)"),
-             slo_tpot_p99: Optional[str] = typer.Option(None, "--slo-tpot-p99", help="e.g. 100ms"),
-             trace_out: Optional[str] = typer.Option(None, "--trace-out", help="write a Chrome/Perfetto trace JSON"),
-             as_json: bool = JSON) -> None:
-    """Simulate serving a request stream (trace or synthetic) on a deployment."""
-    kw = {k: v for k, v in locals().items() if k != "as_json"}
-    r = api.simulate(**kw).to_dict()
-    if as_json:
-        emit(r)
-    else:
-        from .render import console, sim_tables
-        for t in sim_tables(r):
-            console.print(t)
-
-
-@app.command()
-def capacity(chip: str = typer.Option("h200-sxm", "--chip"), model: str = typer.Option(..., "--model"),
-             num_chips: int = typer.Option(1, "--num-chips"), tp: Optional[int] = typer.Option(None, "--tp"),
-             pp: int = typer.Option(1, "--pp"), ep: int = typer.Option(1, "--ep"),
-             weight_format: str = typer.Option("bf16", "--weight-format"),
-             act_format: Optional[str] = typer.Option(None, "--act-format"),
-             kv_format: str = typer.Option("bf16", "--kv-format"),
-             calibration: Optional[str] = typer.Option(None, "--calibration"),
-             trace: Optional[str] = typer.Option(None, "--trace"),
-             workload: Optional[str] = typer.Option(None, "--workload", help="default: chat"),
-             input_len: Optional[int] = typer.Option(None, "--input-len"),
-             output_len: Optional[int] = typer.Option(None, "--output-len"),
-             num_requests: int = typer.Option(1000, "--num-requests"),
-             arrival: str = typer.Option("poisson", "--arrival"), burstiness: float = typer.Option(1.0, "--burstiness"),
-             seed: int = typer.Option(0, "--seed"),
-             scheduler: str = typer.Option("chunked-prefill", "--scheduler"),
-             max_num_seqs: int = typer.Option(256, "--max-num-seqs"),
-             max_batched_tokens: int = typer.Option(8192, "--max-batched-tokens"),
-             block_size: int = typer.Option(16, "--block-size"),
-             kv_memory_fraction: float = typer.Option(0.9, "--kv-memory-fraction"),
-             prefix_caching: bool = typer.Option(False, "--prefix-caching"),
-             replicas: int = typer.Option(1, "--replicas"), router: str = typer.Option("least-work", "--router"),
-             disaggregate: Optional[str] = typer.Option(None, "--disaggregate"),
-             slo_ttft_p99: Optional[str] = typer.Option(None, "--slo-ttft-p99", help="e.g. 2s"),
-             slo_tpot_p99: Optional[str] = typer.Option(None, "--slo-tpot-p99", help="e.g. 100ms"),
-             price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
-             as_json: bool = JSON) -> None:
-    """The highest request rate the deployment sustains within the SLO percentiles."""
-    kw = {k: v for k, v in locals().items() if k != "as_json"}
-    r = api.capacity(**kw).to_dict()
-    if as_json:
-        emit(r)
-    else:
-        from .render import capacity_tables, console
-        for t in capacity_tables(r):
             console.print(t)
 
 

@@ -9,14 +9,13 @@ A thin wrapper over :func:`seedchip.fleet.plan`: ``--json`` prints exactly the r
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-JSON = typer.Option(False, "--json", help="print the plan as one JSON object")
+from .common import JSON, emit
 
 
 def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see examples/plan/two_year_plan.yaml)"),
@@ -42,7 +41,7 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
              out=out, progress=progress)
     d = r.to_dict()
     if as_json:
-        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+        emit(d)
         return
     from ..fleet.report import render
     from .render import console

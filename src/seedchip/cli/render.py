@@ -188,3 +188,49 @@ def capacity_tables(d: dict) -> list[Table]:
         s.add_row(f"{row['qps']:.4g}", fmt(row["ttft_p99_s"], "s"), fmt(row["tpot_p99_s"], "s"),
                   "yes" if row["met"] else "no")
     return [t, s]
+
+
+def engines_table(rows: list[dict]) -> Table:
+    t = Table(title="serving-engine profiles (--engine)", header_style="bold")
+    t.caption = "sources and assumptions: seedchip engines --json"
+    for col in ("engine", "admission", "max seqs", "tokens/step", "memory", "prefix cache", "runtime"):
+        t.add_column(col, justify="left")
+    for r in rows:
+        rt = r["runtime"]
+        fused = [k.removeprefix("fuse_") for k in ("fuse_act_quant", "fuse_gated_act", "fuse_rotary") if rt[k]]
+        graphs = "compiled" if rt["graph_max_tokens"] >= 10**8 else (
+            f"graphs <= {rt['graph_max_tokens']} tok" + (" (decode)" if rt["graph_decode_only"] else ""))
+        off = r.get("offline") or {}
+        t.add_row(f"{r['id']}\n{r['name']} {r['version']}", r["admission"],
+                  f"{r['max_num_seqs']}" + (f" ({off['max_num_seqs']} offline)" if "max_num_seqs" in off else ""),
+                  f"{r['max_batched_tokens']}" + (f" ({off['max_batched_tokens']} offline)"
+                                                  if "max_batched_tokens" in off else ""),
+                  f"{r['memory_fraction']:.0%} of {r['memory_basis']}", "on" if r["prefix_caching"] else "off",
+                  f"fused: {', '.join(fused) or 'none'}; {graphs}; host {fmt(rt['host_step_s'], 's')}/step"
+                  + (" overlapped" if rt["overlap_host"] else ""))
+    return t
+
+
+def e2e_tables(r: dict) -> list[Table]:
+    t = Table(title=f"{r['inputs']['table']}: simulated as run ({r['inputs']['num_cases']} rows)", header_style="bold")
+    for col in ("line", "case", "engine", "metric", "measured", "simulated", "error", "limits", "note"):
+        t.add_column(col, justify="right" if col in ("line", "measured", "simulated", "error") else "left")
+    for x in r["rows"]:
+        err = f"{x['error']:+.1%}" if x["error"] is not None else "-"
+        pred = f"{x['predicted']:,.4g}" if x["predicted"] is not None else "-"
+        lim = f"{x['max_num_seqs']} seqs, {x['max_batched_tokens']} tok" if x["max_num_seqs"] else ""
+        t.add_row(str(x["line"]), x["case"], x["engine"], x["metric"], f"{x['measured']:,.4g}", pred, err, lim,
+                  (x["note"] or "")[:60])
+    s = Table(title="absolute error", header_style="bold")
+    for col in ("figure", "rows", "median", "p90"):
+        s.add_column(col, justify="left" if col == "figure" else "right")
+    s.add_row("all", str(r["num_rows"]), _pct1(r["median_abs_err"]), _pct1(r["p90_abs_err"]))
+    for k, v in r["by_metric"].items():
+        s.add_row(k, str(v["n"]), _pct1(v["median_abs_err"]), _pct1(v["p90_abs_err"]))
+    if r["num_failed"]:
+        s.caption = f"{r['num_failed']} row(s) could not be simulated (see note)"
+    return [t, s]
+
+
+def _pct1(x) -> str:
+    return "-" if x is None else f"{x:.1%}"

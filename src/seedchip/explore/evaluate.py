@@ -125,7 +125,7 @@ def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: Tc
 def slo_goodput(ctx: Context, chip: ChipSpec, chosen: dict) -> tuple[float, dict]:
     """(slo_goodput_per_chip, per-model detail) from seedchip.serve.capacity; never raises for a
     deployment that meets no SLO (its goodput is 0 and the reason is in the detail)."""
-    from ..serve.api import capacity
+    from ..serve.capacity import capacity
     total_w = sum(w.weight for w in ctx.space.workload)
     inv = 0.0
     detail: dict = {}
@@ -136,7 +136,8 @@ def slo_goodput(ctx: Context, chip: ChipSpec, chosen: dict) -> tuple[float, dict
             r = capacity(chip=chip, model=ctx.models[w.model], num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep,
                          weight_format=w.weight_format, act_format=w.act_format, kv_format=w.kv_format,
                          calibration=ctx.space.fidelity.calibration, workload=sv.workload,
-                         num_requests=sv.num_requests, seed=sv.seed, slo_ttft_p99=ttft, slo_tpot_p99=tpot).to_dict()
+                         num_requests=sv.num_requests, max_requests=sv.max_requests, seed=sv.seed,
+                         slo_ttft_p99=ttft, slo_tpot_p99=tpot).to_dict()
         except SeedChipError as e:
             detail[w.model] = {"goodput_tokens_per_s_per_chip": 0.0, "reason": one_line(e), "num_chips": d.num_chips}
             inv = math.inf

@@ -18,7 +18,8 @@ makes it so and by how much.
 from .capacity import Capacity, cache_dir, resolve_capacities
 from .planner import PlanResult, diff_plans, plan, solve_problem
 from .problem import Problem, build_problem
-from .scenario import Scenario, load_scenario, parse_scenario
+from .resolve import load_scenario, parse_scenario
+from .scenario import Scenario
 from .whatif import apply_what_if, apply_what_ifs
 
 __all__ = ["plan", "PlanResult", "Scenario", "load_scenario", "parse_scenario", "Capacity", "resolve_capacities",

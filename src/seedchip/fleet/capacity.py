@@ -28,6 +28,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SeedChipError, one_line
+from ..hardware.catalog import load_chip
+from ..model.zoo import load_model
+from ..perf.calibration import load_calibration
+from ..perf.deployment import make_deployment
+from ..perf.memory import check_fits, memory_plan
+from ..serve import capacity
+from ..version import __version__
+from .scenario import candidates_of
 
 
 @dataclass(frozen=True)
@@ -64,21 +72,20 @@ def cache_dir(override: str | Path | None = None) -> Path:
 
 @lru_cache(maxsize=1)
 def code_hash() -> str:
-    """A hash of the simulator's and the oracle's source (a change there invalidates the cache)."""
+    """A hash of the whole package's source and data (code, catalogs, calibrations, engine
+    profiles, workloads): any change that could move a capacity invalidates the cache."""
     pkg = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for sub in ("serve", "perf", "model"):
-        for f in sorted((pkg / sub).rglob("*")):
-            if f.is_file() and f.suffix in (".py", ".yaml", ".json"):
-                h.update(str(f.relative_to(pkg)).encode())
-                h.update(f.read_bytes())
+    for f in sorted(pkg.rglob("*")):
+        if f.is_file() and f.suffix in (".py", ".yaml", ".json", ".md") and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(pkg)).encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
 def capacity_kwargs(scenario, device: str, demand: str, dep=None) -> dict:
     """The keyword arguments of the ``seedchip.capacity`` call for one pair (``dep``: one of its
     candidate deployments; default: the first, or the only one)."""
-    from .scenario import candidates_of
     dev = scenario.devices[device]
     if dep is None:
         dep = candidates_of(dev.deployments[demand])[0]
@@ -89,7 +96,7 @@ def capacity_kwargs(scenario, device: str, demand: str, dep=None) -> dict:
             "max_batched_tokens": dep.max_batched_tokens, "prefix_caching": dep.prefix_caching,
             "workload": dc.workload, "input_len": dc.input_len, "output_len": dc.output_len,
             "slo_ttft_p99": dc.slo.ttft_p99, "slo_tpot_p99": dc.slo.tpot_p99, "num_requests": dc.num_requests,
-            "seed": dc.seed}
+            "max_requests": dc.max_requests, "engine": dc.engine, "seed": dc.seed}
     if dep.disaggregate:          # only when set, so the keys of plain deployments stay as they were
         kw["disaggregate"] = dep.disaggregate
     return kw
@@ -100,10 +107,6 @@ def fit_error(kw: dict) -> str | None:
     found without a simulation."""
     if kw.get("disaggregate"):
         return None
-    from ..hardware.catalog import load_chip
-    from ..model.zoo import load_model
-    from ..perf.deployment import make_deployment
-    from ..perf.memory import check_fits, memory_plan
     try:
         d = make_deployment(load_chip(kw["chip"]), num_chips=kw["num_chips"], tp=kw["tp"], pp=kw["pp"], ep=kw["ep"],
                             weight_format=kw["weight_format"], act_format=kw["act_format"],
@@ -118,10 +121,6 @@ def fit_error(kw: dict) -> str | None:
 
 
 def capacity_key(kw: dict) -> str:
-    from .. import __version__
-    from ..hardware.catalog import load_chip
-    from ..model.zoo import load_model
-    from ..perf.calibration import load_calibration
     blob = {"kwargs": kw, "chip": load_chip(kw["chip"]).spec_hash(), "model": load_model(kw["model"]).spec_hash(),
             "calibration": load_calibration(kw["calibration"]).spec_hash(), "version": __version__,
             "code": code_hash()}
@@ -131,7 +130,6 @@ def capacity_key(kw: dict) -> str:
 
 def compute_capacity(kw: dict) -> dict:
     """One ``seedchip.capacity`` run as a cache record (a deployment that meets no SLO: zero)."""
-    from ..serve import capacity
     try:
         r = capacity(**kw).to_dict()
     except SeedChipError as e:
@@ -223,7 +221,6 @@ def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path |
     wins (see ``choose``); every candidate's result is kept on the Capacity.
     recompute: ignore the scenario's overrides and the cache; run ``seedchip.capacity`` again
     for every pair with a deployment (and refresh the cache)."""
-    from .scenario import candidates_of
     out: dict[tuple[str, str], Capacity] = {}
     overrides = {(o.device, o.demand): o for o in scenario.capacity_override}
     folder = cache_dir(cache)

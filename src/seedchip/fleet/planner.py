@@ -27,7 +27,9 @@ from ..errors import SpecError
 from .capacity import resolve_capacities
 from .milp import RESOURCE_KINDS, SCALE, SHADOW_UNITS, Model, build_model, lp_duals, solve_lexicographic, solve_milp
 from .problem import SECONDS_PER_QUARTER, Problem, build_problem, unservable
-from .scenario import Scenario, load_scenario, parse_scenario
+from .report import write_outputs
+from .resolve import load_scenario, parse_scenario
+from .scenario import Scenario
 from .whatif import apply_what_ifs
 
 TIGHT_REL = 1e-7
@@ -397,7 +399,6 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         wdata["what_if"] = {"changes": changes, "diff": diff_plans(data, wdata)}
         result = PlanResult(wdata, q, wdt, base=result)
     if out is not None:
-        from .report import write_outputs
         write_outputs(result, Path(out))
     return result
 

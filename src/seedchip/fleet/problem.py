@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
-from ..errors import SeedChipError, SpecError
+from ..hardware.catalog import load_chip
 from .capacity import Capacity
-from .scenario import Scenario, expand
+from .costs import unit_cost as device_unit_cost
+from .scenario import Scenario, candidates_of, expand
 
 SECONDS_PER_QUARTER = 365.25 * 86400 / 4
-
-
-@lru_cache(maxsize=64)
-def _silicon_unit_cost(chip: str) -> tuple[float | None, str]:
-    """The silicon model's unit cost of ``chip`` when the silicon package is importable."""
-    try:
-        from ..silicon import silicon_report
-    except ImportError as e:  # the silicon model is optional here
-        return None, f"the silicon model is not importable ({e})"
-    try:
-        return float(silicon_report(chip).to_dict()["unit_cost_usd"]), "silicon model"
-    except SeedChipError as e:
-        return None, f"the silicon model cannot cost {chip!r}: {e}"
-
-
-def silicon_unit_cost(chip: str) -> tuple[float | None, str]:
-    return _silicon_unit_cost(str(chip))
 
 
 @dataclass
@@ -128,13 +111,11 @@ class Problem:
 def _dep_num_chips(s: Scenario, dev: str, cls: str, override) -> int:
     if override is not None and override.num_chips is not None:
         return override.num_chips
-    from .scenario import candidates_of
     return candidates_of(s.devices[dev].deployments[cls])[0].num_chips
 
 
 def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:
     """Resolve the scenario into numbers. ``capacities`` maps (device, demand class) to its capacity."""
-    from ..hardware.catalog import load_chip
 
     Q = s.horizon_quarters
     devs, dems = list(s.devices), list(s.demand)
@@ -145,15 +126,9 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
     for i, name in enumerate(devs):
         dev = s.devices[name]
         chip = load_chip(dev.chip)
-        if dev.unit_cost_usd is not None:
-            uc, src = dev.unit_cost_usd, "given"
-        elif dev.kind == "own":
-            uc, src = silicon_unit_cost(dev.chip)
-            if uc is None:
-                raise SpecError(f"devices.{name}.unit_cost_usd: required ({src})")
+        uc, src = device_unit_cost(name, dev.kind, dev.chip, dev.unit_cost_usd)
+        if src != "given":
             notes.append(f"{name}: unit cost ${uc:,.0f} per chip from the silicon model ({dev.chip})")
-        else:
-            raise SpecError(f"devices.{name}.unit_cost_usd: required for a GPU (its purchase price per chip)")
         unit_cost.append(uc)
         unit_src.append(src)
         sys_cost.append(dev.system_cost_usd_per_chip)

@@ -47,14 +47,14 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
+from ..errors import SeedChipError, UnknownNameError, one_line
+from ..serve.sim import parse_pools
 from ..spec_base import FrozenSpec, Seconds
-from ..yamlio import PathError, load_marked, validation_error, where
+from ..yamlio import PathError
 
 QUARTER_RE = re.compile(r"^\s*(\d{4})\s*-?\s*Q([1-4])\s*$", re.IGNORECASE)
 
@@ -191,7 +191,10 @@ class DemandClass(FrozenSpec):
     peak_to_average: float = Field(1.0, ge=1.0, description="peak rate / daily average rate; capacity is sized for the peak")
     tokens_per_day: Series | None = Field(None, description="output (generated) tokens per day, daily average")
     peak_requests_per_s: Series | None = Field(None, description="requests per second at the peak")
-    num_requests: int = Field(500, gt=0, description="requests per simulated point of the capacity search")
+    num_requests: int | None = Field(None, ge=100, description="first run length of the capacity search (default "
+                                                                 "4,000); it doubles until the answer is stable")
+    max_requests: int = Field(32000, ge=100, description="the longest run the capacity search may use")
+    engine: str = Field("vllm", description="serving-engine profile: vllm, trtllm or sglang")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -227,7 +230,6 @@ class DeploymentSpec(FrozenSpec):
     @model_validator(mode="after")
     def _pools(self):
         if self.disaggregate is not None:
-            from ..serve.sim import parse_pools
             try:
                 pools = parse_pools(self.disaggregate)
             except SeedChipError as e:
@@ -430,76 +432,5 @@ class Scenario(FrozenSpec):
         return self
 
 
-def _check_catalog(s: Scenario, marks: dict, origin: str) -> None:
-    """Names that need the catalogs (chips, models) and each deployment's parallel plan."""
-    from ..hardware.catalog import load_chip
-    from ..model.zoo import load_model
-    from ..perf.deployment import make_deployment
-
-    def fail(loc: tuple, msg: str):
-        raise SpecError(f"{where(origin, marks, loc)}: {msg}")
-
-    models = {}
-    for name, d in s.demand.items():
-        try:
-            models[name] = load_model(d.model)
-        except SeedChipError as e:
-            fail(("demand", name, "model"), one_line(e))
-        if d.workload is not None:
-            from ..serve.workload import synthetic_specs
-            if d.workload not in synthetic_specs():
-                fail(("demand", name, "workload"), str(UnknownNameError("workload", d.workload, synthetic_specs())))
-    from .problem import silicon_unit_cost
-    for name, dev in s.devices.items():
-        try:
-            chip = load_chip(dev.chip)
-        except SeedChipError as e:
-            fail(("devices", name, "chip"), one_line(e))
-        if dev.unit_cost_usd is None:
-            if dev.kind == "gpu":
-                fail(("devices", name), "unit_cost_usd is required for a GPU (its purchase price per chip)")
-            uc, why = silicon_unit_cost(dev.chip)
-            if uc is None:
-                fail(("devices", name), f"unit_cost_usd is required: {why}")
-        for cls, dep in dev.deployments.items():
-            if isinstance(dep, list) or dep.disaggregate:
-                # candidates (and pools) that do not fit are reported by the capacity search, not rejected here
-                continue
-            try:
-                dd = make_deployment(chip, num_chips=dep.num_chips, tp=dep.tp, pp=dep.pp, ep=dep.ep,
-                                     weight_format=dep.weight_format, act_format=dep.act_format,
-                                     kv_format=dep.kv_format, calibration=s.calibration,
-                                     max_batched_tokens=dep.max_batched_tokens)
-                dd.check_model(models[cls])
-            except SeedChipError as e:
-                fail(("devices", name, "deployments", cls), one_line(e))
-
-
-def parse_scenario(source: str | dict, origin: str = "<scenario>", *, check_catalog: bool = True) -> Scenario:
-    """A Scenario from YAML text or a dict; errors name the field and (for YAML) the line."""
-    if isinstance(source, dict):
-        data, marks = source, {}
-    else:
-        data, marks = load_marked(source, origin)
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}: a scenario must be a YAML mapping (horizon_quarters, demand, devices, ...)")
-    try:
-        s = Scenario.model_validate(data)
-    except ValidationError as e:
-        raise validation_error(e, origin, marks) from None
-    if check_catalog:
-        _check_catalog(s, marks, origin)
-    return s
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError(f"cannot read scenario {str(p)!r}: {e.strerror}") from None
-    return parse_scenario(text, origin=str(p))
-
-
 __all__ = ["Scenario", "DemandClass", "Device", "DeploymentSpec", "candidates_of", "InstalledUnits", "CapacityOverride",
-           "parse_scenario", "load_scenario", "expand", "percent"]
+           "expand", "percent"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -32,7 +32,11 @@ class Deployment(FrozenSpec):
     weight_format: str = "bf16"
     act_format: str | None = Field(None, description="None: quantized like the weights when they are fp8/int8/fp4 (W8A8, W4A4), else bf16")
     kv_format: str = "bf16"
-    memory_fraction: float = Field(0.9, gt=0, le=1, description="share of HBM the engine may use (vLLM gpu_memory_utilization)")
+    memory_fraction: float = Field(0.9, gt=0, le=1, description="share of memory the engine may use; see memory_basis")
+    memory_basis: Literal["total", "free"] = Field(
+        "total", description="total: memory_fraction of the whole HBM holds weights, activations and KV (vLLM "
+                             "gpu_memory_utilization); free: that fraction of what is left after weights and "
+                             "activations holds the KV cache (TensorRT-LLM kv_cache_free_gpu_mem_fraction)")
     max_batched_tokens: int = Field(8192, gt=0, description="tokens per step the activation reserve is sized for")
     calibration: Calibration
     runtime: Runtime = Field(KERNELS, description="how the engine runs the kernels (fusion, launches, host work)")
@@ -110,7 +114,8 @@ class Deployment(FrozenSpec):
 def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None = None, pp: int = 1, ep: int = 1,
                     weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
                     calibration: str | Calibration | None = None, memory_fraction: float = 0.9,
-                    max_batched_tokens: int = 8192, runtime: Runtime | None = None) -> Deployment:
+                    max_batched_tokens: int = 8192, runtime: Runtime | None = None,
+                    memory_basis: str = "total") -> Deployment:
     """Build a Deployment from user options; ``tp`` defaults to num_chips / pp (pure TP)
     for a single replica, and must then fit the chips."""
     for label, v in (("num_chips", num_chips), ("pp", pp), ("ep", ep)):
@@ -124,7 +129,7 @@ def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None 
         return Deployment(chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                           act_format=act_format, kv_format=kv_format, calibration=calibration,
                           memory_fraction=memory_fraction, max_batched_tokens=max_batched_tokens,
-                          runtime=runtime)
+                          runtime=runtime, memory_basis=memory_basis)
     except ValidationError as e:
         raise unwrap(e) from None
 

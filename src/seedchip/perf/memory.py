@@ -99,11 +99,18 @@ def activation_bytes(model: ModelArch, dep: Deployment, tokens: int) -> float:
 
 
 def memory_plan(model: ModelArch, dep: Deployment, tokens_per_step: int | None = None) -> MemoryPlan:
+    """What fits on one chip. ``memory_basis`` "total": ``memory_fraction`` of the HBM
+    holds everything (weights, activations, reserve, KV); "free": everything but the KV
+    cache is placed first and that fraction of what is left becomes KV cache."""
     chip = dep.chip
     cap = chip.hbm_capacity_bytes
-    usable = cap * dep.memory_fraction
     w, total = weights_bytes(model, dep)
     act = activation_bytes(model, dep, tokens_per_step or dep.max_batched_tokens)
+    if dep.memory_basis == "free":
+        left = cap - w - act - RUNTIME_RESERVE_BYTES
+        usable = w + act + RUNTIME_RESERVE_BYTES + max(left, 0.0) * dep.memory_fraction if left > 0 else cap
+    else:
+        usable = cap * dep.memory_fraction
     free = usable - w - act - RUNTIME_RESERVE_BYTES
     kvt = kv_bytes_per_token(model, dep)
     max_tokens = int(free // kvt) if free > 0 else 0
@@ -148,7 +155,9 @@ def check_fits(model: ModelArch, dep: Deployment, plan: MemoryPlan, kv_tokens_ne
         if get_format(dep.kv_format).bits > 8:
             hints.append("or --kv-format fp8")
         hints.append("or add chips")
+    share = (f"{dep.memory_fraction:.0%} of {fmt(plan.capacity_bytes, 'bytes')}" if dep.memory_basis == "total" else
+             f"{fmt(plan.capacity_bytes, 'bytes')}, the KV cache {dep.memory_fraction:.0%} of what weights leave")
     raise DoesNotFitError(
         f"{model.id} does not fit on {where}: needs {fmt(need, 'bytes')} per chip ({parts}) but "
-        f"{fmt(plan.usable_bytes, 'bytes')} are usable ({dep.memory_fraction:.0%} of {fmt(plan.capacity_bytes, 'bytes')}); "
+        f"{fmt(plan.usable_bytes, 'bytes')} are usable ({share}); "
         + " ".join(hints), needed_bytes=need, available_bytes=plan.usable_bytes)

@@ -1,7 +1,8 @@
 """What happens in time: the serving simulator (requests, KV blocks, schedulers,
-replicas, router, metrics) and the capacity search. All state lives here; every time
-and energy comes from the oracle (seedchip.perf)."""
+engine profiles, replicas, router, metrics) and the capacity search. All state lives
+here; every time and energy comes from the oracle (seedchip.perf)."""
 
-from .api import CapacityResult, capacity, simulate
+from .api import simulate
+from .capacity import CapacityResult, capacity
 
 __all__ = ["simulate", "capacity", "CapacityResult"]

@@ -1,5 +1,7 @@
-"""One serving engine (a replica: a group of chips with a parallel plan) and its
-scheduling policies. All step times and energies come from the oracle (StepPricer).
+"""One serving engine (a replica: a group of chips with a parallel plan): its queue,
+KV blocks, steps and preemption; what runs in a step is its scheduling policy's
+(:mod:`seedchip.serve.scheduler`). All step times and energies come from the oracle
+(StepPricer).
 
 Decode-only stretches are advanced as one *macro step*: while the running batch is
 all decode and no request can join (none waiting, or blocked by max sequences or KV
@@ -16,38 +18,16 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..errors import SpecError
 from ..model.arch import ModelArch
 from ..perf.deployment import Deployment
 from ..perf.memory import check_fits, memory_plan
 from ..perf.pricer import StepPricer
 from .kv import BlockManager
 from .metrics import ItlHistogram
-from .workload import Request
+from .scheduler import POLICIES, SchedulerConfig
+from .workload import Request, RequestStatus
 
 MAX_MACRO_STEPS = 4096
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    policy: str = "chunked-prefill"
-    max_num_seqs: int = 256
-    max_batched_tokens: int = 8192
-    block_size: int = 16
-    kv_memory_fraction: float = 0.9
-    prefix_caching: bool = False
-
-    def validate(self) -> "SchedulerConfig":
-        if self.policy not in POLICIES:
-            from ..errors import UnknownNameError
-            raise UnknownNameError("scheduler", self.policy, POLICIES)
-        for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise SpecError(f"--{name.replace('_', '-')} = {v!r} must be a positive integer")
-        if not 0 < self.kv_memory_fraction <= 1:
-            raise SpecError(f"--kv-memory-fraction {self.kv_memory_fraction!r} must be in (0, 1]")
-        return self
 
 
 @dataclass
@@ -80,6 +60,7 @@ class EngineStats:
     steps: int = 0
     macro_steps: int = 0
     preemptions: int = 0
+    tokens_out: int = 0                   # output tokens emitted (first tokens included)
     itl: ItlHistogram = field(default_factory=ItlHistogram)   # step seconds, weighted by tokens emitted
 
 
@@ -88,9 +69,6 @@ class Engine:
 
     def __init__(self, index: int, model: ModelArch, dep: Deployment, cfg: SchedulerConfig, role: str = "both"):
         self.index, self.model, self.dep, self.cfg, self.role = index, model, dep, cfg, role
-        dep = dep.replace(memory_fraction=cfg.kv_memory_fraction, max_batched_tokens=cfg.max_batched_tokens) \
-            if (dep.memory_fraction, dep.max_batched_tokens) != (cfg.kv_memory_fraction, cfg.max_batched_tokens) else dep
-        self.dep = dep
         plan = memory_plan(model, dep)
         check_fits(model, dep, plan, cfg.block_size)
         self.plan = plan
@@ -221,7 +199,8 @@ class Engine:
         st.hbm_bytes += s.hbm_bytes
         st.steps += s.k
         st.macro_steps += 1
-        emitted = 0
+        self.policy.on_steps(s.k)
+        emitted = firsts = 0
         done = []
         kv = self.kv
         bs = kv.block_size
@@ -239,6 +218,8 @@ class Engine:
                     r.generated += 1
                     if r.generated > 1:          # inter-token latency: tokens after the first
                         emitted += 1
+                    else:
+                        firsts += 1
                     if r.first_token_s < 0:
                         r.first_token_s = now
                     if was_prompt:
@@ -250,18 +231,20 @@ class Engine:
                 done.append(r)
         if emitted:
             st.itl.add(dur / s.k, emitted)
+        st.tokens_out += emitted + firsts
         for r in done:
             self.running.remove(r)
             if self.role == "prefill" and r.generated < r.output_len:
                 self.handed_off.append(r)      # keeps its blocks until the transfer ends
             else:
                 r.finish_s = now
+                r.status = RequestStatus.FINISHED
                 kv.release(r)
                 self.finished.append(r)
 
     def reject(self, req: Request, now: float) -> None:
         """A request whose prompt and output can never fit in this engine's KV cache."""
-        req.extra["rejected"] = True
+        req.status = RequestStatus.REJECTED
         req.finish_s = now
         self.finished.append(req)
 
@@ -293,117 +276,3 @@ def _steps_to_reach(duration: float, t0: float, slope: float) -> int:
     while k > 1 and span(k - 1) >= duration:
         k -= 1
     return k
-
-
-class ChunkedPrefill:
-    """Continuous batching with chunked prefill and a per-step token budget (vLLM v1):
-    running requests first (decodes and unfinished prompt chunks), then waiting ones
-    first come first served while the budget, max sequences and KV blocks allow; a
-    running request that cannot get a block preempts the most recent one."""
-
-    def __init__(self, engine: Engine):
-        self.e = engine
-
-    def schedule(self, now: float) -> tuple[list, bool]:
-        e, kv, cfg = self.e, self.e.kv, self.e.cfg
-        budget = cfg.max_batched_tokens
-        work: list = []
-        preempted = False
-        i = 0
-        bs = kv.block_size
-        running = e.running
-        while i < len(running) and budget > 0:
-            r = running[i]
-            n = r.input_len + r.generated - r.computed
-            if n > budget:
-                n = budget
-            if r.computed + n <= (r.blocks + r.shared_blocks) * bs:   # fits in the blocks it holds
-                work.append((r, n))
-                budget -= n
-                i += 1
-                continue
-            while not kv.grow(r, r.computed + n):
-                victim = e.running[-1]
-                work = [(q, m) for q, m in work if q is not victim]
-                e.preempt(victim)
-                preempted = True
-                if victim is r:
-                    break
-            else:
-                work.append((r, n))
-                budget -= n
-                i += 1
-                continue
-            break
-        blocked = True
-        if not preempted:
-            while e.waiting and budget > 0:
-                if len(e.running) >= cfg.max_num_seqs:
-                    break
-                r = e.waiting[0]
-                if kv.blocks_for(r.input_len + r.output_len) > kv.total:
-                    e.reject(e.waiting.popleft(), now)      # can never fit: refused, as an engine would
-                    continue
-                hit = 0
-                if r.computed == 0:
-                    hit = r.computed = kv.match(r)
-                n = min(r.known - r.computed, budget)
-                if not kv.grow(r, r.computed + n):
-                    if hit:
-                        kv.unmatch(r)
-                        r.computed = 0
-                    break
-                if r.preemptions == 0:
-                    r.prefix_hit_tokens = hit
-                e.waiting.popleft()
-                e.running.append(r)
-                if r.first_scheduled_s < 0:
-                    r.first_scheduled_s = now
-                work.append((r, n))
-                budget -= n
-            else:
-                blocked = not e.waiting      # the budget ran out with requests still waiting
-        else:
-            blocked = False
-        return work, blocked
-
-
-class StaticBatching:
-    """The baseline: take up to max sequences from the queue whose whole KV (prompt +
-    output) fits, prefill them, decode until every one is done, then take the next
-    batch. No request joins a batch in flight."""
-
-    def __init__(self, engine: Engine):
-        self.e = engine
-        self.batch: list[Request] = []
-
-    def schedule(self, now: float) -> tuple[list, bool]:
-        e, kv, cfg = self.e, self.e.kv, self.e.cfg
-        self.batch = [r for r in self.batch if r in e.running]
-        if not self.batch:
-            while e.waiting and len(self.batch) < cfg.max_num_seqs:
-                r = e.waiting[0]
-                if kv.blocks_for(r.input_len + r.output_len) > kv.total:
-                    e.reject(e.waiting.popleft(), now)
-                    continue
-                if not kv.grow(r, r.input_len + r.output_len):
-                    break
-                e.waiting.popleft()
-                e.running.append(r)
-                r.first_scheduled_s = now
-                self.batch.append(r)
-        budget = cfg.max_batched_tokens
-        prompts = [r for r in self.batch if r.computed < r.input_len]
-        work = []
-        if prompts:
-            for r in prompts:
-                if budget == 0:
-                    break
-                n = min(r.known - r.computed, budget)
-                work.append((r, n))
-                budget -= n
-            return work, False
-        return [(r, 1) for r in self.batch], True
-
-
-POLICIES = {"chunked-prefill": ChunkedPrefill, "static": StaticBatching}

@@ -9,6 +9,8 @@ from array import array
 
 import numpy as np
 
+from .workload import RequestStatus
+
 ITL_BINS_PER_DECADE = 400          # histogram resolution: 0.58% per bin
 ITL_MIN_S = 1e-7
 ITL_DECADES = 10
@@ -105,8 +107,9 @@ class Collector:
         self.itl = ItlHistogram()
         self.series = Series()
 
+
     def request_done(self, r) -> None:
-        if r.extra.get("rejected"):
+        if r.status is RequestStatus.REJECTED:
             self.rejected += 1
             return
         self.arrival.append(r.arrival_s)
@@ -122,3 +125,67 @@ class Collector:
         return {k: np.frombuffer(getattr(self, k), dtype=np.float64 if getattr(self, k).typecode == "d" else np.int64)
                 for k in ("arrival", "first_token", "finish", "first_scheduled", "input_len", "output_len",
                           "prefix_hit", "preemptions")}
+
+
+STEADY_WINDOW = (0.2, 0.8)   # share of the requests (by arrival, or by completion for offline runs) that counts
+
+
+def steady(a: dict[str, np.ndarray], mode: str) -> dict:
+    """Steady-state figures of a run, warm-up and drain excluded.
+
+    ``open`` loop: the requests that arrived between the 20th and 80th percentile of
+    arrivals: their TTFT/TPOT percentiles, the rate they were offered at, and the
+    completions per second (of any request) over that stretch; a run that keeps up
+    completes requests as fast as they come: its backlog does not grow (by more than
+    ``MAX_GROWTH`` of the arrival rate; a stable queue relaxes slowly near saturation,
+    and the slope is noisy on short runs). ``closed`` loop: the same window
+    (arrival is when a client sends). ``offline`` (every request at once): the whole
+    run, as offline benchmarks report it (the ramp and drain weigh less as the run
+    grows; engines that prefill everything before decoding have no shorter stretch
+    that stands for the run)."""
+    n = len(a["finish"])
+    out = a["output_len"].astype(float)
+    res = {"mode": mode, "window_s": None, "num_requests": 0, "offered_per_s": None, "completed_per_s": 0.0,
+           "output_tokens_per_s": 0.0, "ttft_s": summary(np.array([])), "tpot_s": summary(np.array([])),
+           "backlog_growth": None, "keeps_up": None}
+    if n < 5:
+        return res
+    if mode == "offline":
+        t1 = float(a["finish"].max())
+        return dict(res, window_s=[0.0, t1], num_requests=n, completed_per_s=n / t1,
+                    output_tokens_per_s=float(out.sum()) / t1)
+    lo_q, hi_q = STEADY_WINDOW
+    arrival = np.sort(a["arrival"])
+    t0, t1 = arrival[int(lo_q * (n - 1))], arrival[int(hi_q * (n - 1))]
+    if t1 <= t0:
+        return res
+    sel = (a["arrival"] >= t0) & (a["arrival"] <= t1)
+    offered = float(sel.sum()) / (t1 - t0)
+    done = (a["finish"] >= t0) & (a["finish"] <= t1)
+    completed = float(done.sum()) / (t1 - t0)
+    growth = backlog_growth(arrival, np.sort(a["finish"]), t0, t1) / offered
+    ttft = (a["first_token"] - a["arrival"])[sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (a["finish"] - a["first_token"]) / np.maximum(out - 1, 1), np.nan)[sel]
+    return dict(res, window_s=[float(t0), float(t1)], num_requests=int(sel.sum()),
+                offered_per_s=offered if mode == "open" else None, completed_per_s=completed,
+                output_tokens_per_s=float(out[done].sum()) / (t1 - t0), ttft_s=summary(ttft),
+                tpot_s=summary(tpot[~np.isnan(tpot)]), backlog_growth=growth if mode == "open" else None,
+                keeps_up=bool(growth <= MAX_GROWTH) if mode == "open" else None)
+
+
+def backlog_growth(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t0: float, t1: float) -> float:
+    """Requests per second by which the backlog (arrived, not finished) grows over
+    [t0, t1]: the least-squares slope of the backlog seen by each arrival. A stable
+    queue has none; an overloaded one grows by its excess rate. The slope uses every
+    arrival, so it is far less noisy than a difference of the two ends."""
+    start = int(np.searchsorted(arrival_sorted, t0, side="left"))
+    ta = arrival_sorted[start:]
+    ta = ta[ta <= t1]
+    if len(ta) < 3:
+        return 0.0
+    backlog = np.arange(start + 1, start + 1 + len(ta)) - np.searchsorted(finish_sorted, ta, side="right")
+    return float(np.polyfit(ta, backlog, 1)[0])
+
+
+MAX_GROWTH = 0.01   # a run keeps up when its backlog grows by at most 1% of the arrival rate over the steady window

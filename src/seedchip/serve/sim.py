@@ -19,7 +19,7 @@ from ..model.arch import ModelArch
 from ..perf import ops
 from ..perf.memory import kv_bytes_per_token_total
 from .engine import Engine
-from .metrics import Collector, summary
+from .metrics import Collector, steady, summary
 from .workload import Request, WorkloadSpec, requests
 
 ARRIVAL, TRANSFER, STEP_END = 0, 1, 2
@@ -62,7 +62,8 @@ class SimResult:
 
 class Simulation:
     def __init__(self, model: ModelArch, engines: list[Engine], workload: WorkloadSpec, router: str = "least-work",
-                 slo: Slo = Slo(), trace_out: bool = False, disaggregated: bool = False):
+                 slo: Slo = Slo(), trace_out: bool = False, disaggregated: bool = False, stream=None):
+        """``stream``: the requests, in arrival order (default: those ``workload`` generates)."""
         if router not in ROUTERS:
             raise UnknownNameError("router", router, ROUTERS)
         self.model, self.engines, self.workload, self.router = model, engines, workload.validate(), router
@@ -78,6 +79,11 @@ class Simulation:
         self.transfer_s: list[float] = []
         self.num_requests = 0
         self.now = 0.0
+        self.gate = self.workload.max_concurrency     # closed loop: requests in flight at most
+        self.in_flight = 0
+        self.arrival_pending = False
+        self.next_arrival: Request | None = None
+        self.stream = iter(stream) if stream is not None else None
 
     # -- event kernel -------------------------------------------------------------------
     def push(self, t: float, kind: int, payload) -> None:
@@ -85,7 +91,7 @@ class Simulation:
         heapq.heappush(self.heap, (t, kind, self.counter, payload))
 
     def horizon(self) -> float:
-        h = self.next_arrival.arrival_s if self.next_arrival is not None else math.inf
+        h = self.next_arrival.arrival_s if self.next_arrival is not None and not self._gated() else math.inf
         if self.transfers:
             h = min(h, self.transfers[0])
         return h
@@ -94,9 +100,7 @@ class Simulation:
         if not e.idle() or not e.has_work():
             return
         end = e.start(now, self.horizon())
-        for r in e.finished:            # requests refused while scheduling
-            self.collector.request_done(r)
-        e.finished.clear()
+        self._drain_finished(e, now)     # requests refused while scheduling
         if end is not None:
             self.version[e.index] += 1
             self.push(end, STEP_END, (e.index, self.version[e.index]))
@@ -120,25 +124,51 @@ class Simulation:
             return max(cands, key=lambda e: (match(e), -e.outstanding_tokens(), -e.index))
         return min(cands, key=lambda e: (e.outstanding_tokens(), e.index))
 
+    # -- arrivals (open loop, or closed loop through the gate) ----------------------------
+    def _gated(self) -> bool:
+        return self.gate is not None and self.in_flight >= self.gate
+
+    def _schedule_arrival(self, now: float) -> None:
+        """Put the next request's arrival on the heap, unless the gate is closed (then a
+        completion reopens it)."""
+        if self.next_arrival is None or self.arrival_pending or self._gated():
+            return
+        self.arrival_pending = True
+        self.push(max(self.next_arrival.arrival_s, now), ARRIVAL, None)
+
+    def _arrive(self, t: float) -> None:
+        r = self.next_arrival
+        self.arrival_pending = False
+        self.num_requests += 1
+        self.next_arrival = next(self.stream, None)
+        if self.gate is not None:
+            r.arrival_s = t          # a client's clock starts when its request is sent
+        self.in_flight += 1
+        e = self.route(r)
+        e.add(r)
+        self._schedule_arrival(t)
+        self.start(e, t)
+
+    def _drain_finished(self, e: Engine, t: float) -> None:
+        for r in e.finished:
+            self.collector.request_done(r)
+            self.in_flight -= 1
+        if e.finished:
+            e.finished.clear()
+            self._schedule_arrival(t)
+
     def run(self) -> SimResult:
         wall0 = time.perf_counter()
-        stream = requests(self.workload)
-        self.next_arrival = next(stream, None)
-        if self.next_arrival is not None:
-            self.push(self.next_arrival.arrival_s, ARRIVAL, None)
+        if self.stream is None:
+            self.stream = requests(self.workload)
+        self.next_arrival = next(self.stream, None)
+        self._schedule_arrival(0.0)
         decode_pool = [e for e in self.engines if e.role == "decode"]
         while self.heap:
             t, kind, _, payload = heapq.heappop(self.heap)
             self.now = t
             if kind == ARRIVAL:
-                r = self.next_arrival
-                self.num_requests += 1
-                self.next_arrival = next(stream, None)
-                if self.next_arrival is not None:
-                    self.push(self.next_arrival.arrival_s, ARRIVAL, None)
-                e = self.route(r)
-                e.add(r)
-                self.start(e, t)
+                self._arrive(t)
             elif kind == TRANSFER:
                 r, src = payload
                 heapq.heappop(self.transfers)
@@ -157,9 +187,7 @@ class Simulation:
                 pre = e.stats.preemptions - e.preemptions_seen
                 e.preemptions_seen = e.stats.preemptions
                 e.finish(t)
-                for r in e.finished:
-                    self.collector.request_done(r)
-                e.finished.clear()
+                self._drain_finished(e, t)
                 for r in e.handed_off:
                     self._transfer(e, r, t)
                 e.handed_off.clear()
@@ -195,6 +223,12 @@ class Simulation:
                                "args": {"steps": s.k, "seqs": len(s.work), "tokens": s.num_tokens,
                                         "prefill_tokens": pre}})
 
+    def _mode(self) -> str:
+        w = self.workload
+        if w.max_concurrency is not None:
+            return "closed"
+        return "offline" if w.offline else "open"
+
     # -- results --------------------------------------------------------------------------
     def _result(self, wall: float) -> SimResult:
         a = self.collector.arrays()
@@ -224,7 +258,7 @@ class Simulation:
             engines.append({"index": e.index, "role": e.role, "chip": e.dep.chip.id, "num_chips": e.dep.num_chips,
                             "tp": e.dep.tp, "pp": e.dep.pp, "ep": e.dep.ep, "dp": e.dep.dp,
                             "busy_fraction": st.busy_s / makespan if makespan else 0.0, "steps": st.steps,
-                            "macro_steps": st.macro_steps, "preemptions": st.preemptions,
+                            "macro_steps": st.macro_steps, "preemptions": st.preemptions, "tokens_out": st.tokens_out,
                             "kv_blocks": e.kv.total, "kv_tokens": e.kv.total * e.kv.block_size})
         for e in self.engines:
             self.collector.itl.merge(e.stats.itl)
@@ -246,6 +280,7 @@ class Simulation:
             "compute_utilization": flops / (peak_flops * makespan) if makespan else 0.0,
             "bandwidth_utilization": hbm / (peak_bw * makespan) if makespan else 0.0,
             "kv_transfer_s": summary(np.array(self.transfer_s)) if self.disagg else None,
+            "steady": steady(a, self._mode()),
             "engines": engines,
             "series": self.collector.series.to_dict(),
         }

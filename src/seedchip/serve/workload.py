@@ -8,8 +8,9 @@ import csv
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,12 @@ from ..errors import SpecError, UnknownNameError
 
 WORKLOADS_FILE = Path(__file__).parent / "workloads.yaml"
 MOONCAKE_BLOCK_TOKENS = 512   # tokens per hash_ids block in the Mooncake traces
+
+
+class RequestStatus(Enum):
+    WAITING = "waiting"
+    FINISHED = "finished"
+    REJECTED = "rejected"        # its prompt and output can never fit the engine's KV cache
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +50,7 @@ class Request:
     finish_s: float = -1.0
     preemptions: int = 0
     engine: int = -1
-    extra: dict = field(default_factory=dict)
+    status: RequestStatus = RequestStatus.WAITING
 
     @property
     def known(self) -> int:
@@ -165,9 +172,11 @@ class WorkloadSpec:
     workload: str | None = None
     input_len: int | None = None
     output_len: int | None = None
+    range_ratio: float = 1.0          # fixed lengths: each drawn uniformly in [ratio x L, L] (1: exactly L)
     qps: float | None = None          # arrival rate; for traces: rescale to this mean rate
     num_requests: int | None = None   # first N (traces) or how many (synthetic / fixed)
     offline: bool = False             # every request arrives at t = 0
+    max_concurrency: int | None = None  # closed loop: at most N requests in flight; the next is sent when one ends
     arrival: str = "poisson"          # poisson | gamma (synthetic and fixed lengths)
     burstiness: float = 1.0           # gamma shape = 1 / cv^2 ... given as cv
     seed: int = 0
@@ -184,8 +193,24 @@ class WorkloadSpec:
             raise SpecError(f"--qps {self.qps!r} must be a positive number")
         if self.num_requests is not None and self.num_requests <= 0:
             raise SpecError(f"--num-requests {self.num_requests!r} must be positive")
-        if self.trace is None and not self.offline and self.qps is None:
-            raise SpecError("synthetic and fixed-length workloads need --qps or --offline")
+        if self.trace is None and not self.offline and self.qps is None and self.max_concurrency is None:
+            raise SpecError("synthetic and fixed-length workloads need --qps, --max-concurrency or --offline")
+        if self.max_concurrency is not None:
+            if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int) \
+                    or self.max_concurrency <= 0:
+                raise SpecError(f"--max-concurrency {self.max_concurrency!r} must be a positive integer")
+            if self.offline:
+                raise SpecError("--max-concurrency N sends each request when a slot frees; --offline sends them all "
+                                "at once: drop one of the two")
+        if self.offline and self.qps is not None:
+            raise SpecError("--offline sends every request at t = 0, so --qps has no effect: drop one of the two")
+        if not (isinstance(self.range_ratio, (int, float)) and 0 < self.range_ratio <= 1):
+            raise SpecError(f"--range-ratio {self.range_ratio!r} must be in (0, 1]: lengths are drawn in "
+                            "[ratio x L, L]")
+        if self.range_ratio != 1 and self.input_len is None:
+            raise SpecError("--range-ratio applies to fixed lengths (--input-len/--output-len); drop it")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SpecError(f"--seed {self.seed!r} must be a whole number >= 0")
         if self.arrival not in ("poisson", "gamma"):
             raise SpecError(f"arrival {self.arrival!r}: use poisson or gamma")
         if not self.burstiness > 0:
@@ -198,7 +223,7 @@ class WorkloadSpec:
 
 
 def _gaps(rng: np.random.Generator, spec: WorkloadSpec, n: int) -> np.ndarray:
-    if spec.offline:
+    if spec.offline or spec.qps is None:     # all at once (offline, or clients sending as fast as slots free)
         return np.zeros(n)
     mean = 1.0 / spec.qps
     if spec.arrival == "poisson":
@@ -210,6 +235,14 @@ def _gaps(rng: np.random.Generator, spec: WorkloadSpec, n: int) -> np.ndarray:
 def _lengths(rng: np.random.Generator, d: dict, n: int) -> np.ndarray:
     x = np.exp(rng.normal(d["log_mean"], d["log_sd"], n))
     return np.clip(np.rint(x), 1, d["max"]).astype(np.int64)
+
+
+def _ranged(rng: np.random.Generator, length: int, ratio: float, n: int) -> np.ndarray:
+    """Lengths uniform in [ratio x L, L] (whole tokens, at least 1), as the random
+    datasets of vLLM's and SGLang's serving benchmarks draw them; ratio 1 is exactly L."""
+    if ratio >= 1:
+        return np.full(n, length, dtype=np.int64)
+    return rng.integers(max(1, int(length * ratio)), length + 1, n, dtype=np.int64)
 
 
 def requests(spec: WorkloadSpec, chunk: int = 65536) -> Iterator[Request]:
@@ -228,7 +261,8 @@ def requests(spec: WorkloadSpec, chunk: int = 65536) -> Iterator[Request]:
             yield Request(i, t, r.input_len, r.output_len, r.hash_ids)
         return
     ss = np.random.SeedSequence(spec.seed)
-    arr_rng, len_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    # one generator per quantity, so the first N requests are the same whatever the run length
+    arr_rng, in_rng, out_rng = (np.random.default_rng(s) for s in ss.spawn(3))
     total = spec.num_requests if spec.num_requests is not None else 1000
     t = 0.0
     made = 0
@@ -237,10 +271,10 @@ def requests(spec: WorkloadSpec, chunk: int = 65536) -> Iterator[Request]:
         n = min(chunk, total - made)
         gaps = _gaps(arr_rng, spec, n)
         if syn:
-            ins, outs = _lengths(len_rng, syn["input"], n), _lengths(len_rng, syn["output"], n)
+            ins, outs = _lengths(in_rng, syn["input"], n), _lengths(out_rng, syn["output"], n)
         else:
-            ins = np.full(n, spec.input_len)
-            outs = np.full(n, spec.output_len)
+            ins = _ranged(in_rng, spec.input_len, spec.range_ratio, n)
+            outs = _ranged(out_rng, spec.output_len, spec.range_ratio, n)
         for j in range(n):
             if made + j > 0:
                 t += float(gaps[j])

@@ -1,0 +1,86 @@
+"""The H100 end-to-end development set, replayed: the error table of `seedchip validate e2e`
+per model, TP and ISL/OSL shape, and its wall time.
+
+    .venv/bin/python benchmarks/bench_e2e.py                 # both tables in ../shared/data/e2e
+    .venv/bin/python benchmarks/bench_e2e.py --quick         # every 4th row
+    .venv/bin/python benchmarks/bench_e2e.py --json out.json # also write the rows
+
+Each table is replayed as it was run: NVIDIA's with --kv_cache_free_gpu_mem_fraction 0.95
+("in the majority of cases", perf-overview.md) and trtllm-bench's limits per row; Azure's
+guide (Benchmarks/NVIDIA/LLMBenchmark.py) builds one engine per model for its largest
+ISL + OSL and runs every row on it with --kv_cache_free_gpu_mem_fraction 0.83. Results are
+recorded in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from seedchip.validate.replay import validate_e2e  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "e2e"
+TABLES = {"trtllm_v017_offline_h100.csv": (0.95, False), "azure_h100_trtllm_offline.csv": (0.83, True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="every 4th row of each table")
+    ap.add_argument("--json", type=Path, help="write every row here")
+    ap.add_argument("--calibration", default=None)
+    args = ap.parse_args()
+    rows = []
+    t0 = time.perf_counter()
+    for name, (frac, largest) in TABLES.items():
+        path = DATA / name
+        if args.quick:
+            lines = path.read_text().splitlines()
+            tmp = Path(tempfile.mkdtemp()) / name
+            tmp.write_text("\n".join([lines[0]] + lines[1::4]) + "\n")
+            path = tmp
+        r = validate_e2e(str(path), calibration=args.calibration, kv_memory_fraction=frac,
+                         build_for_largest=largest).to_dict()
+        for x in r["rows"]:
+            x["table"] = name
+        rows += r["rows"]
+    wall = time.perf_counter() - t0
+    print(f"{'table':10s} {'model':16s} {'tp':>2s} {'isl/osl':>11s} {'measured':>9s} {'sim':>9s} {'err':>7s} "
+          f"{'seqs':>5s} {'tok':>6s} {'pre':>5s}")
+    for x in rows:
+        err = f"{x['error'] * 100:+6.1f}%" if x["error"] is not None else "  fail"
+        pred = f"{x['predicted']:9.0f}" if x["predicted"] else "        -"
+        print(f"{x['table'][:10]:10s} {x['model']:16s} {x['tp']:2d} {x['isl']:5d}/{x['osl']:<5d} "
+              f"{x['measured']:9.0f} {pred} {err} {x['max_num_seqs'] or 0:5d} {x['max_batched_tokens'] or 0:6d} "
+              f"{x['num_preemptions'] or 0:5d}" + (f"  {x['note'][:60]}" if x["note"] else ""))
+    errs = np.array([x["error"] for x in rows if x["error"] is not None])
+    print(f"\nrows {len(rows)}, failed {sum(x['error'] is None for x in rows)}, "
+          f"median |err| {np.median(np.abs(errs)) * 100:.1f}%, p90 {np.percentile(np.abs(errs), 90) * 100:.1f}%, "
+          f"mean err {errs.mean() * 100:+.1f}%, wall {wall:.0f} s")
+    for key in ("model", "tp"):
+        groups = sorted({x[key] for x in rows})
+        for g in groups:
+            e = np.array([x["error"] for x in rows if x[key] == g and x["error"] is not None])
+            if len(e):
+                print(f"  {key} {g!s:16s} n={len(e):3d} median |err| {np.median(np.abs(e)) * 100:5.1f}% "
+                      f"mean {e.mean() * 100:+6.1f}%")
+    shapes = sorted({(x["isl"], x["osl"]) for x in rows})
+    for s in shapes:
+        e = np.array([x["error"] for x in rows if (x["isl"], x["osl"]) == s and x["error"] is not None])
+        if len(e):
+            print(f"  shape {s[0]:5d}/{s[1]:<5d} n={len(e):3d} median |err| {np.median(np.abs(e)) * 100:5.1f}% "
+                  f"mean {e.mean() * 100:+6.1f}%")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

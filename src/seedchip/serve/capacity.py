@@ -1,0 +1,200 @@
+"""capacity(): the highest request rate a deployment sustains within its SLOs, in steady
+state (mirrored by `seedchip capacity`).
+
+Capacity is a steady-state property, so every judgement reads the steady window of a
+run (:func:`seedchip.serve.metrics.steady`: warm-up and drain excluded). A rate passes
+when the requests of that window meet the SLO percentiles and the run keeps up
+(completes requests as fast as they arrive over the window). The search is a
+bisection over the rate between a low rate that must pass and the saturated rate (the
+steady completion rate of an offline run, an upper bound no answer exceeds); each point
+is a simulation of the same request stream (same seed) rescaled in time. The run length
+is then doubled, and the bracket around the last answer re-searched, until two
+successive answers agree within ``CONVERGED`` (or the run length reaches
+``MAX_REQUESTS``, or a trace runs out): the answer does not depend on how long you
+simulate. ``binding`` names the limit that fails just above the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import SpecError
+from .api import seconds, simulate
+from .sim import Slo
+
+START_REQUESTS = 4000
+MAX_REQUESTS = 32000
+CONVERGED = 0.015          # successive run lengths agree within 1.5% (half the 3% promise)
+LOW_FRACTION = 1 / 64      # the first low rate, as a share of the saturated rate
+HEADROOM = 1.25            # the search reaches this far above an offline run's rate (ramp and drain weigh on it)
+BRACKET = 0.06             # a longer run re-searches +-6% around the last answer
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    qps: float
+    num_requests: int
+    ok: bool
+    failed: tuple[str, ...]          # which limits fail: ttft_p99, tpot_p99, throughput, memory
+    metrics: dict = field(repr=False, compare=False)
+
+    def row(self) -> dict:
+        s = self.metrics["steady"]
+        return {"qps": self.qps, "num_requests": self.num_requests, "ttft_p99_s": s["ttft_s"]["p99"],
+                "tpot_p99_s": s["tpot_s"]["p99"], "completed_per_s": s["completed_per_s"], "met": self.ok,
+                "failed": list(self.failed)}
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    max_qps: float
+    binding: str
+    saturated_requests_per_s: float
+    metrics: dict
+    search: list
+    convergence: list
+    inputs: dict
+
+    def to_dict(self) -> dict:
+        n = self.inputs["num_chips"]
+        price = self.inputs.get("price_per_chip_hour")
+        return {"max_qps": self.max_qps, "max_qps_per_chip": self.max_qps / n,
+                "max_qps_per_dollar_hour": self.max_qps / (n * price) if price else None,
+                "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
+                "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
+                "metrics": self.metrics, "convergence": self.convergence, "search": self.search,
+                "inputs": self.inputs}
+
+
+class _Search:
+    def __init__(self, base: dict, slo: Slo):
+        self.base, self.slo, self.points = base, slo, []
+
+    def saturated(self, n: int) -> tuple[float, dict]:
+        """The request rate of an offline run: the first bracket's top (ramp and drain
+        weigh on it, so the search goes past it by HEADROOM)."""
+        d = simulate(**self.base, num_requests=n, offline=True).to_dict()
+        return d["steady"]["completed_per_s"], d
+
+    def point(self, q: float, n: int) -> RatePoint:
+        d = simulate(**self.base, qps=q, num_requests=n).to_dict()
+        s = d["steady"]
+        failed = []
+        if self.slo.ttft_p99_s is not None and not (s["ttft_s"]["p99"] is not None
+                                                    and s["ttft_s"]["p99"] <= self.slo.ttft_p99_s):
+            failed.append("ttft_p99")
+        if self.slo.tpot_p99_s is not None and s["tpot_s"]["p99"] is not None and s["tpot_s"]["p99"] > self.slo.tpot_p99_s:
+            failed.append("tpot_p99")
+        if not s["keeps_up"]:
+            failed.append("memory" if d["num_preemptions"] or d["num_rejected"] else "throughput")
+        p = RatePoint(q, n, not failed, tuple(failed), d)
+        self.points.append(p)
+        return p
+
+    def bisect(self, lo: RatePoint, hi_q: float, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
+        """(best passing point, lowest failing point) between a passing ``lo`` and ``hi_q``."""
+        top = self.point(hi_q, n)
+        if top.ok:
+            if hi_q >= 1e6 * lo.qps:
+                raise SpecError("the deployment keeps up with any rate tried: check the workload")
+            return top, None
+        best, fail = lo, top
+        while (fail.qps - best.qps) / fail.qps > tolerance:
+            mid = math.sqrt(best.qps * fail.qps) if fail.qps / best.qps > 4 else (best.qps + fail.qps) / 2
+            p = self.point(mid, n)
+            best, fail = (p, fail) if p.ok else (best, p)
+        return best, fail
+
+
+def _base(kw: dict, slo: Slo) -> dict:
+    for k in ("qps", "offline", "trace_out", "max_concurrency"):
+        if kw.pop(k, None) not in (None, False):
+            raise SpecError(f"capacity searches the arrival rate itself: drop --{k.replace('_', '-')}")
+    if kw.get("trace") is None and kw.get("workload") is None and kw.get("input_len") is None:
+        kw["workload"] = "chat"
+    return dict(kw, slo_ttft_p99=slo.ttft_p99_s, slo_tpot_p99=slo.tpot_p99_s)
+
+
+def _check(slo: Slo, price_per_chip_hour, num_requests, max_requests) -> int:
+    if not slo.any():
+        raise SpecError("capacity needs at least one SLO: --slo-ttft-p99 and/or --slo-tpot-p99")
+    if price_per_chip_hour is not None and not (isinstance(price_per_chip_hour, (int, float))
+                                                and 0 < price_per_chip_hour < math.inf):
+        raise SpecError(f"--price-per-chip-hour {price_per_chip_hour!r} must be a positive number")
+    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 100:
+        raise SpecError(f"--max-requests {max_requests!r} must be a whole number >= 100")
+    n = min(START_REQUESTS, max_requests) if num_requests is None else num_requests
+    if isinstance(n, bool) or not isinstance(n, int) or not 100 <= n <= max_requests:
+        raise SpecError(f"--num-requests {num_requests!r}: the first run length must be between 100 and "
+                        f"--max-requests {max_requests} (it grows until the answer is stable)")
+    return n
+
+
+def _first(search: _Search, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None, float]:
+    """The whole bracket: from a low rate that must pass up to past the offline rate."""
+    sat, _ = search.saturated(n)
+    lo = search.point(sat * LOW_FRACTION, n)
+    if not lo.ok:
+        s, slo = lo.metrics["steady"], search.slo
+        raise SpecError(
+            f"no rate meets the SLO (ttft p99 <= {slo.ttft_p99_s}, tpot p99 <= {slo.tpot_p99_s}): even at "
+            f"{lo.qps:.3g} req/s the steady state reaches ttft p99 {s['ttft_s']['p99'] or 0:.3g} s, tpot p99 "
+            f"{s['tpot_s']['p99'] or 0:.3g} s; relax the SLO or use a faster deployment")
+    hi = sat * HEADROOM
+    best, fail = search.bisect(lo, hi, n, tolerance)
+    while fail is None:                      # kept up past the offline rate: widen upward
+        hi *= 1 + 2 * HEADROOM
+        best, fail = search.bisect(best, hi, n, tolerance)
+    return best, fail, sat
+
+
+def _refine(search: _Search, prev: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
+    """A longer run: search a narrow bracket around the last answer, widening it when
+    the answer lies outside."""
+    span = BRACKET
+    lo = search.point(prev.qps * (1 - span), n)
+    while not lo.ok and lo.qps > prev.qps * LOW_FRACTION:
+        span *= 2
+        lo = search.point(prev.qps * max(1 - span, LOW_FRACTION), n)
+    hi = prev.qps * (1 + BRACKET)
+    best, fail = search.bisect(lo, hi, n, tolerance)
+    while fail is None:                      # passed at the top: widen upward
+        hi *= 1 + 2 * BRACKET
+        best, fail = search.bisect(best, hi, n, tolerance)
+    return best, fail
+
+
+def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
+             num_requests: int | None = None, max_requests: int = MAX_REQUESTS,
+             price_per_chip_hour: float | None = None, tolerance: float = 0.01, **kw) -> CapacityResult:
+    """The highest steady arrival rate meeting the SLO percentiles (see module doc).
+    ``num_requests``: the first run length (default 4,000); it doubles, up to
+    ``max_requests``, until two successive answers agree within 1.5%."""
+    slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
+    n = _check(slo, price_per_chip_hour, num_requests, max_requests)
+    search = _Search(_base(dict(kw), slo), slo)
+    best, fail, sat = _first(search, n, tolerance)
+    history = [{"num_requests": n, "max_qps": best.qps}]
+    while n * 2 <= max_requests:
+        n *= 2
+        prev = best
+        best, fail = _refine(search, prev, n, tolerance)
+        if best.metrics["num_requests"] < n:       # a trace shorter than n: no longer run exists
+            history.append({"num_requests": best.metrics["num_requests"], "max_qps": best.qps,
+                            "note": "the trace has no more requests"})
+            break
+        history.append({"num_requests": n, "max_qps": best.qps})
+        if abs(best.qps - prev.qps) <= CONVERGED * best.qps:
+            break
+    final = [p for p in search.points if p.num_requests == history[-1]["num_requests"]]
+    observed = max([sat] + [p.metrics["steady"]["completed_per_s"] for p in final])
+    binding = ",".join(fail.failed)
+    inputs = dict(best.metrics["inputs"], slo_ttft_p99_s=slo.ttft_p99_s, slo_tpot_p99_s=slo.tpot_p99_s,
+                  price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
+    return CapacityResult(max_qps=min(best.qps, observed), binding=binding, saturated_requests_per_s=observed,
+                          metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,
+                          inputs=inputs)
+
+
+__all__ = ["capacity", "CapacityResult"]
