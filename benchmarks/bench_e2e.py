@@ -4,6 +4,7 @@ per model, TP and ISL/OSL shape, and its wall time.
     .venv/bin/python benchmarks/bench_e2e.py                 # both tables in ../shared/data/e2e
     .venv/bin/python benchmarks/bench_e2e.py --quick         # every 4th row
     .venv/bin/python benchmarks/bench_e2e.py --json out.json # also write the rows
+    .venv/bin/python benchmarks/bench_e2e.py --quick --interval   # and the 80% intervals' coverage
 
 Each table is replayed as it was run: NVIDIA's with --kv_cache_free_gpu_mem_fraction 0.95
 ("in the majority of cases", perf-overview.md) and trtllm-bench's limits per row; Azure's
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="every 4th row of each table")
     ap.add_argument("--json", type=Path, help="write every row here")
     ap.add_argument("--calibration", default=None)
+    ap.add_argument("--interval", action="store_true", help="80%% intervals per row and their coverage (slower)")
     args = ap.parse_args()
     rows = []
     t0 = time.perf_counter()
@@ -48,7 +50,7 @@ def main() -> None:
             tmp.write_text("\n".join([lines[0]] + lines[1::4]) + "\n")
             path = tmp
         r = validate_e2e(str(path), calibration=args.calibration, kv_memory_fraction=frac,
-                         build_for_largest=largest).to_dict()
+                         build_for_largest=largest, interval=args.interval).to_dict()
         for x in r["rows"]:
             x["table"] = name
         rows += r["rows"]
@@ -65,6 +67,9 @@ def main() -> None:
     print(f"\nrows {len(rows)}, failed {sum(x['error'] is None for x in rows)}, "
           f"median |err| {np.median(np.abs(errs)) * 100:.1f}%, p90 {np.percentile(np.abs(errs), 90) * 100:.1f}%, "
           f"mean err {errs.mean() * 100:+.1f}%, wall {wall:.0f} s")
+    inside = [x["inside_interval80"] for x in rows if x.get("inside_interval80") is not None]
+    if inside:
+        print(f"measurements inside their 80% interval: {sum(inside)} of {len(inside)} ({np.mean(inside):.0%})")
     for key in ("model", "tp"):
         groups = sorted({x[key] for x in rows})
         for g in groups:

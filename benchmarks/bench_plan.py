@@ -101,10 +101,11 @@ def main(argv=None) -> None:
         tag = f"{q}q x {d} devices x {m} classes"
         rows = [
             (f"plan() end to end, {tag}", lambda: plan(s).to_dict()),
-            (f"solve (MILP + LP duals), {tag}", lambda: solve_problem(p)[0]),
-            (f"what-if hbm_supply=-30%, {tag}", lambda: solve_problem(apply_what_ifs(p, ["hbm_supply=-30%"])[0])[0]),
+            (f"solve (MILP + LP duals), {tag}", lambda: solve_problem(p).to_dict()),
+            (f"what-if hbm_supply=-30%, {tag}",
+             lambda: solve_problem(apply_what_ifs(p, ["hbm_supply=-30%"])[0]).to_dict()),
             (f"infeasible (explain + best effort), {tag}",
-             lambda: solve_problem(apply_what_ifs(p, ["power=-60%"])[0])[0]),
+             lambda: solve_problem(apply_what_ifs(p, ["power=-60%"])[0]).to_dict()),
         ]
         for name, fn in rows:
             t, out = timed(fn, args.repeat)

@@ -125,3 +125,18 @@ def test_no_module_imports_the_package_root():
     everything): the classic source of hidden cycles."""
     bad = [m for m, ds in graph().items() if "seedchip" in ds and m != "seedchip"]
     assert bad == []
+
+
+@pytest.mark.unit
+def test_files_and_functions_stay_small():
+    long_files, long_functions = [], []
+    for m, p in modules().items():
+        text = p.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long_files.append(f"{m}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{m}.{node.name}: {n} lines")
+    assert long_files == [] and long_functions == []

@@ -16,7 +16,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from seedchip.calibrate.measured import NUMERIC, TEXT, fit_measured, predict, read_measured, validate_measured
+from seedchip.calibrate.check_measured import validate_measured
+from seedchip.calibrate.measured import NUMERIC, TEXT, fit_measured, predict, read_measured
 from seedchip.cli.calib_cmds import register
 from seedchip.errors import SpecError
 from seedchip.hardware.catalog import load_chip
@@ -173,8 +174,10 @@ def _synthetic_csv(path: Path) -> None:
         "gemm": base.gemm.model_copy(update={"compute_efficiency": {"bf16": 0.72, "fp8": 0.62},
                                              "memory_efficiency": {"bf16": 0.9, "fp8": 0.86}, "overlap_p": 3.5,
                                              "overhead_s": {"bf16": 4e-6, "fp8": 9e-6}}),
-        "attention": base.attention.model_copy(update={"prefill_compute_efficiency": 0.7,
-                                                       "decode_memory_efficiency": 0.85, "decode_overhead_s": 6e-6}),
+        "attention": base.attention.model_copy(update={
+            "prefill_compute_efficiency": {"bf16": 0.7, "fp8": 0.55},
+            "core_stream_per_sram_byte": 0.85 * base.attention.core_stream_per_sram_byte,
+            "decode_overhead_s": {**base.attention.decode_overhead_s, "per_head": 6e-6, "grouped_16bit": 6e-6}}),
         "vector": base.vector.model_copy(update={"memory_efficiency": 0.9, "overhead_s": 2.5e-6}), "id": "truth"})
     t = predict(load_chip("h200-sxm"), truth, read_measured(path))
     for r, x in zip(rows, t):

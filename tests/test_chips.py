@@ -26,16 +26,18 @@ EXPECTED_IDS = {
 
 # Public figures, taken from shared/data/hardware/specs.csv (row name in the first field).
 # id: (specs.csv chip, bf16 FLOP/s, HBM bytes, HBM bytes/s, tolerance on the rates)
+# HBM capacity is DRAM and DRAM "GB" is binary (JEDEC JESD100B.01 memory prefixes; NVML
+# reports 81,559 MiB on an H100 80GB and 143,771 MiB on an H200 141GB, both in GiB range).
 PUBLIC = {
-    "h100-sxm": ("H100 SXM5 80GB", 989 * T, 80 * G, 3.35 * T, 0.005),
-    "h200-sxm": ("H200 SXM 141GB", 989 * T, 141 * G, 4.8 * T, 0.005),
-    "b200": ("B200 SXM", 2250 * T, 180 * G, 8.0 * T, 0.005),
-    "mi300x": ("MI300X", 1307.4 * T, 192 * G, 5.3 * T, 0.005),
-    "mi325x": ("MI325X", 1300 * T, 256 * G, 6.0 * T, 0.01),  # specs.csv rounds AMD's 1307.4
-    "tpu-v5e": ("TPU v5e", 197 * T, 16 * G, 0.819 * T, 0.005),
-    "tpu-v6e": ("TPU v6e (Trillium)", 918 * T, 32 * G, 1.638 * T, 0.005),
+    "h100-sxm": ("H100 SXM5 80GB", 989 * T, 80 * GiB, 3.35 * T, 0.005),
+    "h200-sxm": ("H200 SXM 141GB", 989 * T, 141 * GiB, 4.8 * T, 0.005),
+    "b200": ("B200 SXM", 2250 * T, 180 * GiB, 8.0 * T, 0.005),
+    "mi300x": ("MI300X", 1307.4 * T, 192 * GiB, 5.3 * T, 0.005),
+    "mi325x": ("MI325X", 1300 * T, 256 * GiB, 6.0 * T, 0.01),  # specs.csv rounds AMD's 1307.4
+    "tpu-v5e": ("TPU v5e", 197 * T, 16 * GiB, 0.819 * T, 0.005),
+    "tpu-v6e": ("TPU v6e (Trillium)", 918 * T, 32 * GiB, 1.638 * T, 0.005),
     "trainium2": ("Trainium2", 667 * T, 96 * GiB, 2.9 * T, 0.005),
-    "gaudi3": ("Gaudi 3 (OAM HL-325L)", 1835 * T, 128 * G, 3.67 * T, 0.005),
+    "gaudi3": ("Gaudi 3 (OAM HL-325L)", 1835 * T, 128 * GiB, 3.67 * T, 0.005),
 }
 
 # Other public peaks (dense) from specs.csv: id -> {class: FLOP/s}
@@ -124,8 +126,7 @@ def test_expected_figures_are_the_specs_csv_ones():
     for chip_id, (name, bf16, capacity, bw, _) in PUBLIC.items():
         r = rows[name]
         assert _lead_number(r["bf16_dense_tflops"]) * T == pytest.approx(bf16, rel=1e-6), name
-        unit = GiB if "GiB" in r["mem_gb"] else G
-        assert _lead_number(r["mem_gb"]) * unit == pytest.approx(capacity, rel=1e-6), name
+        assert _lead_number(r["mem_gb"]) * GiB == pytest.approx(capacity, rel=1e-6), name
         assert _lead_number(r["mem_bw_tbs"]) * T == pytest.approx(bw, rel=1e-6), name
     assert _lead_number(rows["B200 SXM"]["fp4_dense_tflops"]) * T == PUBLIC_PEAKS["b200"]["fp4"]
 
@@ -191,7 +192,11 @@ def test_narrow_formats_are_not_slower_and_energy_is_sane(chip_id):
             assert p[cls] >= p["bf16"]
     assert 0 < chip.energy.idle_w < chip.tdp_w
     for cls, e in chip.energy.matrix_j_per_flop.items():
-        assert 0.05e-12 < e < 5e-12, (cls, e)
+        # H100 dense bf16 at 0.125 pJ/FLOP is fitted to measured power; narrow formats and
+        # newer nodes go lower, nothing credible is under 0.01 pJ or over 5 pJ.
+        assert 0.01e-12 < e < 5e-12, (cls, e)
+        if cls != "bf16" and p.get(cls) is not None:
+            assert e <= chip.energy.matrix_j_per_flop["bf16"] * 1.0001, (cls, e)
 
 
 @pytest.mark.unit
@@ -205,7 +210,7 @@ def test_seedchip_ref_design_point():
     assert chip.peak_flops("int8")[0] == pytest.approx(2 * bf16, rel=1e-12)
     assert chip.peak_flops("fp4")[0] == pytest.approx(4 * bf16, rel=1e-12)
     assert chip.hbm.num_stacks == 8
-    assert chip.hbm_capacity_bytes == pytest.approx(288e9)
+    assert chip.hbm_capacity_bytes == pytest.approx(288 * GiB)
     assert chip.hbm.bw_per_stack_bytes_per_s == pytest.approx(9.6e9 * 1024 / 8)
     assert chip.sram.per_core_bytes == 2 * 2**20
     intensity = chip.peak_flops("fp8")[0] / chip.hbm_bw_bytes_per_s  # FLOP per byte of HBM

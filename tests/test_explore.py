@@ -203,10 +203,11 @@ def test_variant_rules():
                                     "hbm_stacks": 6, "spare_cores": 2}, data)
     pk = chip.matrix.peak_flops_per_s
     assert pk["bf16"] == half and pk["fp8"] == pytest.approx(2 * pk["bf16"]) and pk["fp4"] == pytest.approx(4 * pk["bf16"])
-    assert chip.matrix.num_cores == base.matrix.num_cores // 2   # half the base's cores of 128 x 128
+    assert base.matrix.num_cores == 28
+    assert chip.matrix.num_cores == 14                            # half the base's 28 cores of 128 x 128
     assert chip.hbm.num_stacks == 6 and chip.hbm.capacity_per_stack_bytes == 36e9
     assert chip.hbm.bw_per_stack_bytes_per_s == 2.048e12
-    assert sil.num_cores_on_die == base.matrix.num_cores // 2 + 2
+    assert sil.num_cores_on_die == 16                             # 14 + 2 spares
     assert chip.energy.idle_w < base.energy.idle_w              # a smaller die leaks less
     n3, _ = make_variant(base, {"process_node": "tsmc-n3"}, data)
     assert n3.energy.matrix_j_per_flop["bf16"] == pytest.approx(base.energy.matrix_j_per_flop["bf16"] * 0.72)
@@ -292,13 +293,27 @@ def test_explore_cli_equals_api(tmp_path):
 
 
 @pytest.mark.unit
+def test_grid_size_hand_counted():
+    sp = parse_space(TINY.format(out=8), "space.yaml")
+    assert sp.grid_size() == 24                                   # 3 x 2 x 2 x 2
+    ranged = parse_space(TINY.format(out=8).replace("sram_mb: [32, 256]", "sram_mb: {low: 32, high: 128, step: 32}")
+                         .replace("hbm_stacks: [2, 4]", "hbm_stacks: {low: 2, high: 6, num: 3}"), "space.yaml")
+    grid = ranged.grid()
+    assert ranged.grid_size() == 72 and len(grid) == 72             # 3 x 4 (32, 64, 96, 128) x 3 (2, 4, 6) x 2
+    assert sorted({p["sram_mb"] for p in grid}) == [32, 64, 96, 128]
+    assert sorted({p["hbm_stacks"] for p in grid}) == [2, 4, 6]
+    assert len({point_key(p) for p in grid}) == 72
+
+
+@pytest.mark.unit
 def test_example_space_loads():
     root = Path(__file__).resolve().parent.parent
     sp = parse_space((root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml")
     assert sp.baseline.chip == "h200-sxm"
     assert {w.model for w in sp.workload} == {"llama-3.1-70b", "qwen3-235b-a22b"}
-    assert sp.grid_size() == math.prod(len(v) for v in sp.axes.values())
-    assert len({point_key(p) for p in sp.grid()}) == sp.grid_size()
+    # hand count: bf16 3 x sram 2 x stacks 3 x generation 2 x height 2 x link 2 x node 2
+    assert sp.grid_size() == 288
+    assert len({point_key(p) for p in sp.grid()}) == 288
     Context.build(sp)
 
 

@@ -20,12 +20,13 @@ from typer.testing import CliRunner
 from seedchip.cli.plan_cmds import register
 from seedchip.errors import SpecError
 from seedchip.fleet import apply_what_if, build_problem, parse_scenario, plan, resolve_capacities, solve_problem
-from seedchip.fleet.problem import SECONDS_PER_QUARTER
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "plan" / "two_year_plan.yaml"
 CONTRACT = {"status", "total_cost_usd", "quarters", "binding_constraints", "unmet_demand"}
 QUARTER_KEYS = {"purchases", "installed", "served_tokens_per_s", "power_mw", "spend_usd", "cost_per_million_tokens_usd"}
+SECONDS_PER_QUARTER = 7_889_400.0      # by hand: 365.25 days x 86,400 s / 4 (not the planner's constant)
+J_PER_KWH = 3.6e6                      # by hand: 1,000 W x 3,600 s
 
 
 def scenario(*, quarters=3, demand=(300.0, 450.0, 600.0), rates=(100.0, 150.0), costs=(10_000.0, 30_000.0),
@@ -111,7 +112,7 @@ def brute_force(s: dict, max_units: int) -> float | None:
     for d in np.argsort(ej, kind="stable"):
         share = np.minimum(left, served[:, d, :] / np.where(demand > 0, demand, 1.0)[None, :])
         left -= share
-        cost += (share * demand[None, :] * SECONDS_PER_QUARTER * ej[d] * dc["pue"] * dc["usd_per_kwh"] / 3.6e6
+        cost += (share * demand[None, :] * SECONDS_PER_QUARTER * ej[d] * dc["pue"] * dc["usd_per_kwh"] / J_PER_KWH
                  * disc[None, :]).sum(axis=1)
     return float(cost.min())
 
@@ -159,13 +160,16 @@ def test_contract_keys_and_hand_numbers():
     assert CONTRACT <= set(d)
     q = d["quarters"][0]
     assert QUARTER_KEYS <= set(q)
-    # 10 chips of `a` serve 1000 tok/s at $10,000 each; energy: 1000 tok/s x 1 J x 1.2 PUE x $0.1/kWh over a quarter
+    # 10 chips of `a` serve 1000 tok/s at $10,000 each. Energy, by hand: 1000 tok/s x 1 J x 7,889,400 s
+    # (a quarter) = 7.8894e9 J = 2,191.5 kWh; x 1.2 PUE x $0.1/kWh = $262.98
     assert q["purchases"] == {"a": 10, "b": 0}
-    energy = 1000 * SECONDS_PER_QUARTER * 1.0 * 1.2 * 0.1 / 3.6e6
-    assert d["total_cost_usd"] == pytest.approx(100_000 + energy)
-    assert q["power_mw"] == pytest.approx(10 * 1000 * 1.2 / 1e6)
+    assert q["energy_usd"] == pytest.approx(262.98)
+    assert d["total_cost_usd"] == pytest.approx(100_262.98)
+    assert q["power_mw"] == pytest.approx(0.012)                      # 10 chips x 1 kW x 1.2 PUE
     assert q["served_tokens_per_s"]["chat"] == pytest.approx(1000)
-    assert q["cost_per_million_tokens_usd"] == pytest.approx((100_000 / 16 + energy) / (1000 * SECONDS_PER_QUARTER) * 1e6)
+    assert q["served_tokens"] == pytest.approx(7.8894e9)
+    # a quarter of 16-quarter depreciation ($6,250) + energy over 7,889.4 million tokens
+    assert q["cost_per_million_tokens_usd"] == pytest.approx((6_250 + 262.98) / 7_889.4)
     assert d["unmet_demand"] == []
 
 
@@ -201,8 +205,8 @@ def _problem():
 
 
 def _cost(p) -> float | None:
-    d, _ = solve_problem(p)
-    return d["total_cost_usd"] if d["status"] == "optimal" else None
+    r = solve_problem(p)
+    return r.total_cost_usd if r.status == "optimal" else None
 
 
 def _hyp(n):
@@ -298,10 +302,12 @@ def test_what_if_diff_and_keys():
     d = r.to_dict()
     assert [c["what_if"] for c in d["what_if"]["changes"]] == ["hbm_supply=-50%", "b_price=+10%"]
     diff = d["what_if"]["diff"]
-    assert diff["base_total_cost_usd"] == pytest.approx(base.total_cost_usd)
-    # 10 chips of `a` fit 80 stacks; at 40 stacks 5 of `a` and 5 of `b` at $33k
+    # 10 chips of `a` ($100k) fit 80 stacks; at 40 stacks 5 of `a` and 5 of `b` at $33k ($215k); no energy cost
+    assert base.total_cost_usd == pytest.approx(100_000)
+    assert diff["base_total_cost_usd"] == pytest.approx(100_000)
+    assert d["total_cost_usd"] == diff["total_cost_usd"] == pytest.approx(215_000)
     assert diff["purchases_delta_chips"] == {"a": -5, "b": 5}
-    assert diff["total_cost_delta_usd"] == pytest.approx(5 * 33_000 - 5 * 10_000)
+    assert diff["total_cost_delta_usd"] == pytest.approx(115_000)
     p = r.problem
     q, msg = apply_what_if(p, "chip_slip=1")
     assert q.available_from[0] == 1 and q.cap_chips[0][0] == 0 and "1 quarter later" in msg

@@ -1,4 +1,4 @@
-"""Golden JSON snapshots of catalog chip x model estimates.
+"""Golden JSON snapshots of catalog chip x model estimates and of serving simulations.
 
 A change to the oracle, the catalog or the calibration that moves any number shows up
 here; if the move is intended, regenerate with SEEDCHIP_REGEN_GOLDEN=1 and say why in
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import seedchip
-from conftest import regen_golden
+from conftest import regen_golden, rounded
 
 pytestmark = pytest.mark.golden
 
@@ -32,19 +32,33 @@ CASES = {
 }
 
 
-def rounded(x):
-    if isinstance(x, float):
-        return float(f"{x:.10g}")
-    if isinstance(x, dict):
-        return {k: rounded(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [rounded(v) for v in x]
-    return x
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name):
-    got = rounded(json.loads(json.dumps(seedchip.estimate(**CASES[name]).to_dict())))
+    check(name, seedchip.estimate(**CASES[name]).to_dict())
+
+
+# simulations: each engine, open and closed loop, offline, a trace, intervals on one
+SIM_CASES = {
+    "sim__h200-sxm__llama-3.1-8b__vllm_chat_qps4": dict(chip="h200-sxm", model="llama-3.1-8b", workload="chat",
+                                                        qps=4, num_requests=200, interval=True),
+    "sim__h100-sxm__llama-3.1-70b__trtllm_tp4_offline": dict(chip="h100-sxm", model="llama-3.1-70b", num_chips=4,
+                                                              weight_format="fp8", kv_format="fp8", engine="trtllm",
+                                                              input_len=1000, output_len=200, offline=True,
+                                                              num_requests=300, interval=False),
+    "sim__h200-sxm__mixtral-8x7b__sglang_closed_loop": dict(chip="h200-sxm", model="mixtral-8x7b", num_chips=2,
+                                                            engine="sglang", max_concurrency=32, input_len=1024,
+                                                            output_len=256, range_ratio=0.5, num_requests=200,
+                                                            interval=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIM_CASES))
+def test_golden_simulate(name):
+    check(name, seedchip.simulate(**SIM_CASES[name]).to_dict())
+
+
+def check(name: str, result: dict) -> None:
+    got = rounded(json.loads(json.dumps(result)))
     path = GOLDEN / f"{name}.json"
     if regen_golden() or not path.exists():
         if not regen_golden():

@@ -4,7 +4,9 @@
 import pytest
 
 import seedchip
+from seedchip.serve.profiles import engine_deployment, resolve_engine
 from seedchip.errors import DoesNotFitError, ParallelismError, SpecError
+from seedchip.formats import get_format
 from seedchip.perf import kernels, ops
 from seedchip.perf.calibration import IDEAL, load_calibration
 from seedchip.perf.deployment import make_deployment
@@ -162,9 +164,10 @@ def test_estimate_contract_keys():
 def test_long_outputs_are_integrated_accurately():
     kw = dict(chip="h200-sxm", model="llama-3.1-8b", batch=16, input_len=1000)
     # 300 output tokens: interpolated; compare with the exact sum done step by step
-    approx = seedchip.estimate(**kw, output_len=300).to_dict()["decode"]["time_s"]
+    approx = seedchip.estimate(**kw, output_len=300, interval=False).to_dict()["decode"]["time_s"]
     model = seedchip.load_model("llama-3.1-8b")
-    dep = make_deployment("h200-sxm")
+    chip = seedchip.load_chip("h200-sxm")
+    dep = engine_deployment(resolve_engine("vllm", chip, offline=True), chip)     # estimate's default engine
     exact = sum(step_cost(model, dep, [(1, 1000 + j)] * 16).time_s for j in range(299))
     assert approx == pytest.approx(exact, rel=2e-3)
 
@@ -234,3 +237,116 @@ def test_scalar_twins_equal_the_vectorised_kernels():
     for _ in range(5000):
         q, c, w = int(rng.integers(1, 20000)), int(rng.integers(0, 50000)), int(rng.choice([0, 128, 4096, 777]))
         assert kernels.tiled_pairs_scalar(q, c, w) == float(kernels.tiled_pairs(q, c, w))
+
+
+# ---------------------------------------------------------------- activation quantization
+
+def test_act_quant_dynamic_per_tensor_is_three_kernels():
+    # zero the scale, amax (reads 2 B/elem), quantize (reads 2, writes 1): 3 overheads + 5 B/elem at HBM x eff
+    cal = load_calibration()
+    v = cal.vector
+    e = 4096 * 8192
+    c = ops.act_quant(H200, cal, e, "fp8")
+    bw = H200.hbm_bw_bytes_per_s * v.memory_efficiency
+    assert c.time_s == pytest.approx(3 * v.overhead_s + 2 * e / bw + 3 * e / bw, rel=1e-12)
+    assert c.hbm_bytes == 5 * e and c.op_class == "vector" and "3 kernels" in c.detail
+    static = ops.act_quant(H200, cal, e, "fp8", dynamic=False)
+    assert static.time_s == pytest.approx(v.overhead_s + 3 * e / bw, rel=1e-12)
+
+
+def test_act_quant_block_scaled_is_one_pass_and_bf16_is_free():
+    cal = load_calibration()
+    v = cal.vector
+    e = 1_000_000
+    # one per-token-group pass: read 2 B, write 1 B + one fp32 scale per 128 values
+    c = ops.act_quant(H200, cal, e, "fp8-block")
+    assert c.hbm_bytes == pytest.approx(e * (2 + 1 + 4 / 128))
+    assert c.time_s == pytest.approx(v.overhead_s + c.hbm_bytes / (H200.hbm_bw_bytes_per_s * v.memory_efficiency))
+    assert ops.act_quant(H200, cal, e, "bf16").time_s == 0.0
+    assert ops.act_quant(H200, IDEAL, e, "fp8").time_s == pytest.approx(5 * e / 4.8e12)
+
+
+def test_fp8_gemm_overhead_is_a_kernel_overhead_and_fp8_decode_beats_bf16():
+    # the fit prices the activation quantization of the measured fp8 rows apart, so the
+    # fp8 GEMM kernel's own fixed time is of the order of bf16's, not ~4x it
+    cal = load_calibration()
+    assert 0.5 <= cal.gemm_overhead("fp8") / cal.gemm_overhead("bf16") <= 2.0
+    assert 1e-6 <= cal.vector.overhead_s <= 6e-6
+    for n, k in ((8192, 8192), (1024, 8192), (28672, 8192)):
+        assert ops.gemm(H200, cal, 16, n, k, "fp8", "fp8").time_s < ops.gemm(H200, cal, 16, n, k).time_s
+
+
+# ---------------------------------------------------------------- attention mapping
+
+def test_xqa_split_rule_hand_values():
+    # one partition per 128 keys, at most sqrt(8 x that); cut back beyond 8 waves of 132 cores
+    assert kernels.xqa_splits(8.0, 65536.0, 132, 128.0, 8.0) == pytest.approx(64.0)        # sqrt(8 x 512)
+    assert kernels.xqa_splits(8.0, 512.0, 132, 128.0, 8.0) == pytest.approx(4.0)           # 512 / 128
+    assert kernels.xqa_splits(2048.0, 65536.0, 132, 128.0, 8.0) == pytest.approx(1.0)      # enough groups
+    assert kernels.xqa_splits(512.0, 65536.0, 132, 128.0, 8.0) == pytest.approx(8 * 132 / 512)
+    assert kernels.fill_splits(4.0, 65536.0, 132, 128.0) == pytest.approx(33.0)            # fill 132 cores
+
+
+def _simple_attention(**changes):
+    cal = load_calibration()
+    a = cal.attention.model_copy(update={"decode_unit_s": {}, "decode_overhead_s": {},
+                                         "decode_unit_s_per_head_dim": 0.0, "decode_compute_efficiency": 1.0,
+                                         "decode_overlap_p": 1e9, **changes})
+    return cal.model_copy(update={"attention": a, "id": "hand"})
+
+
+def test_decode_occupancy_is_littles_law():
+    # 1 sequence, 8 query heads on 1 KV head of 128 dims, bf16, 65,536 keys: 64 partitions
+    # of 1024 keys (512 B each) on 64 of the 132 cores. Each core streams at most
+    # 1e5 x 228 KiB = 23.3 GB/s, so 64 cores reach 1.5 TB/s, not the HBM's 4.2 TB/s.
+    cal = _simple_attention(core_stream_per_sram_byte=1e5)
+    c = ops.decode_attention(H200, cal, 1, 65536.0, 8, 1, 4.0 * 128, 256, 128, "bf16", "bf16")
+    core_rate = 1e5 * 228 * 1024
+    assert c.memory_s == pytest.approx(1024 * 512 / core_rate, rel=1e-12)
+    assert c.time_s == pytest.approx(c.memory_s, rel=1e-12)            # compute (8 heads padded to 64 rows) is smaller
+    assert c.hbm_bytes == 65536 * 512 + 2 * 8 * 128 * 2
+    # a batch that fills the chip is bound by HBM bandwidth instead (when 132 cores x their
+    # rate exceed it: 2e5 x 228 KiB x 132 = 6.2 TB/s > 4.8 TB/s x STREAM efficiency)
+    cal = _simple_attention(core_stream_per_sram_byte=2e5)
+    full = ops.decode_attention(H200, cal, 256, 256 * 65536.0, 8, 1, 4.0 * 128, 256, 128, "bf16", "bf16")
+    assert full.memory_s == pytest.approx(full.hbm_bytes / (H200.hbm_bw_bytes_per_s * cal.vector.memory_efficiency),
+                                          rel=1e-12)
+
+
+def test_decode_fixed_work_is_per_wave_of_units():
+    # 264 sequences x 1 KV head, 2 keys each: 264 units, no split, two waves of 132 cores
+    cal = _simple_attention(decode_unit_s={"grouped_16bit": 1e-6}, core_stream_per_sram_byte=None)
+    c = ops.decode_attention(H200, cal, 264, 264 * 2.0, 8, 1, 4.0 * 128, 256, 128, "bf16", "bf16")
+    assert c.time_s == pytest.approx(2e-6 + max(c.memory_s, c.compute_s), rel=1e-12)
+
+
+def test_prefill_softmax_runs_on_the_exponential_units():
+    # a chip twice as fast in matrix FLOP/s but not in exponentials gains little at head dim 64
+    cal = load_calibration()
+    fast = H200.replace(matrix={**H200.matrix.model_dump(), "clock_hz": 3.66e9, "peak_flops_per_s": {
+        k: (2 * v if v else v) for k, v in H200.matrix.peak_flops_per_s.items()}})
+    args = (float(kernels.tiled_pairs(8192, 0, 0)), 8192.0, 8192.0, 8192.0, 64, 8, 64, 64, 1024, "bf16", "bf16")
+    slow_t, fast_t = (ops.prefill_attention(ch, cal, *args).compute_s for ch in (H200, fast))
+    assert fast_t > 0.6 * slow_t
+    pairs_heads = args[0] * 64
+    assert slow_t >= pairs_heads / H200.exp_rate_per_s      # never faster than its exponentials
+    assert H200.exp_rate_per_s == pytest.approx(132 * 16 * 1.83e9, rel=0.01)
+
+
+def test_prefill_on_an_fp8_kv_cache_runs_in_fp8():
+    cal = load_calibration()
+    args = (float(kernels.tiled_pairs(4096, 0, 0)), 4096.0, 4096.0, 4096.0, 32, 8, 128, 128, 2048)
+    bf16 = ops.prefill_attention(H200, cal, *args, "bf16", "bf16")
+    fp8 = ops.prefill_attention(H200, cal, *args, "bf16", "fp8")
+    assert fp8.compute_s < bf16.compute_s
+    assert ops.prefill_matrix_class(get_format("bf16"), get_format("fp8")) == "fp8"
+    assert ops.prefill_matrix_class(get_format("bf16"), get_format("bf16")) == "bf16"
+
+
+def test_window_tiles_scalar_twin():
+    import numpy as np
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        q, c, w = int(rng.integers(1, 20000)), int(rng.integers(0, 50000)), int(rng.choice([0, 128, 4096, 777]))
+        assert kernels.window_tiles_scalar(q, c, w) == float(kernels.window_tiles(q, c, w))
+    assert kernels.window_tiles_scalar(1024, 0, 128) == 6.0     # 8 tiles; the first two attend <= w + 128 keys anyway

@@ -133,7 +133,7 @@ def gemm_s(c, cal: str, m: int, n: int, k: int, a_fmt: str, b_fmt: str) -> float
 
 def clear_caches() -> None:
     step_mod._step_cost_cached.cache_clear()
-    for f in (ops.gemm, ops.prefill_attention, ops.decode_attention, ops.vector, ops.collective):
+    for f in (ops.gemm, ops.prefill_attention, ops.decode_attention, ops.vector, ops.collective, ops.act_quant):
         f.cache_clear()
 
 
@@ -202,6 +202,67 @@ def decode_attention_s(c, cal, shape, context=None) -> float:
 def test_more_hbm_bandwidth_never_slows_decode_attention(chip_id, cal, shape, s):
     c = chip(chip_id)
     assert not_faster(decode_attention_s(faster_hbm(c, s), cal, shape), decode_attention_s(c, cal, shape))
+
+
+def prefill_attention_s(c, cal, shape, seq_len=None) -> float:
+    b, s, (h, kvh), d, kv, w = shape
+    return seedchip.op("attention", chip=c, calibration=cal, phase="prefill", batch=b, seq_len=seq_len or min(s, 16384),
+                       num_heads=h, num_kv_heads=kvh, head_dim=d, kv_format=kv, window=w).time_s
+
+
+def more_exp(c, scale: float):
+    return c.replace(exp_ops_per_s=c.exp_rate_per_s * scale)
+
+
+def more_core_sram(c, scale: float):
+    return c.replace(sram={**c.sram.model_dump(), "per_core_bytes": c.sram.per_core_bytes * scale})
+
+
+@pytest.mark.property
+@prop(200)
+@given(chips, cals, attention_shapes, scales)
+def test_more_hbm_bandwidth_never_slows_prefill_attention(chip_id, cal, shape, s):
+    c = chip(chip_id)
+    assert not_faster(prefill_attention_s(faster_hbm(c, s), cal, shape), prefill_attention_s(c, cal, shape))
+
+
+@pytest.mark.property
+@prop(200)
+@given(chips, cals, attention_shapes, scales)
+def test_faster_exponentials_never_slow_prefill_attention(chip_id, cal, shape, s):
+    c = chip(chip_id)
+    assert not_faster(prefill_attention_s(more_exp(c, s), cal, shape), prefill_attention_s(c, cal, shape))
+
+
+@pytest.mark.property
+@prop(200)
+@given(chips, cals, attention_shapes, scales)
+def test_more_core_sram_never_slows_decode_attention(chip_id, cal, shape, s):
+    # Little's law: a core with more SRAM keeps more bytes in flight (and more units resident)
+    c = chip(chip_id)
+    assert not_faster(decode_attention_s(more_core_sram(c, s), cal, shape), decode_attention_s(c, cal, shape))
+
+
+@pytest.mark.property
+@prop(200)
+@given(chips, cals, attention_shapes)
+def test_decode_attention_never_beats_its_hbm_roofline(chip_id, cal, shape):
+    c = chip(chip_id)
+    b, s, (h, kvh), d, kv, w = shape
+    cost = seedchip.op("attention", chip=c, calibration=cal, phase="decode", batch=b, seq_len=s, num_heads=h,
+                       num_kv_heads=kvh, head_dim=d, kv_format=kv, window=w)
+    assert cost.time_s >= cost.to_dict()["bytes"] / c.hbm_bw_bytes_per_s * (1 - 1e-12)
+
+
+@pytest.mark.property
+@prop(200)
+@given(chips, cals, st.floats(0, 1e10), st.sampled_from(["fp8", "fp8-block", "int8", "fp4", "mxfp4"]),
+       st.booleans(), scales)
+def test_act_quant_more_bandwidth_never_slower_more_elements_never_faster(chip_id, cal, elems, fmt, dynamic, s):
+    c, calib = chip(chip_id), seedchip.load_calibration(cal)
+    t = ops.act_quant(c, calib, elems, fmt, dynamic).time_s
+    assert not_faster(ops.act_quant(faster_hbm(c, s), calib, elems, fmt, dynamic).time_s, t)
+    assert not_faster(t, ops.act_quant(c, calib, elems * s, fmt, dynamic).time_s)
 
 
 @pytest.mark.property
@@ -292,6 +353,24 @@ def test_a_longer_context_never_speeds_decode_attention(chip_id, cal, shape, ext
     c = chip(chip_id)
     s = shape[1]
     assert not_faster(decode_attention_s(c, cal, shape, s), decode_attention_s(c, cal, shape, s + extra))
+
+
+@pytest.mark.property
+@prop(300)
+@given(chips, cals, attention_shapes, st.integers(1, 2048))
+def test_more_sequences_never_speed_decode_attention(chip_id, cal, shape, extra):
+    c = chip(chip_id)
+    more = (shape[0] + extra,) + shape[1:]
+    assert not_faster(decode_attention_s(c, cal, shape), decode_attention_s(c, cal, more))
+
+
+@pytest.mark.property
+@prop(300)
+@given(chips, cals, attention_shapes, st.integers(1, 8192))
+def test_more_new_tokens_never_speed_prefill_attention(chip_id, cal, shape, extra):
+    c = chip(chip_id)
+    s = min(shape[1], 16384)
+    assert not_faster(prefill_attention_s(c, cal, shape, s), prefill_attention_s(c, cal, shape, s + extra))
 
 
 @pytest.mark.property

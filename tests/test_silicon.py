@@ -277,6 +277,16 @@ def test_token_cost_hand_computed():
 
 
 @pytest.mark.unit
+def test_energy_dollars_hand_values():
+    """The one formula for energy dollars (the TCO, the explorer and the fleet planner use it)."""
+    import numpy as np
+    from seedchip.silicon.tco import energy_usd
+    assert energy_usd(3.6e6, 1.0, 0.1) == pytest.approx(0.1)               # 1 kWh at $0.10
+    assert energy_usd(7.2e6, 1.25, 0.08) == pytest.approx(0.2)             # 2 kWh x PUE 1.25 x $0.08
+    assert energy_usd(np.array([0.0, 3.6e9]), 1.5, 0.1).tolist() == pytest.approx([0.0, 150.0])   # 1 MWh x 1.5 x $0.1
+
+
+@pytest.mark.unit
 def test_tco_per_token_of_an_estimate():
     """A chip we buy is priced at its purchase price; our chip at the silicon model's cost."""
     from seedchip.api import estimate

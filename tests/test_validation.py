@@ -3,7 +3,9 @@
 Nothing here was fitted on: the shipped calibration is fitted on the H100 kernel
 tables only (and STREAM bandwidth of the H100); H200 and the nccl-tests rows judge
 how it carries to another chip through that chip's spec. The tolerances are what the
-model reaches today (see calibration/README.md); tightening one is a claim to test."""
+model reaches today (see calibration/README.md); tightening one is a claim to test.
+The held-out errors on the H100 tables are recomputed here from the tables with the
+shipped calibration, so a wrong figure in the YAML fails a test."""
 
 import pytest
 
@@ -25,12 +27,14 @@ def test_h200_stream_bandwidth_within_10pct(h200_rows):
     assert all(abs(r.error_pct) <= 10 for r in rows), [(r.setting, r.error_pct) for r in rows]
 
 
-def test_h200_large_fp8_gemm_within_25pct(h200_rows):
-    # Known bias: the H100 fit (TRT-LLM per-tensor fp8 kernels) reaches 57% of the fp8
-    # peak; cuBLASLt on Azure's H200 reaches ~66-69% on large squares: we are 15-20% slow.
+def test_h200_large_fp8_gemm_within_10pct(h200_rows):
+    # The H100 table's fp8 rows quantize their bf16 input inside the timed call; priced
+    # apart (ops.act_quant), the fp8 GEMM kernel alone reaches ~69% of the fp8 peak on
+    # large squares, as cuBLASLt does on Azure's H200 (66-69%). Until the fit priced the
+    # quantization it absorbed it (57% of peak) and this test allowed -25% .. +5%.
     rows = [r for r in h200_rows if r.kind == "gemm_fp8_flops_per_s" and "M=2048" not in r.setting]
     assert len(rows) >= 4
-    assert all(-25 <= r.error_pct <= 5 for r in rows), [(r.setting, r.error_pct) for r in rows]
+    assert all(-10 <= r.error_pct <= 10 for r in rows), [(r.setting, r.error_pct) for r in rows]
 
 
 def test_h200_allreduce_bus_bandwidth(h200_rows):
@@ -56,14 +60,38 @@ def test_h200_device_copy_bandwidth():
     assert c.hbm_bytes / c.time_s == pytest.approx(4.3e12, rel=0.10)
 
 
-def test_shipped_calibration_holdout_errors():
-    h = load_calibration("h100-sxm").holdout_error
-    for key in ("gemm_bf16_holdout", "gemm_fp8_holdout"):
-        assert h[key]["median_abs_pct"] <= 10, (key, h[key])
-    for key in ("collective_allreduce_holdout", "collective_allgather_holdout", "collective_reducescatter_holdout"):
-        assert h[key]["median_abs_pct"] <= 10, (key, h[key])
-    for key in ("attention_prefill_holdout", "attention_decode_holdout"):
-        assert h[key]["median_abs_pct"] <= 25, (key, h[key])
+@pytest.fixture(scope="module")
+def recomputed(shared_data):
+    """The shipped calibration's train / held-out errors, recomputed from the shared H100
+    tables (the same split and predictors as the fit), not read from the YAML."""
+    from seedchip.calibrate.fit import evaluate_tables
+    return evaluate_tables(shared_data / "calibration" / "h100_sxm", seedchip.load_chip("h100-sxm"),
+                           load_calibration("h100-sxm"))
+
+
+# held-out (hash split) median / p90 absolute % error the shipped calibration must reach
+HOLDOUT_LIMITS = {
+    "gemm_bf16_holdout": (10, 30), "gemm_fp8_holdout": (7, 20), "gemm_fp8-block_holdout": (20, 45),
+    "attention_prefill_holdout": (10, 25), "attention_decode_holdout": (14, 35),
+    "collective_allreduce_holdout": (10, None), "collective_allgather_holdout": (10, None),
+    "collective_reducescatter_holdout": (10, None),
+}
+
+
+def test_shipped_calibration_holdout_errors(recomputed):
+    for key, (median, p90) in HOLDOUT_LIMITS.items():
+        got = recomputed[key]
+        assert got["median_abs_pct"] <= median, (key, got)
+        assert p90 is None or got["p90_abs_pct"] <= p90, (key, got)
+
+
+def test_stored_holdout_errors_are_what_the_tables_give(recomputed):
+    """The YAML's holdout_error is what its own (rounded) figures give on the tables."""
+    stored = load_calibration("h100-sxm").holdout_error
+    assert set(stored) == set(recomputed)
+    for key, got in recomputed.items():
+        for stat in ("median_abs_pct", "p90_abs_pct"):
+            assert got[stat] == pytest.approx(stored[key][stat], abs=0.3), (key, stat, got, stored[key])
 
 
 @pytest.mark.slow
@@ -76,8 +104,30 @@ def test_shipped_calibration_is_reproducible(shared_data):
     shipped = load_calibration("h100-sxm")
     for cls, v in shipped.gemm.compute_efficiency.items():
         assert cal.gemm.compute_efficiency[cls] == pytest.approx(v, rel=2e-3)
-    assert cal.attention.decode_memory_efficiency == pytest.approx(shipped.attention.decode_memory_efficiency,
-                                                                   rel=2e-3)
+    for cls, v in shipped.attention.prefill_compute_efficiency.items():
+        assert cal.attention.prefill_compute_efficiency[cls] == pytest.approx(v, rel=2e-3)
+    assert cal.attention.core_stream_per_sram_byte == pytest.approx(shipped.attention.core_stream_per_sram_byte,
+                                                                    rel=2e-3)
+    for kernel, v in shipped.attention.decode_unit_s.items():
+        assert cal.attention.decode_unit_s[kernel] == pytest.approx(v, rel=2e-3)
     assert cal.vector.memory_efficiency == pytest.approx(shipped.vector.memory_efficiency, rel=1e-3)
+    assert cal.vector.overhead_s == pytest.approx(shipped.vector.overhead_s, rel=2e-3)   # fitted, not hand-set
     assert cal.collective.latency_s["allreduce"] == pytest.approx(shipped.collective.latency_s["allreduce"],
                                                                   rel=2e-3)
+
+
+@pytest.mark.slow
+def test_calibration_transfers_to_left_out_shape_families(shared_data):
+    """Refit without a whole family of shapes (a head size, MHA, long prompts, skinny
+    GEMMs) and price that family: an extrapolation, the way another chip's shapes are
+    (seedchip.calibrate.families; benchmarks/bench_calibration_families.py runs them all)."""
+    from seedchip.calibrate.families import attention_families, gemm_families
+    folder, chip = shared_data / "calibration" / "h100_sxm", seedchip.load_chip("h100-sxm")
+    cal = load_calibration("h100-sxm")
+    rows = (attention_families(chip, cal, folder, "decode", only=("head_dim=64", "gqa=1 (MHA)"))
+            + attention_families(chip, cal, folder, "prefill", only=("head_dim=256", "isl>=8192"))
+            + [r for r in gemm_families(chip, cal, folder, only=("m<=16",)) if r["op"] != "gemm fp8-block"])
+    assert len(rows) == 6
+    for r in rows:
+        assert r["left_out"]["median_abs_pct"] <= 18, r
+        assert r["left_out"]["p90_abs_pct"] <= 45, r

@@ -17,12 +17,14 @@ from .model.zoo import load_model, zoo_ids
 from .perf import kernels, ops
 from .perf.calibration import COLLECTIVES, load_calibration
 from .perf.deployment import Deployment, make_deployment
-from .perf.estimate import EstimateResult, static_estimate
+from .perf.estimate import EstimateResult, static_estimate, with_interval
 from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
+from .perf.uncertainty import draws
 from .explore import ExploreResult, explore
 from .fleet import plan
 from .serve import capacity, simulate
+from .serve.profiles import DEFAULT_ENGINE, engine_deployment, engine_ids, engine_model, resolve_engine
 from .validate.replay import validate_e2e
 from .silicon import SiliconReport, silicon_report
 
@@ -99,11 +101,12 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
             pairs = float(b * kernels.tiled_pairs(s, 0, window))
             cost = ops.prefill_attention(spec, cal, pairs, float(b * s), float(b * s),
                                          kernels.last_tile_keys(s, 0, window), h, kvh, d, d, kvh * 2 * d,
-                                         fmt_, kv_fmt, "attention_prefill")
+                                         fmt_, kv_fmt, "attention_prefill", num_q_tiles=b * kernels.q_tiles_scalar(s),
+                                         window_tiles=b * kernels.window_tiles_scalar(s, 0, window))
         elif phase == "decode":
             ctx = min(s + 1, window) if window else s + 1     # s cached tokens plus the new one
             cost = ops.decode_attention(spec, cal, int(b), float(b * ctx), h, kvh, 4.0 * d, kvh * 2 * d, d, fmt_,
-                                        kv_fmt, "attention_decode")
+                                        kv_fmt, "attention_decode", max_context_tokens=float(s + 1), window=window)
         else:
             raise SpecError(f"phase {phase!r}: use prefill or decode")
         inputs = {"phase": phase, "batch": b, "seq_len": s, "num_heads": h, "num_kv_heads": kvh, "head_dim": d,
@@ -123,13 +126,23 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
 def estimate(*, chip: str | ChipSpec, model: str | ModelArch, num_chips: int = 1, tp: int | None = None, pp: int = 1,
              ep: int = 1, weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
              batch: int = 1, input_len: int = 1024, output_len: int = 128, calibration: str | None = None,
-             max_batched_tokens: int = 8192, memory_fraction: float = 0.9) -> EstimateResult:
-    """Static-batch estimate (TTFT, TPOT, e2e, throughput, memory, per-phase breakdown)."""
+             engine: str = DEFAULT_ENGINE, max_batched_tokens: int | None = None,
+             memory_fraction: float | None = None, interval: bool = True) -> EstimateResult:
+    """Static-batch estimate (TTFT, TPOT, e2e, throughput, memory, per-phase breakdown), with
+    the engine's runtime costs (launches, host work, fusions), token budget and memory
+    share unless given. ``interval``: add 80% intervals from perturbed estimates."""
     arch = load_model(model) if not isinstance(model, ModelArch) else model
-    dep = make_deployment(chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
-                          act_format=act_format, kv_format=kv_format, calibration=calibration,
-                          max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction)
-    return static_estimate(arch, dep, batch, input_len, output_len)
+    spec = load_chip(chip)
+    probe_tp = tp if tp is not None else max(1, num_chips // pp)
+    profile = resolve_engine(engine, spec, probe_tp, offline=True)
+    arch = engine_model(profile, arch)
+    dep = engine_deployment(profile, spec, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
+                            act_format=act_format, kv_format=kv_format, calibration=calibration,
+                            max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction)
+    r = static_estimate(arch, dep, batch, input_len, output_len, engine=profile.summary())
+    if interval:
+        r = with_interval(r, arch, dep, draws(dep.calibration, profile.step_sigma))
+    return r
 
 
 def chip_summary(c: ChipSpec) -> dict:
@@ -173,7 +186,6 @@ def model_summary(m: ModelArch) -> dict:
 def engines(chip: str | ChipSpec = "h200-sxm", tp: int = 1) -> list[dict]:
     """The serving-engine profiles, resolved for a chip and tensor-parallel size (server
     usage; offline values where an engine has them are in ``offline``)."""
-    from .serve.profiles import engine_ids, resolve_engine
     spec = load_chip(chip)
     out = []
     for e in engine_ids():

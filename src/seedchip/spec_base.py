@@ -29,6 +29,17 @@ class FrozenSpec(BaseModel):
     def __hash__(self) -> int:  # specs key caches; dict fields make the default unhashable
         return hash((type(self).__name__, self.spec_hash()))
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy; its content hash is computed afresh (the copied one would be stale)."""
+        out = super().model_copy(update=update, deep=deep)
+        out.__pydantic_private__["_hash"] = None
+        return out
+
+    def __eq__(self, other: object) -> bool:  # content equality; the cached hash is not content
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.spec_hash() == other.spec_hash()
+
     def replace(self, **changes: Any):
         """A copy with changes, validated again (specs are never mutated)."""
         data = self.model_dump()

@@ -14,9 +14,12 @@ several kernels where a serving engine fuses one): they test the vector model.
 **Fit.** Starting from the shipped calibration, each op class is fitted by least squares
 on log(predicted / measured) with the oracle's own equations, as
 :mod:`seedchip.calibrate.fit` does: GEMM per-class compute and memory efficiencies,
-overlap p and per-kernel overheads (:func:`ops.gemm_model`); attention prefill and
-decode parameters (:func:`ops.prefill_attention_model`, :func:`ops.decode_attention_model`,
-:func:`kernels.tiled_pairs`); the vector kernels' HBM efficiency and per-kernel overhead
+overlap p and per-kernel overheads (:func:`ops.gemm_model`; the fp8 rows are
+``torch._scaled_mm`` on operands already in fp8, so no activation quantization is
+priced); the attention parameters of the kernels measured (:mod:`seedchip.perf.attention`
+via :mod:`seedchip.calibrate.fit_attention`: bf16 prefill and decode, so the fp8,
+sliding-window and 8-bit-KV figures keep their start values); the vector kernels' HBM
+efficiency and per-kernel overhead
 (:func:`ops.vector`) from copy, add and the in-graph launch rows (an empty kernel is a
 vector op of 0 bytes). Parameters of a class with no training rows keep their start
 values; collectives are kept (one GPU measures none).
@@ -39,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
-
 from ..errors import SeedChipError, SpecError
 from ..formats import get_format
 from ..hardware.catalog import load_chip
@@ -49,10 +50,12 @@ from ..model.arch import ModelArch
 from ..model.hf import arch_from_hf_config
 from ..model.zoo import load_model
 from ..perf import graph, ops
-from ..perf.calibration import DEFAULT_CALIBRATION, AttentionCal, Calibration, VectorCal, load_calibration
+from ..perf.calibration import DEFAULT_CALIBRATION, Calibration, VectorCal, load_calibration
 from ..perf.deployment import make_deployment
 from ..perf.step import normalize_step, step_cost
-from . import fit as tfit
+from . import fit_attention as fa
+from . import fit_gemm
+from .common import error_stats, lsq
 from .tables import holdout_mask
 
 OP_CLASS = {"gemm": "gemm", "attention_prefill": "attention_prefill", "attention_decode": "attention_decode",
@@ -206,9 +209,9 @@ def _check_row(p, lineno: int, r: dict) -> None:
 
 # ----------------------------------------------------------------------------- prediction
 
-def _gemm_data(m: Measured) -> tfit.GemmData:
+def _gemm_data(m: Measured) -> fit_gemm.GemmData:
     c = m.cols
-    return tfit.GemmData(c["m"], c["n"], c["k"], c["format"], c["time_s"])
+    return fit_gemm.GemmData(c["m"], c["n"], c["k"], c["format"], c["time_s"])
 
 
 def _attn_cols(m: Measured) -> dict[str, np.ndarray]:
@@ -257,9 +260,9 @@ def predict(chip: ChipSpec, cal: Calibration, m: Measured, sel: np.ndarray | Non
     out = np.full(len(m), np.nan)
     cls = m.op_class
     priced = sel & ~m.info
-    for name, fn in (("gemm", lambda s: tfit.gemm_predict(chip, cal, _gemm_data(m), s)),
-                     ("attention_prefill", lambda s: tfit.prefill_predict(chip, cal, _attn_cols(m), s)),
-                     ("attention_decode", lambda s: tfit.decode_predict(chip, cal, _attn_cols(m), s)),
+    for name, fn in (("gemm", lambda s: fit_gemm.gemm_predict(chip, cal, _gemm_data(m), s, False)),
+                     ("attention_prefill", lambda s: fa.prefill_predict(chip, cal, _attn_cols(m), s)),
+                     ("attention_decode", lambda s: fa.decode_predict(chip, cal, _attn_cols(m), s)),
                      ("vector", lambda s: _vector_predict(chip, cal, m, s))):
         s = priced & (cls == name)
         if s.any():
@@ -272,65 +275,44 @@ def predict(chip: ChipSpec, cal: Calibration, m: Measured, sel: np.ndarray | Non
 
 # ----------------------------------------------------------------------------- fitting
 
-def _lsq(resid, x0, lo, hi, free, x_scale):
-    """least_squares over the free parameters (the rest stay at x0), as fit.py does."""
-    x0 = np.clip(np.asarray(x0, float), lo, hi)
-    if not free.any():
-        return x0
-    def r(xf):
-        x = x0.copy()
-        x[free] = xf
-        return resid(x)
-    res = least_squares(r, x0[free], bounds=(lo[free], hi[free]), loss="soft_l1", f_scale=0.1,
-                        x_scale=np.asarray(x_scale, float)[free])
-    x = x0.copy()
-    x[free] = res.x
-    return x
-
-
 def _fit_gemm(chip, base: Calibration, m: Measured, train: np.ndarray) -> Calibration:
+    """GEMM efficiencies, overlap p and overheads of the formats measured. The kit times
+    ``torch._scaled_mm`` on operands already in fp8, so no activation quantization is
+    priced (unlike the TensorRT-LLM tables, :mod:`seedchip.calibrate.fit_gemm`)."""
     d = _gemm_data(m)
     sel = train & (m.op == "gemm") & np.isin(d.fmt, ["bf16", "fp8"])
-    g = base.gemm
-    x0 = [base.gemm_efficiency("bf16"), base.gemm_efficiency("fp8"), base.gemm_memory_efficiency("bf16"),
-          base.gemm_memory_efficiency("fp8"), g.overlap_p, base.gemm_overhead("bf16"), base.gemm_overhead("fp8")]
     has_bf16, has_fp8 = (sel & (d.fmt == "bf16")).any(), (sel & (d.fmt == "fp8")).any()
-    free = np.array([has_bf16, has_fp8, has_bf16, has_fp8, sel.any(), has_bf16, has_fp8])
-    lo = np.array([0.05, 0.05, 0.05, 0.05, 1.0, 0.0, 0.0])
-    hi = np.array([1.0, 1.0, 1.0, 1.0, 20.0, 50e-6, 50e-6])
-    x = _lsq(lambda x: np.log(tfit.gemm_predict(chip, tfit._with_gemm(base, x), d, sel) / d.t[sel]),
-             x0, lo, hi, free, [0.1, 0.1, 0.1, 0.1, 1, 1e-6, 1e-6])
-    return tfit._with_gemm(base, x) if free.any() else base
+    free = np.array([has_bf16, has_fp8, False, has_bf16, has_fp8, sel.any(), has_bf16, has_fp8, False])
+    block = "fp8-block" in base.gemm.compute_efficiency
+    x = lsq(lambda x: np.log(fit_gemm.gemm_predict(chip, fit_gemm.with_gemm(base, x, block), d, sel, False)
+                             / d.t[sel]),
+            fit_gemm.gemm_params(base), fit_gemm.GEMM_LO, fit_gemm.GEMM_HI, fit_gemm.GEMM_SCALE, free)
+    return fit_gemm.with_gemm(base, x, block) if free.any() else base
+
+
+def _present(spec, rows_by_key: dict[str, bool]) -> np.ndarray:
+    """Free a parameter unless it belongs to a kernel or class with no training rows."""
+    return np.array([rows_by_key.get(name.partition(".")[2] or name, True) for name, *_ in spec])
 
 
 def _fit_attention(chip, base: Calibration, m: Measured, train: np.ndarray) -> Calibration:
+    """Prefill and decode attention parameters of the kernels the CSV measured (bf16
+    SDPA kernels: the fp8 and sliding-window figures keep their start values)."""
     c = _attn_cols(m)
     ps, ds = train & (m.op == "attention_prefill"), train & (m.op == "attention_decode")
-    a = base.attention
-    x0 = [a.prefill_compute_efficiency, a.prefill_overhead_s, a.decode_memory_efficiency, a.decode_overhead_s,
-          a.overlap_p, a.softmax_flops_per_pair, a.decode_block_s]
-    hp, hd = ps.any(), ds.any()
-    free = np.array([hp, hp, hd, hd, hp or hd, hp, hd])
-
-    def make(x):
-        return base.model_copy(update={"attention": AttentionCal(
-            prefill_compute_efficiency=float(x[0]), prefill_overhead_s=float(x[1]),
-            decode_memory_efficiency=float(x[2]), decode_overhead_s=float(x[3]), overlap_p=float(x[4]),
-            softmax_flops_per_pair=float(x[5]), decode_block_s=float(x[6]))})
-
-    def resid(x):
-        cal = make(x)
-        parts = []
-        if hp:
-            parts.append(np.log(tfit.prefill_predict(chip, cal, c, ps) / c["latency_s"][ps]))
-        if hd:
-            parts.append(np.log(tfit.decode_predict(chip, cal, c, ds) / c["latency_s"][ds]))
-        return np.concatenate(parts)
-
-    lo = np.array([0.05, 0.0, 0.05, 0.0, 1.0, 0.0, 0.0])
-    hi = np.array([1.0, 50e-6, 1.0, 50e-6, 20.0, 200.0, 20e-6])
-    x = _lsq(resid, x0, lo, hi, free, [0.1, 1e-6, 0.1, 1e-6, 1.0, 1.0, 1e-7])
-    return make(x) if free.any() else base
+    cal = base
+    if ps.any():
+        windowed = bool((c["window_size"][ps] > 0).any())
+        free = _present(fa.PREFILL_PARAMS, {"fp8": False, "prefill_window_unit_s": windowed})
+        cal = fa.fit_part(chip, cal, fa.PREFILL_PARAMS, fa.prefill_predict, c, ps, 1, free)
+    if ds.any():
+        ratio = c["num_heads"][ds] / c["num_key_value_heads"][ds]
+        grouped = (ratio > 1) & (ratio <= cal.attention.decode_max_group_heads)
+        has = {"per_head": bool((~grouped).any()), "grouped_16bit": bool(grouped.any()), "grouped_8bit": False,
+               "decode_unit_s_per_head_dim": bool(grouped.any()),
+               "l2_reread_speedup": bool((ratio > cal.attention.decode_max_group_heads).any())}
+        cal = fa.fit_part(chip, cal, fa.DECODE_PARAMS, fa.decode_predict, c, ds, 2, _present(fa.DECODE_PARAMS, has))
+    return cal
 
 
 def _fit_vector(chip, base: Calibration, m: Measured, train: np.ndarray) -> Calibration:
@@ -343,8 +325,8 @@ def _fit_vector(chip, base: Calibration, m: Measured, train: np.ndarray) -> Cali
         return base.model_copy(update={"vector": VectorCal(memory_efficiency=float(x[0]), overhead_s=float(x[1]))})
 
     lo, hi = np.array([0.05, 0.0]), np.array([1.0, 50e-6])
-    x = _lsq(lambda x: np.log(_vector_predict(chip, make(x), m, sel) / t),
-             [base.vector.memory_efficiency, base.vector.overhead_s], lo, hi, np.array([True, True]), [0.1, 1e-6])
+    x = lsq(lambda x: np.log(_vector_predict(chip, make(x), m, sel) / t),
+            [base.vector.memory_efficiency, base.vector.overhead_s], lo, hi, [0.1, 1e-6])
     return make(x)
 
 
@@ -385,8 +367,8 @@ def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: s
     m = measured if isinstance(measured, Measured) else read_measured(measured)
     chip = load_chip(chip)
     start_cal = load_calibration(start or DEFAULT_CALIBRATION)
-    # the new id from the start: the oracle treats a calibration named "ideal" differently
-    base = start_cal.model_copy(update={"id": cal_id or f"{chip.id}-measured"})
+    # fitted figures are real kernels, whatever the start was (a roofline start included)
+    base = start_cal.model_copy(update={"id": cal_id or f"{chip.id}-measured", "roofline": False})
     hold = m.holdout()
     train = ~hold & ~m.info
     cal = _fit_gemm(chip, base, m, train)
@@ -400,7 +382,7 @@ def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: s
             continue
         for label, side in (("train", v & train), ("holdout", v & hold)):
             if side.any():
-                report[f"{k}_{label}"] = tfit.error_stats(pred[side], m.cols["time_s"][side])
+                report[f"{k}_{label}"] = error_stats(pred[side], m.cols["time_s"][side])
     cal = cal.model_copy(update={
         "description": f"achievable efficiency fitted on {gpu} microbenchmarks (calibration/gpu_microbench.py); "
                        f"collectives kept from {start_cal.id}",
@@ -409,109 +391,6 @@ def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: s
         "holdout_error": report})
     return FitResult(calibration=cal, start=start_cal.id, csv=m.path, split=split_summary(m, hold), report=report,
                      provenance=dict(m.provenance))
-
-
-# ----------------------------------------------------------------------------- validating
-
-def _regions(m: Measured) -> list[tuple[str, str, np.ndarray]]:
-    c, cls, op = m.cols, m.op_class, m.op
-    mm, fmt = c["m"], c["format"]
-    out = []
-    for f in ("bf16", "fp8"):
-        g = (cls == "gemm") & (fmt == f)
-        out += [(f"gemm_{f}", "M<=16", g & (mm <= 16)), (f"gemm_{f}", "M 17-512", g & (mm > 16) & (mm <= 512)),
-                (f"gemm_{f}", "M>512", g & (mm > 512))]
-    p, d = cls == "attention_prefill", cls == "attention_decode"
-    out += [("attention_prefill", "seq<=4096", p & (c["seq_len"] <= 4096)),
-            ("attention_prefill", "seq>4096", p & (c["seq_len"] > 4096)),
-            ("attention_decode", "batch<=4", d & (c["batch"] <= 4)), ("attention_decode", "batch>4", d & (c["batch"] > 4)),
-            ("vector", "copy", op == "copy"), ("vector", "elementwise", np.isin(op, ("elementwise_add", "rmsnorm",
-                                                                                   "silu_mul"))),
-            ("vector", "launch", op == "launch")]
-    for kind in ("layer", "step"):
-        out += [(kind, "decode", (cls == kind) & (c["new_tokens"] == 1)),
-                (kind, "prefill", (cls == kind) & (c["new_tokens"] > 1))]
-    return [(k, r, s & ~m.info) for k, r, s in out]
-
-
-def _stats(pred: np.ndarray, meas: np.ndarray) -> dict | None:
-    if not len(meas):
-        return None
-    s = tfit.error_stats(pred, meas)
-    return {"median_abs_pct": s["median_abs_pct"], "worst_abs_pct": s["max_abs_pct"], "n": s["n"]}
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    csv: str
-    chip: str
-    shipped: str
-    fitted: str
-    split: dict
-    regions: list[dict]
-    model_rows: list[dict]
-    targets: list[dict]
-    info: dict
-    provenance: dict
-
-    def to_dict(self) -> dict:
-        return {"csv": self.csv, "chip": self.chip, "shipped_calibration": self.shipped,
-                "fitted_calibration": self.fitted, "split": self.split, "regions": self.regions,
-                "model_rows": self.model_rows, "targets": self.targets, "info": self.info,
-                "provenance": self.provenance}
-
-
-def validate_measured(measured: str | Path | Measured, chip: str | ChipSpec,
-                      calibration: str | Calibration | None = None,
-                      shipped: str | Calibration | None = None) -> ValidationReport:
-    """The oracle's error on a gpu_microbench CSV, per op class and shape region, on the
-    held-out rows: with the shipped calibration and with the fitted one (``calibration``;
-    None: fit now on the training split). Layer and step rows are priced with step_cost."""
-    m = measured if isinstance(measured, Measured) else read_measured(measured)
-    chip = load_chip(chip)
-    ship = load_calibration(shipped or DEFAULT_CALIBRATION)
-    fitted = load_calibration(calibration) if calibration is not None else fit_measured(m, chip, ship).calibration
-    hold = m.holdout()
-    t = m.cols["time_s"]
-    p_ship, p_fit = predict(chip, ship, m), predict(chip, fitted, m)
-    regions = []
-    for kind, region, sel in _regions(m):
-        if not sel.any():
-            continue
-        h = sel & hold
-        regions.append({"op_class": kind, "region": region, "n_train": int((sel & ~hold).sum()),
-                        "n_holdout": int(h.sum()), "shipped": _stats(p_ship[h], t[h]),
-                        "fitted": _stats(p_fit[h], t[h])})
-    model_rows = []
-    c = m.cols
-    for i in np.flatnonzero(np.isin(m.op, ("layer", "step"))):
-        model_rows.append({
-            "op": str(c["op"][i]), "phase": "decode" if c["new_tokens"][i] == 1 else "prefill",
-            "model": str(c["model"][i]), "batch": int(c["batch"][i]), "context": int(c["context"][i]),
-            "new_tokens": int(c["new_tokens"][i]), "measured_s": float(t[i]), "shipped_s": float(p_ship[i]),
-            "fitted_s": float(p_fit[i]), "shipped_error_pct": round(float((p_ship[i] / t[i] - 1) * 100), 2),
-            "fitted_error_pct": round(float((p_fit[i] / t[i] - 1) * 100), 2), "line": int(m.line[i])})
-    targets = []
-    for what, kinds, region, stat in (("held-out GEMM median", ("gemm_bf16", "gemm_fp8"), None, "median"),
-                                      ("held-out attention median", ("attention_prefill", "attention_decode"), None,
-                                       "median"),
-                                      ("decode step worst", ("step",), "decode", "worst"),
-                                      ("prefill step worst", ("step",), "prefill", "worst")):
-        sel = np.zeros(len(m), bool)
-        for k, r, s in _regions(m):
-            if k in kinds and (region is None or r == region):
-                sel |= s
-        sel &= hold
-        if not sel.any():
-            continue
-        err = np.abs(p_fit[sel] / t[sel] - 1.0) * 100.0
-        v = float(np.median(err) if stat == "median" else np.max(err))
-        targets.append({"target": f"{what} abs error <= 10% (fitted)", "value_pct": round(v, 2), "met": v <= 10.0,
-                        "n": int(sel.sum())})
-    info = {f"launch_{c['mode'][i]}_s": float(t[i]) for i in np.flatnonzero(m.info)}
-    return ValidationReport(csv=m.path, chip=chip.id, shipped=ship.id, fitted=fitted.id,
-                            split=split_summary(m, hold), regions=regions, model_rows=model_rows, targets=targets,
-                            info=info, provenance=dict(m.provenance))
 
 
 def fit_header(result: FitResult, command: str) -> str:

@@ -61,7 +61,7 @@ def fit_command(measured: Path, chip: str, out: Path, start: Optional[str], cal_
 
 
 def validate_command(measured: Path, chip: str, calibration: Optional[str], as_json: bool) -> None:
-    from ..calibrate.measured import validate_measured
+    from ..calibrate.check_measured import validate_measured
     from ..units import fmt
     r = validate_measured(measured, chip, calibration)
     if as_json:
@@ -99,12 +99,12 @@ def validate_command(measured: Path, chip: str, calibration: Optional[str], as_j
 
 
 def e2e_command(table: Path, engine: str, calibration: Optional[str], kv_memory_fraction: Optional[float],
-                build_for_largest: bool, as_json: bool) -> None:
+                build_for_largest: bool, interval: bool, as_json: bool) -> None:
     from ..validate.replay import validate_e2e
     from .progress import progress_bar
     with progress_bar("replaying rows", enabled=not as_json) as tick:
         r = validate_e2e(str(table), engine=engine, calibration=calibration, kv_memory_fraction=kv_memory_fraction,
-                         build_for_largest=build_for_largest, progress=tick).to_dict()
+                         build_for_largest=build_for_largest, interval=interval, progress=tick).to_dict()
     if as_json:
         emit(r)
         return
@@ -143,9 +143,12 @@ def register(app: typer.Typer, calibrate_app: typer.Typer) -> None:
                 build_for_largest: bool = typer.Option(
                     False, "--build-for-largest", help="one engine per model built for its largest ISL + OSL in the "
                     "table, reused for every row (as Azure's benchmarking guide runs trtllm-bench)"),
+                interval: bool = typer.Option(
+                    False, "--interval", help="also each row's 80%% interval and the share of measurements inside "
+                    "(perturbed runs: several times slower)"),
                 as_json: bool = JSON) -> None:
         """Replay a table of measured end-to-end results as they were run; median and p90 absolute error."""
-        e2e_command(table, engine, calibration, kv_memory_fraction, build_for_largest, as_json)
+        e2e_command(table, engine, calibration, kv_memory_fraction, build_for_largest, interval, as_json)
 
     @validate_app.command("kernels")
     def validate_cmd(measured: Path = typer.Argument(..., help="CSV written by calibration/gpu_microbench.py"),

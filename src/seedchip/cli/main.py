@@ -134,13 +134,18 @@ def estimate(chip: str = typer.Option(..., "--chip", help="catalog id or chip YA
              kv_format: str = typer.Option("bf16", "--kv-format"), batch: int = typer.Option(1, "--batch"),
              input_len: int = typer.Option(1024, "--input-len"), output_len: int = typer.Option(128, "--output-len"),
              calibration: Optional[str] = typer.Option(None, "--calibration"),
-             max_batched_tokens: int = typer.Option(8192, "--max-batched-tokens"),
-             memory_fraction: float = typer.Option(0.9, "--memory-fraction"), as_json: bool = JSON) -> None:
+             engine: str = typer.Option("vllm", "--engine", help="serving engine whose runtime costs and limits "
+                                        "apply: vllm, trtllm or sglang"),
+             max_batched_tokens: Optional[int] = typer.Option(None, "--max-batched-tokens",
+                                                              help="prefill tokens per step (default: the engine's)"),
+             memory_fraction: Optional[float] = typer.Option(None, "--memory-fraction",
+                                                             help="memory share (default: the engine's)"),
+             as_json: bool = JSON) -> None:
     """Static-batch estimate: TTFT, TPOT, end-to-end latency, throughput, memory."""
     r = api.estimate(chip=chip, model=model, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                      act_format=act_format, kv_format=kv_format, batch=batch, input_len=input_len,
-                     output_len=output_len, calibration=calibration, max_batched_tokens=max_batched_tokens,
-                     memory_fraction=memory_fraction)
+                     output_len=output_len, calibration=calibration, engine=engine,
+                     max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction)
     if as_json:
         emit(r.to_dict())
     else:
@@ -178,10 +183,11 @@ def fit_tables_cmd(folder: Path = typer.Argument(..., help="folder with gemm/con
     spec = api.load_chip(chip)
     mb = microbench or folder.parent / "microbench.csv"
     eff, info = stream_efficiency(mb, stream_hardware, spec)
-    cal = fit_tables(folder, spec, cal_id or spec.id, eff, 3e-6)
+    cal = fit_tables(folder, spec, cal_id or spec.id, eff, 3e-6)     # the vector overhead's starting point
     header = (f"# Calibration fitted by `seedchip calibrate fit-tables {folder.name} --chip {chip}` on measured kernel\n"
               f"# latencies only (GEMM, attention, NCCL) plus STREAM bandwidth ({info['source']}).\n"
-              f"# Vector-kernel overhead: 3 us (launch overhead, the same order as the fitted bf16 GEMM overhead).\n"
+              f"# Vector-kernel overhead: {cal.vector.overhead_s * 1e6:.2f} us, fitted with the GEMMs (the fp8 rows "
+              f"run activation-quantization kernels).\n"
               f"# holdout_error: % error on the 20% of shapes held out of the fit (split by a hash of the shape).")
     cal = cal.model_copy(update={"fitted_on": f"{folder.name}: measured {spec.name} kernel tables"})
     write_calibration(cal, out, header)

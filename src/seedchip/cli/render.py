@@ -157,7 +157,6 @@ def sim_tables(d: dict) -> list[Table]:
         s = d["slo"]
         head.add_row("SLO", f"{'met' if s['met'] else 'missed'}; {s['good_fraction']:.1%} of requests within it, "
                      f"goodput {s['goodput_requests_per_s']:.3g} req/s")
-    head.add_row("simulated in", fmt(d["sim_wall_s"], "s"))
     eng = Table(title="engines", header_style="bold")
     for col in ("#", "role", "chips", "plan", "busy", "steps", "macro steps", "preemptions", "KV tokens"):
         eng.add_column(col, justify="left" if col in ("role", "plan") else "right")
@@ -177,10 +176,15 @@ def capacity_tables(d: dict) -> list[Table]:
     t.add_column("", justify="right")
     t.add_row("max rate", f"{d['max_qps']:.4g} req/s ({d['max_qps_per_chip']:.4g} per chip"
               + (f", {d['max_qps_per_dollar_hour']:.4g} per $/h" if d["max_qps_per_dollar_hour"] else "") + ")")
+    if d.get("max_qps_interval80"):
+        lo, hi = d["max_qps_interval80"]
+        t.add_row("80% interval", f"{lo:.4g} - {hi:.4g} req/s")
+    t.add_row("binding limit", d["binding"] or "-")
     t.add_row("throughput there", f"{d['throughput_tokens_per_s']:,.0f} output tok/s")
-    m = d["metrics"]
-    t.add_row("TTFT / TPOT p99 there", f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
-    t.add_row("saturated rate (offline)", f"{i['saturated_requests_per_s']:.4g} req/s")
+    m = d["metrics"]["steady"]
+    t.add_row("TTFT / TPOT p99 there (steady)", f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
+    t.add_row("saturated rate", f"{d['saturated_requests_per_s']:.4g} req/s")
+    t.add_row("run length", " -> ".join(f"{c['num_requests']:,}: {c['max_qps']:.4g}" for c in d["convergence"]))
     s = Table(title="search", header_style="bold")
     for col in ("rate (req/s)", "TTFT p99", "TPOT p99", "met"):
         s.add_column(col, justify="right")
@@ -197,7 +201,8 @@ def engines_table(rows: list[dict]) -> Table:
         t.add_column(col, justify="left")
     for r in rows:
         rt = r["runtime"]
-        fused = [k.removeprefix("fuse_") for k in ("fuse_act_quant", "fuse_gated_act", "fuse_rotary") if rt[k]]
+        fused = [k.removeprefix("fuse_") for k in ("fuse_gated_act", "fuse_rotary") if rt[k]]
+        fused += [f"{s} quant" for s in ("norm", "act", "attn") if s not in rt["quant_kernels"]]
         graphs = "compiled" if rt["graph_max_tokens"] >= 10**8 else (
             f"graphs <= {rt['graph_max_tokens']} tok" + (" (decode)" if rt["graph_decode_only"] else ""))
         off = r.get("offline") or {}
@@ -213,22 +218,32 @@ def engines_table(rows: list[dict]) -> Table:
 
 def e2e_tables(r: dict) -> list[Table]:
     t = Table(title=f"{r['inputs']['table']}: simulated as run ({r['inputs']['num_cases']} rows)", header_style="bold")
-    for col in ("line", "case", "engine", "metric", "measured", "simulated", "error", "limits", "note"):
+    bands = r["inputs"].get("interval")
+    cols = ("line", "case", "engine", "metric", "measured", "simulated", "error") + (("80% interval",) if bands else ()) \
+        + ("limits", "note")
+    for col in cols:
         t.add_column(col, justify="right" if col in ("line", "measured", "simulated", "error") else "left")
     for x in r["rows"]:
         err = f"{x['error']:+.1%}" if x["error"] is not None else "-"
         pred = f"{x['predicted']:,.4g}" if x["predicted"] is not None else "-"
         lim = f"{x['max_num_seqs']} seqs, {x['max_batched_tokens']} tok" if x["max_num_seqs"] else ""
-        t.add_row(str(x["line"]), x["case"], x["engine"], x["metric"], f"{x['measured']:,.4g}", pred, err, lim,
+        band = ([f"{x['interval80'][0]:,.4g}-{x['interval80'][1]:,.4g}" + ("" if x["inside_interval80"] else " (out)")
+                 if x.get("interval80") else "-"] if bands else [])
+        t.add_row(str(x["line"]), x["case"], x["engine"], x["metric"], f"{x['measured']:,.4g}", pred, err, *band, lim,
                   (x["note"] or "")[:60])
-    s = Table(title="absolute error", header_style="bold")
-    for col in ("figure", "rows", "median", "p90"):
+    s = Table(title="error", header_style="bold")
+    for col in ("figure", "rows", "median |err|", "p90 |err|", "mean err"):
         s.add_column(col, justify="left" if col == "figure" else "right")
-    s.add_row("all", str(r["num_rows"]), _pct1(r["median_abs_err"]), _pct1(r["p90_abs_err"]))
+    s.add_row("all", str(r["num_rows"]), _pct1(r["median_abs_err"]), _pct1(r["p90_abs_err"]), _pct1(r["mean_err"]))
     for k, v in r["by_metric"].items():
-        s.add_row(k, str(v["n"]), _pct1(v["median_abs_err"]), _pct1(v["p90_abs_err"]))
+        s.add_row(k, str(v["n"]), _pct1(v["median_abs_err"]), _pct1(v["p90_abs_err"]), _pct1(v["mean_err"]))
+    notes = []
+    if "interval80_coverage" in r:
+        notes.append(f"measurements inside their 80% interval: {r['interval80_coverage']:.0%} "
+                     f"of {r['interval80_rows']}")
     if r["num_failed"]:
-        s.caption = f"{r['num_failed']} row(s) could not be simulated (see note)"
+        notes.append(f"{r['num_failed']} row(s) could not be simulated (see note)")
+    s.caption = "; ".join(notes) or None
     return [t, s]
 
 

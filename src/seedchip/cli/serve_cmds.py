@@ -96,12 +96,18 @@ def simulate(qps: Optional[float] = typer.Option(None, "--qps", help="arrival ra
              trace_out: Optional[str] = typer.Option(None, "--trace-out", help="write a Chrome/Perfetto trace JSON"),
              max_throughput: bool = typer.Option(False, "--max-throughput", help="offline: search the engine's batch "
                                                  "limits for the most output tokens/s (reported under 'tuned')"),
+             interval: bool = typer.Option(True, "--interval/--no-interval", help="80%% intervals on throughput, "
+                                           "mean TTFT and TPOT from perturbed runs (interval80)"),
              as_json: bool = JSON, **kw) -> None:
     """Simulate serving a request stream (trace or synthetic) on a deployment."""
     from .render import sim_tables
-    r = api.simulate(qps=qps, num_requests=num_requests, offline=offline, max_concurrency=max_concurrency,
-                     trace_out=trace_out, max_throughput=max_throughput, **kw).to_dict()
-    _show(r, as_json, sim_tables)
+    res = api.simulate(qps=qps, num_requests=num_requests, offline=offline, max_concurrency=max_concurrency,
+                       trace_out=trace_out, max_throughput=max_throughput, interval=interval, **kw)
+    _show(res.to_dict(), as_json, sim_tables)
+    if not as_json:
+        from ..units import fmt
+        from .render import console
+        console.print(f"simulated in {fmt(res.wall_s, 's')} of wall time")
 
 
 @with_options(SHARED)
@@ -109,11 +115,13 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
                                                         "4,000); it doubles until the answer is stable"),
              max_requests: int = typer.Option(32000, "--max-requests", help="the longest run the search may use"),
              price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
+             interval: bool = typer.Option(True, "--interval/--no-interval", help="max_qps_interval80 from the same "
+                                           "search under perturbed models (several more runs)"),
              as_json: bool = JSON, **kw) -> None:
     """The highest request rate the deployment sustains within the SLO percentiles, in steady state."""
     from .render import capacity_tables
     r = api.capacity(num_requests=num_requests, max_requests=max_requests, price_per_chip_hour=price_per_chip_hour,
-                     **kw).to_dict()
+                     interval=interval, **kw).to_dict()
     _show(r, as_json, capacity_tables)
 
 

@@ -26,7 +26,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-from .capture import TRANSCENDENTAL, Capture, CapturedOp, TRef, generic_name
+from .aten import MOVE_OPS, TRANSCENDENTAL, Capture, CapturedOp, TRef, generic_name
 
 COMPUTE = ("gemm", "attention")
 
@@ -174,7 +174,6 @@ def _op_flops(op: CapturedOp) -> float:
     if name in ("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "var", "std", "norm",
                 "linalg_vector_norm", "cumsum", "any", "all", "topk", "sort", "histc"):
         return float(inp)
-    from .capture import MOVE_OPS
     if name in MOVE_OPS or name.rstrip("_") in MOVE_OPS:
         return 0.0
     return (4.0 if name.rstrip("_") in TRANSCENDENTAL else 1.0) * out
@@ -318,13 +317,18 @@ class Lowered:
     unpriced_ops: list[str]
 
 
-def lower(capture: Capture, *, act_bytes: float = 2.0, fuse: bool = True) -> Lowered:
-    """Captured ops -> kernels in program order."""
+def _program_order(capture: Capture) -> list[CapturedOp]:
+    """The capture's ops, indexed from 0 (a slice of a longer capture is re-indexed on copies)."""
     ops = capture.ops
     if any(o.index != i for i, o in enumerate(ops)):     # a slice of a longer capture
         ops = [copy.copy(o) for o in ops]
         for i, o in enumerate(ops):
             o.index = i
+    return ops
+
+
+def _data_flow(ops: list[CapturedOp]) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """(storage root -> the ops reading it, storage root -> the first op other than a view writing it)."""
     consumers: dict[int, list[int]] = {}
     producer: dict[int, int] = {}
     for op in ops:
@@ -333,61 +337,85 @@ def lower(capture: Capture, *, act_bytes: float = 2.0, fuse: bool = True) -> Low
         if op.kind != "free":
             for r in op.outputs:
                 producer.setdefault(r.root, op.index)
-    gemms = _gemm_kernels(ops, fuse)
-    eager_starts, eager_covered = _eager_attention(ops, producer)
-    # MoE loops: ops between GEMMs of one grouped kernel belong to one region
-    out: list[Kernel] = []
-    folded: list[Kernel] = []
-    unpriced: list[str] = []
-    region: list[CapturedOp] = []
+    return consumers, producer
 
-    def flush():
-        nonlocal region
+
+class _Emitter:
+    """Kernels in program order. Vector and layout ops gather in an open region that becomes one
+    kernel (or, with ``fuse`` off, one per op) when a compute kernel or the end closes it; a region
+    of layout copies only folds away."""
+
+    def __init__(self, consumers: dict[int, list[int]], producer: dict[int, int], act_bytes: float, fuse: bool):
+        self.consumers, self.producer, self.act_bytes, self.fuse = consumers, producer, act_bytes, fuse
+        self.kernels: list[Kernel] = []
+        self.folded: list[Kernel] = []
+        self.unpriced: list[str] = []
+        self.region: list[CapturedOp] = []
+
+    def _region(self, ops: list[CapturedOp], kind: str = "vector") -> Kernel:
+        return _region_kernel(ops, self.consumers, self.producer, self.act_bytes, kind)
+
+    def flush(self) -> None:
+        region, self.region = self.region, []
         if not region:
             return
         if all(o.kind == "layout" for o in region):
-            folded.append(_region_kernel(region, consumers, producer, act_bytes, "layout"))
-        elif fuse:
-            out.append(_region_kernel(region, consumers, producer, act_bytes))
+            self.folded.append(self._region(region, "layout"))
+        elif self.fuse:
+            self.kernels.append(self._region(region))
         else:
             for o in region:
                 if o.kind == "layout":
-                    folded.append(_region_kernel([o], consumers, producer, act_bytes, "layout"))
+                    self.folded.append(self._region([o], "layout"))
                 else:
-                    out.append(_region_kernel([o], consumers, producer, act_bytes))
-        region = []
+                    self.kernels.append(self._region([o]))
 
-    for op in ops:
-        if op.index in eager_covered:
-            if op.index in eager_starts:
-                flush()
-                out.append(eager_starts[op.index])
-            continue
-        if op.kind == "free":
-            continue
-        if op.kind in ("vector", "layout"):
-            if op.target.startswith("aten.embedding."):
-                flush()                  # a token-embedding lookup is its own kernel
-                region.append(op)
-                flush()
-                continue
-            region.append(op)
-            continue
-        if op.kind == "gemm":
-            k = gemms.get(op.index)
-            if k is None:
-                continue         # absorbed into an earlier GEMM: does not split the region
-            flush()
-            out.append(k)
-            if k.kind == "unpriced":
-                unpriced.append(op.target)
-            continue
-        flush()
-        if op.kind == "attention":
-            out.append(Kernel("attention_" + op.attrs.get("phase", "?"), "attention", [op.index], dict(op.attrs),
-                              [op.target]))
+    def kernel(self, k: Kernel, unpriced: str | None = None) -> None:
+        """Close the open region, then emit ``k`` (an unpriced one listed by its aten op)."""
+        self.flush()
+        self.kernels.append(k)
+        if unpriced is not None:
+            self.unpriced.append(unpriced)
+
+
+def _lower_op(op: CapturedOp, em: _Emitter, gemms: dict[int, Kernel], eager_starts: dict[int, Kernel],
+              eager_covered: set[int]) -> None:
+    """Route one op: into an eager attention span, the open vector region, its (fused) GEMM
+    kernel, an attention kernel or an unpriced kernel."""
+    if op.index in eager_covered:
+        if op.index in eager_starts:
+            em.kernel(eager_starts[op.index])
+        return
+    if op.kind == "free":
+        return
+    if op.kind in ("vector", "layout"):
+        if op.target.startswith("aten.embedding."):
+            em.flush()                   # a token-embedding lookup is its own kernel
+            em.region.append(op)
+            em.flush()
         else:
-            out.append(Kernel(op.target, "unpriced", [op.index], {"module": op.module}, [op.target]))
-            unpriced.append(op.target)
-    flush()
-    return Lowered(kernels=out, folded=folded, num_ops=len(ops), unpriced_ops=unpriced)
+            em.region.append(op)
+        return
+    if op.kind == "gemm":
+        k = gemms.get(op.index)
+        if k is not None:        # None: absorbed into an earlier GEMM, does not split the region
+            em.kernel(k, op.target if k.kind == "unpriced" else None)
+        return
+    if op.kind == "attention":
+        em.kernel(Kernel("attention_" + op.attrs.get("phase", "?"), "attention", [op.index], dict(op.attrs),
+                         [op.target]))
+    else:
+        em.kernel(Kernel(op.target, "unpriced", [op.index], {"module": op.module}, [op.target]), op.target)
+
+
+def lower(capture: Capture, *, act_bytes: float = 2.0, fuse: bool = True) -> Lowered:
+    """Captured ops -> kernels in program order."""
+    ops = _program_order(capture)
+    consumers, producer = _data_flow(ops)
+    gemms = _gemm_kernels(ops, fuse)
+    eager_starts, eager_covered = _eager_attention(ops, producer)
+    em = _Emitter(consumers, producer, act_bytes, fuse)
+    for op in ops:
+        _lower_op(op, em, gemms, eager_starts, eager_covered)
+    em.flush()
+    return Lowered(kernels=em.kernels, folded=em.folded, num_ops=len(ops), unpriced_ops=em.unpriced)

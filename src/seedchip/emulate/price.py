@@ -77,19 +77,22 @@ def price_kernel(k: Kernel, dep: Deployment, fmts: PricingFormats) -> PricedKern
         kv_elems = kv_heads * (qk + v)
         if p["phase"] == "prefill":
             chunks = tuple(tuple(c) for c in p["chunks"])
+            window = int(p["window"])
             if p.get("causal", True):
-                q_total, pairs, kv_tokens, max_keys = graph.prefill_aggregates(chunks, int(p["window"]))
+                q_total, pairs, kv_tokens, max_keys = graph.prefill_aggregates(chunks, window)
             else:   # bidirectional: every query sees every key, in whole query tiles
                 q_total = float(sum(q for q, _ in chunks))
                 kv_tokens = float(sum(q + c for q, c in chunks))
                 max_keys = float(max(q + c for q, c in chunks))
                 pairs = float(sum(-(-q // 128) * 128 * (q + c) for q, c in chunks))
+            tiles, past = graph.prefill_tiles(chunks, window if p.get("causal", True) else 0)
             c = ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, kv_heads, qk, v,
-                                      kv_elems, "bf16", fmts.kv, k.name)
+                                      kv_elems, "bf16", fmts.kv, k.name, num_q_tiles=tiles, window_tiles=past)
         else:
             ctx = float(sum(p["decode_context"]))
             c = ops.decode_attention(chip, cal, len(p["decode_context"]), ctx, heads, kv_heads, 2.0 * (qk + v),
-                                     kv_elems, qk, "bf16", fmts.kv, k.name)
+                                     kv_elems, qk, "bf16", fmts.kv, k.name,
+                                     max_context_tokens=float(max(p["decode_context"])))
     elif k.kind == "vector":
         c = ops.vector(chip, cal, float(p["flops"]), float(p["hbm_bytes"]), k.name)
     else:

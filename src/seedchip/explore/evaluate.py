@@ -137,7 +137,7 @@ def slo_goodput(ctx: Context, chip: ChipSpec, chosen: dict) -> tuple[float, dict
                          weight_format=w.weight_format, act_format=w.act_format, kv_format=w.kv_format,
                          calibration=ctx.space.fidelity.calibration, workload=sv.workload,
                          num_requests=sv.num_requests, max_requests=sv.max_requests, seed=sv.seed,
-                         slo_ttft_p99=ttft, slo_tpot_p99=tpot).to_dict()
+                         slo_ttft_p99=ttft, slo_tpot_p99=tpot, interval=False).to_dict()
         except SeedChipError as e:
             detail[w.model] = {"goodput_tokens_per_s_per_chip": 0.0, "reason": one_line(e), "num_chips": d.num_chips}
             inv = math.inf
@@ -151,11 +151,14 @@ def slo_goodput(ctx: Context, chip: ChipSpec, chosen: dict) -> tuple[float, dict
     return (0.0 if not math.isfinite(inv) else 1.0 / inv), detail
 
 
-def _objectives(ctx: Context, chip: ChipSpec, objs: dict, chosen: dict, m: dict) -> dict:
+def _objectives(ctx: Context, chip: ChipSpec, objs: dict, chosen: dict, m: dict) -> tuple[dict, dict]:
+    """(the space's objectives, the metrics ``m`` plus the SLO goodput detail when it is one of them);
+    ``m`` itself is not changed."""
     if "slo_goodput_per_chip" in ctx.space.objectives:
         objs = dict(objs)
-        objs["slo_goodput_per_chip"], m["slo_goodput"] = slo_goodput(ctx, chip, chosen)
-    return {o: (objs[o] if o in objs else m[o]) for o in ctx.space.objectives}
+        objs["slo_goodput_per_chip"], goodput = slo_goodput(ctx, chip, chosen)
+        m = {**m, "slo_goodput": goodput}
+    return {o: (objs[o] if o in objs else m[o]) for o in ctx.space.objectives}, m
 
 
 def _row(key, params, feasible, reason, objectives, metrics, t0, baseline=False) -> dict:
@@ -198,7 +201,8 @@ def evaluate_point(ctx: Context, params: dict) -> dict:
     m["workload"] = detail
     if objs is None:
         return _row(key, params, False, reason, None, m, t0)
-    return _row(key, params, True, None, _objectives(ctx, chip, objs, chosen, m), m, t0)
+    objectives, m = _objectives(ctx, chip, objs, chosen, m)
+    return _row(key, params, True, None, objectives, m, t0)
 
 
 def evaluate_baseline(ctx: Context) -> dict | None:
@@ -226,7 +230,8 @@ def evaluate_baseline(ctx: Context) -> dict | None:
     m["workload"] = detail
     if objs is None:
         return _row("baseline", params, False, reason, None, m, t0, True)
-    return _row("baseline", params, True, None, _objectives(ctx, chip, objs, chosen, m), m, t0, True)
+    objectives, m = _objectives(ctx, chip, objs, chosen, m)
+    return _row("baseline", params, True, None, objectives, m, t0, True)
 
 
 def direction(objective: str) -> str:

@@ -89,46 +89,48 @@ def _title(d: dict, feas: list) -> str:
     return t
 
 
-def write_plots(d: dict, rows: list[dict], directory: Path) -> dict:
-    """pareto.html (Plotly, self-contained) and pareto.png (matplotlib); the paths written."""
-    x, y = _axes_pair(d["objectives"])
-    front_keys = {r["key"] for r in d["frontier"]}
-    feas = [r for r in rows if r["feasible"] and not r["is_baseline"]]
-    base = next((r for r in rows if r["is_baseline"] and r["feasible"]), None)
-    out: dict = {}
+def _write_plotly(d: dict, feas: list[dict], front_keys: set, base: dict | None, directory: Path) -> str | None:
+    """pareto.html (Plotly, self-contained): the feasible points, the frontier and the baseline;
+    its path, or None without Plotly."""
     try:
         import plotly.graph_objects as go
     except ImportError:
-        go = None
-    if go is not None:
-        def hover(r):
-            return "<br>".join(f"{k}={fmt_param(k, v)}" for k, v in r["params"].items())
-        fig = go.Figure()
-        rest = [r for r in feas if r["key"] not in front_keys]
-        fig.add_trace(go.Scattergl(x=[_value(r, x) for r in rest], y=[_value(r, y) for r in rest], mode="markers",
-                                   name="feasible", marker={"color": "#9aa5b1", "size": 5}, text=[hover(r) for r in rest],
-                                   hoverinfo="text+x+y"))
-        fr = sorted([r for r in feas if r["key"] in front_keys], key=lambda r: _value(r, x))
-        mode = "lines+markers" if len(d["objectives"]) == 2 else "markers"
-        fig.add_trace(go.Scatter(x=[_value(r, x) for r in fr], y=[_value(r, y) for r in fr], mode=mode,
-                                 name="Pareto frontier", marker={"color": "#d62728", "size": 8},
-                                 text=[hover(r) for r in fr], hoverinfo="text+x+y"))
-        if base is not None:
-            fig.add_trace(go.Scatter(x=[_value(base, x)], y=[_value(base, y)], mode="markers+text",
-                                     name=f"baseline {base['params']['baseline']}", text=[base["params"]["baseline"]],
-                                     textposition="top center",
-                                     marker={"symbol": "star", "size": 16, "color": "black"}))
-        fig.update_layout(title=_title(d, feas),
-                          xaxis_title=x.replace("_", " "), yaxis_title=y.replace("_", " "), template="plotly_white")
-        html = directory / "pareto.html"
-        fig.write_html(str(html), include_plotlyjs=True, full_html=True)
-        out["plot_html"] = str(html)
+        return None
+    x, y = _axes_pair(d["objectives"])
+
+    def hover(r):
+        return "<br>".join(f"{k}={fmt_param(k, v)}" for k, v in r["params"].items())
+    fig = go.Figure()
+    rest = [r for r in feas if r["key"] not in front_keys]
+    fig.add_trace(go.Scattergl(x=[_value(r, x) for r in rest], y=[_value(r, y) for r in rest], mode="markers",
+                               name="feasible", marker={"color": "#9aa5b1", "size": 5}, text=[hover(r) for r in rest],
+                               hoverinfo="text+x+y"))
+    fr = sorted([r for r in feas if r["key"] in front_keys], key=lambda r: _value(r, x))
+    mode = "lines+markers" if len(d["objectives"]) == 2 else "markers"
+    fig.add_trace(go.Scatter(x=[_value(r, x) for r in fr], y=[_value(r, y) for r in fr], mode=mode,
+                             name="Pareto frontier", marker={"color": "#d62728", "size": 8},
+                             text=[hover(r) for r in fr], hoverinfo="text+x+y"))
+    if base is not None:
+        fig.add_trace(go.Scatter(x=[_value(base, x)], y=[_value(base, y)], mode="markers+text",
+                                 name=f"baseline {base['params']['baseline']}", text=[base["params"]["baseline"]],
+                                 textposition="top center",
+                                 marker={"symbol": "star", "size": 16, "color": "black"}))
+    fig.update_layout(title=_title(d, feas),
+                      xaxis_title=x.replace("_", " "), yaxis_title=y.replace("_", " "), template="plotly_white")
+    html = directory / "pareto.html"
+    fig.write_html(str(html), include_plotlyjs=True, full_html=True)
+    return str(html)
+
+
+def _write_png(d: dict, feas: list[dict], front_keys: set, base: dict | None, directory: Path) -> str | None:
+    """pareto.png (matplotlib): the same plot; its path, or None without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return out
+        return None
+    x, y = _axes_pair(d["objectives"])
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     ax.scatter([_value(r, x) for r in feas if r["key"] not in front_keys],
                [_value(r, y) for r in feas if r["key"] not in front_keys], s=8, c="#9aa5b1", label="feasible")
@@ -149,7 +151,21 @@ def write_plots(d: dict, rows: list[dict], directory: Path) -> dict:
     png = directory / "pareto.png"
     fig.savefig(png)
     plt.close(fig)
-    out["plot_png"] = str(png)
+    return str(png)
+
+
+def write_plots(d: dict, rows: list[dict], directory: Path) -> dict:
+    """pareto.html (Plotly, self-contained) and pareto.png (matplotlib); the paths written."""
+    front_keys = {r["key"] for r in d["frontier"]}
+    feas = [r for r in rows if r["feasible"] and not r["is_baseline"]]
+    base = next((r for r in rows if r["is_baseline"] and r["feasible"]), None)
+    out: dict = {}
+    html = _write_plotly(d, feas, front_keys, base, directory)
+    if html is not None:
+        out["plot_html"] = html
+    png = _write_png(d, feas, front_keys, base, directory)
+    if png is not None:
+        out["plot_png"] = png
     return out
 
 

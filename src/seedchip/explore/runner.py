@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import SpecError
@@ -143,8 +143,10 @@ def _public(row: dict) -> dict:
             "metrics": {k: m[k] for k in FRONTIER_METRICS if k in m}, "workload": m.get("workload", {})}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExploreResult:
+    """A sweep's stored rows, its frontier and the baseline. Frozen: the plots and the elapsed
+    time are set when the result is made (``dataclasses.replace``), not afterwards."""
     space: Space
     method: str
     rows: list[dict]
@@ -243,19 +245,15 @@ def _backend(space: Space, workers: int, use_ray: bool, address: str | None):
     return Inline(space) if workers == 1 else Pool(space, workers)
 
 
-def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int, seed: int, prog: _Progress,
-                  stored: list[dict]) -> int:
-    try:
-        import optuna
-    except ImportError:
-        raise SpecError("--search tpe/nsga2 needs Optuna: pip install 'seedchip[explore]' (or optuna)") from None
+def _optuna_study(optuna, space: Space, method: str, seed: int, stored: list[dict]):
+    """An Optuna study over ``space`` (TPE or NSGA-II, seeded) that already knows the stored
+    points; infeasible points carry the worst objective values and a violated constraint (> 0).
+    (study, distributions, Optuna's direction per objective, whether this Optuna has
+    ``Trial.set_constraint``)."""
     from .optuna_space import distributions, to_trial_values
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = distributions(space)
     objs = space.objectives
     dirs = ["maximize" if direction(o) == "max" else "minimize" for o in objs]
-
-    # infeasible points: the worst objective values and a violated constraint (> 0)
     new_api = hasattr(optuna.trial.Trial, "set_constraint")          # optuna >= 5
 
     def constraints(trial):
@@ -273,6 +271,39 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
         study.add_trial(optuna.trial.create_trial(params=r["params"], distributions=dists,
                                                   values=to_trial_values(r, objs, dirs),
                                                   user_attrs={"infeasible": bad}, **extra))
+    return study, dists, dirs, new_api
+
+
+def _evaluate_new(backend, store: Store, prog: _Progress, points: list[dict], seen: set[str]
+                  ) -> tuple[dict[str, dict], int]:
+    """Evaluate the points not yet seen (each key once), committing them as they arrive:
+    (key -> row, the number evaluated)."""
+    fresh = [p for p in points if point_key(p) not in seen]
+    uniq = list({point_key(p): p for p in fresh}.values())
+    results = {}
+    new = 0
+    for chunk in backend.run(uniq):
+        store.add(chunk)
+        prog.advance(len(chunk))
+        new += len(chunk)
+        for r in chunk:
+            results[r["key"]] = r
+            seen.add(r["key"])
+    return results, new
+
+
+def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int, seed: int, prog: _Progress,
+                  stored: list[dict]) -> int:
+    """Ask Optuna for batches of points (one per worker), evaluate those not stored yet and tell it
+    every result, until ``trials`` points; the number of points evaluated."""
+    try:
+        import optuna
+    except ImportError:
+        raise SpecError("--search tpe/nsga2 needs Optuna: pip install 'seedchip[explore]' (or optuna)") from None
+    from .optuna_space import to_trial_values
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, dists, dirs, new_api = _optuna_study(optuna, space, method, seed, stored)
+    objs = space.objectives
     seen = {r["key"] for r in stored}
     new = 0
     batch = max(1, getattr(backend, "workers", 1))
@@ -280,22 +311,12 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
     while left > 0:
         asked = [study.ask(dists) for _ in range(min(batch, left))]
         left -= len(asked)
-        points = []
-        for t in asked:
-            points.append(dict(t.params))
+        points = [dict(t.params) for t in asked]
         by_key: dict[str, list] = {}
         for t, p in zip(asked, points):
             by_key.setdefault(point_key(p), []).append(t)
-        fresh = [p for p in points if point_key(p) not in seen]
-        uniq = list({point_key(p): p for p in fresh}.values())
-        results = {}
-        for chunk in backend.run(uniq):
-            store.add(chunk)
-            prog.advance(len(chunk))
-            new += len(chunk)
-            for r in chunk:
-                results[r["key"]] = r
-                seen.add(r["key"])
+        results, evaluated = _evaluate_new(backend, store, prog, points, seen)
+        new += evaluated
         old = {r["key"]: r for r in store.rows()} if len(results) < len(by_key) else {}
         for k, ts in by_key.items():
             r = results.get(k) or old.get(k)
@@ -308,6 +329,85 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
     return new
 
 
+def _open_space(store: Store, space: str | Path | Space | None, directory: Path) -> Space:
+    """The space to sweep (given, or the one stored in ``directory``); refuses a store swept with a
+    different evaluation and records the space in the store."""
+    if space is None:
+        text = store.get_meta("space_yaml")
+        if text is None:
+            raise SpecError(f"{str(directory)!r} holds no design space; give the space YAML too")
+        sp = parse_space(text, origin=str(directory / "results.duckdb"))
+    elif isinstance(space, Space):
+        sp, text = space, space.model_dump_json()
+    else:
+        sp, text = load_space(space)
+    stored_hash = store.get_meta("eval_hash")
+    if stored_hash is not None and stored_hash != sp.eval_hash():
+        raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints or TCO "
+                        f"(hash {stored_hash} != {sp.eval_hash()}); use a new --out directory")
+    store.set_meta("space_yaml", text)
+    store.set_meta("eval_hash", sp.eval_hash())
+    return sp
+
+
+def _add_baseline(sp: Space, store: Store, backend) -> None:
+    """Evaluate the baseline chip once per store."""
+    if sp.baseline is not None and "baseline" not in store.keys():
+        ctx = backend.ctx if isinstance(backend, Inline) else Context.build(sp)
+        b = evaluate_baseline(ctx)
+        if b is not None:
+            store.add([b])
+
+
+def _sweep(sp: Space, store: Store, backend, method: str, n: int, seed: int, progress: bool) -> int:
+    """Evaluate the sweep's points not stored yet; the number of points evaluated."""
+    label = f"{sp.name} ({method})"
+    if method in ("grid", "random"):
+        done = store.keys()
+        points = sp.grid() if method == "grid" else sp.random_points(n, seed)
+        uniq = list({point_key(p): p for p in points}.values())
+        todo = [p for p in uniq if point_key(p) not in done]
+        prog = _Progress(store, len(uniq), len(uniq) - len(todo), progress, label)
+        new = 0
+        try:
+            for chunk in backend.run(todo):
+                store.add(chunk)
+                prog.advance(len(chunk))
+                new += len(chunk)
+        finally:
+            prog.close()
+        return new
+    stored = [r for r in store.rows() if not r["is_baseline"]]
+    prog = _Progress(store, n, len(stored), progress, label)
+    try:
+        return _optuna_sweep(sp, store, backend, method, n, seed, prog, stored)
+    finally:
+        prog.close()
+
+
+def _frontier(store: Store, sp: Space) -> tuple[list[dict], list[dict], dict | None]:
+    """Mark the frontier in the store; (every stored row, the frontier rows best first, the baseline row)."""
+    rows = store.rows()
+    objs = sp.objectives
+    front = frontier(rows, objs, {o: direction(o) for o in objs})
+    store.mark_frontier([r["key"] for r in front])
+    rows = store.rows()
+    keys = {r["key"] for r in front}
+    front = [r for r in sorted(rows, key=lambda r: 0) if r["key"] in keys]
+    front = frontier(front, objs, {o: direction(o) for o in objs})
+    base = next((r for r in rows if r["is_baseline"]), None)
+    return rows, front, base
+
+
+def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
+    directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
+    if directory is None:
+        raise SpecError("give --out DIR for a new sweep (or --resume DIR to continue one)")
+    if resume is not None and not (directory / "results.duckdb").is_file():
+        raise SpecError(f"--resume {str(directory)!r}: no results.duckdb there; start a sweep with --out")
+    return directory
+
+
 def explore(space: str | Path | Space | None = None, *, out: str | Path | None = None, search: str | None = None,
             trials: int | None = None, seed: int | None = None, workers: int = 1, resume: str | Path | None = None,
             use_ray: bool = False, address: str | None = None, plot: bool = True,
@@ -315,84 +415,31 @@ def explore(space: str | Path | Space | None = None, *, out: str | Path | None =
     """Sweep ``space`` (a YAML path or a Space) into ``out/results.duckdb``; with ``resume=DIR``
     continue a stored sweep (its space is read from the store unless given)."""
     t_start = time.perf_counter()
-    directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
-    if directory is None:
-        raise SpecError("give --out DIR for a new sweep (or --resume DIR to continue one)")
-    if resume is not None and not (directory / "results.duckdb").is_file():
-        raise SpecError(f"--resume {str(directory)!r}: no results.duckdb there; start a sweep with --out")
+    directory = _run_directory(out, resume)
     store = Store(directory)
     try:
-        if space is None:
-            text = store.get_meta("space_yaml")
-            if text is None:
-                raise SpecError(f"{str(directory)!r} holds no design space; give the space YAML too")
-            sp = parse_space(text, origin=str(directory / "results.duckdb"))
-        elif isinstance(space, Space):
-            sp, text = space, space.model_dump_json()
-        else:
-            sp, text = load_space(space)
-        stored_hash = store.get_meta("eval_hash")
-        if stored_hash is not None and stored_hash != sp.eval_hash():
-            raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints or TCO "
-                            f"(hash {stored_hash} != {sp.eval_hash()}); use a new --out directory")
-        store.set_meta("space_yaml", text)
-        store.set_meta("eval_hash", sp.eval_hash())
+        sp = _open_space(store, space, directory)
         method = search or sp.search.method
         if method not in ("grid", "random", "tpe", "nsga2"):
             raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
         n = trials or sp.search.trials or (sp.grid_size() if method == "grid" else 100)
         sd = sp.search.seed if seed is None else seed
-        done = store.keys()
-
         backend = _backend(sp, workers, use_ray, address)
         try:
-            if "baseline" not in done and sp.baseline is not None:
-                ctx = backend.ctx if isinstance(backend, Inline) else Context.build(sp)
-                b = evaluate_baseline(ctx)
-                if b is not None:
-                    store.add([b])
+            _add_baseline(sp, store, backend)
             t_eval = time.perf_counter()
-            if method in ("grid", "random"):
-                points = sp.grid() if method == "grid" else sp.random_points(n, sd)
-                uniq = list({point_key(p): p for p in points}.values())
-                todo = [p for p in uniq if point_key(p) not in done]
-                prog = _Progress(store, len(uniq), len(uniq) - len(todo), progress, f"{sp.name} ({method})")
-                new = 0
-                try:
-                    for chunk in backend.run(todo):
-                        store.add(chunk)
-                        prog.advance(len(chunk))
-                        new += len(chunk)
-                finally:
-                    prog.close()
-            else:
-                stored = [r for r in store.rows() if not r["is_baseline"]]
-                prog = _Progress(store, n, len(stored), progress, f"{sp.name} ({method})")
-                try:
-                    new = _optuna_sweep(sp, store, backend, method, n, sd, prog, stored)
-                finally:
-                    prog.close()
+            new = _sweep(sp, store, backend, method, n, sd, progress)
             eval_s = time.perf_counter() - t_eval
         finally:
             backend.close()
-
-        rows = store.rows()
-        objs = sp.objectives
-        front = frontier(rows, objs, {o: direction(o) for o in objs})
-        store.mark_frontier([r["key"] for r in front])
-        rows = store.rows()
-        keys = {r["key"] for r in front}
-        front = [r for r in sorted(rows, key=lambda r: 0) if r["key"] in keys]
-        front = frontier(front, objs, {o: direction(o) for o in objs})
-        base = next((r for r in rows if r["is_baseline"]), None)
+        rows, front, base = _frontier(store, sp)
         res = ExploreResult(space=sp, method=method, rows=rows, front=front, baseline=base, num_new=new,
                             eval_s=eval_s, elapsed_s=0.0, store=str(store.path), backend=backend.name,
                             workers=getattr(backend, "workers", 1))
         if plot:
             from .report import write_plots
-            res.plots = write_plots(res.to_dict(), rows, directory)
-        res.elapsed_s = time.perf_counter() - t_start
-        return res
+            res = replace(res, plots=write_plots(res.to_dict(), rows, directory))
+        return replace(res, elapsed_s=time.perf_counter() - t_start)
     finally:
         store.close()
 

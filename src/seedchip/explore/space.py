@@ -40,6 +40,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .. import units
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
+from ..perf.deployment import Parallelism
 from ..spec_base import FrozenSpec
 from ..yamlio import PathError, load_marked, validation_error, where
 
@@ -94,11 +95,9 @@ class Scenario(FrozenSpec):
         return None if v is None else units.parse(v, "s", what="SLO")
 
 
-class DeploymentOption(FrozenSpec):
+class DeploymentOption(Parallelism):
+    """One parallel plan to try (formats come from the workload entry)."""
     num_chips: int = Field(gt=0)
-    tp: int | None = Field(None, gt=0)
-    pp: int = Field(1, gt=0)
-    ep: int = Field(1, gt=0)
 
 
 class Serving(FrozenSpec):

@@ -46,10 +46,9 @@ def _geometry(m: dict, bf16: float, clock: float) -> None:
                            f"{rows} x {cols} core; raise the FLOP/s or lower the clock")
 
 
-def make_variant(base: ChipSpec, params: dict, data: SiliconData, base_silicon: ChipSilicon | None = None
-                 ) -> tuple[ChipSpec, ChipSilicon]:
-    """(ChipSpec, ChipSilicon) of the point ``params`` applied to ``base``."""
-    d = base.model_dump()
+def _apply_compute(d: dict, params: dict) -> None:
+    """bf16 FLOP/s (other formats keep their ratio to bf16; fp4 on or off), clock and the core
+    geometry that gives them, vector FLOP/s and SRAM."""
     m = d["matrix"]
     peaks = dict(m["peak_flops_per_s"])
     bf16 = params.get("bf16_flops_per_s", peaks["bf16"])
@@ -69,8 +68,12 @@ def make_variant(base: ChipSpec, params: dict, data: SiliconData, base_silicon: 
     if "sram_mb" in params:
         d["sram"]["capacity_bytes"] = params["sram_mb"] * 1e6
 
+
+def _apply_hbm(d: dict, params: dict, data: SiliconData) -> None:
+    """HBM generation and stack height (per-stack bandwidth, capacity and pJ/bit from nodes.yaml;
+    without a height, the lowest that holds the base's capacity per stack), the number of stacks
+    and the link bandwidth."""
     hbm = d["hbm"]
-    energy = d["energy"]
     gen_name = params.get("hbm_generation", hbm["generation"]).lower()
     if "hbm_generation" in params or "hbm_height" in params:
         gen = data.hbm_generation(gen_name)
@@ -84,33 +87,58 @@ def make_variant(base: ChipSpec, params: dict, data: SiliconData, base_silicon: 
                           max(gen.heights))
         hbm.update(generation=gen_name, capacity_per_stack_bytes=height * gen.die_gbit / 8.0 * 1e9,
                    bw_per_stack_bytes_per_s=gen.bw_per_stack_bytes_per_s)
-        energy["hbm_j_per_byte"] = gen.pj_per_bit * 8e-12
+        d["energy"]["hbm_j_per_byte"] = gen.pj_per_bit * 8e-12
     if "hbm_stacks" in params:
         hbm["num_stacks"] = params["hbm_stacks"]
     if "link_bw_per_direction" in params:
         d["links"]["bw_per_direction_bytes_per_s"] = params["link_bw_per_direction"]
-    if "process_node" in params:
-        new, old = data.node(params["process_node"]), data.node(base.process_node)
-        s = new.energy_scale / old.energy_scale
-        energy["matrix_j_per_flop"] = {k: v * s for k, v in energy["matrix_j_per_flop"].items()}
-        energy["vector_j_per_flop"] *= s
-        energy["sram_j_per_byte"] *= s
-        d["process_node"] = params["process_node"]
 
-    bsil = base_silicon if base_silicon is not None else chip_silicon(base.id)
-    spares = int(params.get("spare_cores", 0))
-    sil = ChipSilicon(num_cores_on_die=m["num_cores"] + spares, num_dies=bsil.num_dies)
-    # static power: the base's idle_w scaled by the model's leakage (area and stacks)
+
+def _apply_process_node(d: dict, params: dict, base: ChipSpec, data: SiliconData) -> None:
+    """Matrix, vector and SRAM energy scale with the node's energy_scale."""
+    if "process_node" not in params:
+        return
+    energy = d["energy"]
+    new, old = data.node(params["process_node"]), data.node(base.process_node)
+    s = new.energy_scale / old.energy_scale
+    energy["matrix_j_per_flop"] = {k: v * s for k, v in energy["matrix_j_per_flop"].items()}
+    energy["vector_j_per_flop"] *= s
+    energy["sram_j_per_byte"] *= s
+    d["process_node"] = params["process_node"]
+
+
+def _apply_power(d: dict, params: dict, base: ChipSpec, bsil: ChipSilicon, sil: ChipSilicon,
+                 data: SiliconData) -> None:
+    """Static power: the base's idle_w scaled by the silicon model's leakage (area and stacks);
+    active power: the base's per core-hertz; TDP: the axis's cap, else the power the design
+    needs (rounded up to a watt)."""
     d["tdp_w"] = max(d["tdp_w"], 1e6)          # provisional; set below
     chip = ChipSpec.model_validate(d)
     leak_base = leakage_w(die_area(base, bsil, data).total_mm2, base.hbm.num_stacks, base, data)
     leak = leakage_w(die_area(chip, sil, data).total_mm2, chip.hbm.num_stacks, chip, data)
     d["energy"]["idle_w"] = base.energy.idle_w * leak / leak_base
+    # the active floor scales with the cores and the clock that toggle (per core-hertz, as the base's)
+    m, bm = d["matrix"], base.matrix
+    d["energy"]["active_w"] = base.energy.active_w * (m["num_cores"] * m["clock_hz"]) / (bm.num_cores * bm.clock_hz)
     chip = ChipSpec.model_validate(d)
     need = power_report(chip, 0.0, data).tdp_w
     d["tdp_w"] = float(params["tdp_w"]) if "tdp_w" in params else float(math.ceil(need))
-    if d["tdp_w"] <= d["energy"]["idle_w"]:
-        raise VariantError(f"tdp_w {d['tdp_w']:.0f} W is below the static power {d['energy']['idle_w']:.0f} W")
+    floor = d["energy"]["idle_w"] + d["energy"]["active_w"]
+    if d["tdp_w"] <= floor:
+        raise VariantError(f"tdp_w {d['tdp_w']:.0f} W is below the idle and active power {floor:.0f} W")
+
+
+def make_variant(base: ChipSpec, params: dict, data: SiliconData, base_silicon: ChipSilicon | None = None
+                 ) -> tuple[ChipSpec, ChipSilicon]:
+    """(ChipSpec, ChipSilicon) of the point ``params`` applied to ``base``."""
+    d = base.model_dump()
+    _apply_compute(d, params)
+    _apply_hbm(d, params, data)
+    _apply_process_node(d, params, base, data)
+    bsil = base_silicon if base_silicon is not None else chip_silicon(base.id)
+    spares = int(params.get("spare_cores", 0))
+    sil = ChipSilicon(num_cores_on_die=d["matrix"]["num_cores"] + spares, num_dies=bsil.num_dies)
+    _apply_power(d, params, base, bsil, sil, data)
     # the id hashes the spec itself: points that differ only in silicon-only axes (spare
     # cores) get the same ChipSpec, so the oracle's caches answer the second one
     tag = hashlib.sha256(json.dumps({k: v for k, v in d.items() if k not in ("id", "name")}, sort_keys=True,

@@ -31,7 +31,7 @@ from ..errors import SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..model.zoo import load_model
 from ..perf.calibration import load_calibration
-from ..perf.deployment import make_deployment
+from ..serve.profiles import ServingDeployment
 from ..perf.memory import check_fits, memory_plan
 from ..serve import capacity
 from ..version import __version__
@@ -90,15 +90,10 @@ def capacity_kwargs(scenario, device: str, demand: str, dep=None) -> dict:
     if dep is None:
         dep = candidates_of(dev.deployments[demand])[0]
     dc = scenario.demand[demand]
-    kw = {"chip": dev.chip, "model": dc.model, "num_chips": dep.num_chips, "tp": dep.tp, "pp": dep.pp,
-            "ep": dep.ep, "weight_format": dep.weight_format, "act_format": dep.act_format,
-            "kv_format": dep.kv_format, "calibration": scenario.calibration, "max_num_seqs": dep.max_num_seqs,
-            "max_batched_tokens": dep.max_batched_tokens, "prefix_caching": dep.prefix_caching,
-            "workload": dc.workload, "input_len": dc.input_len, "output_len": dc.output_len,
-            "slo_ttft_p99": dc.slo.ttft_p99, "slo_tpot_p99": dc.slo.tpot_p99, "num_requests": dc.num_requests,
-            "max_requests": dc.max_requests, "engine": dc.engine, "seed": dc.seed}
-    if dep.disaggregate:          # only when set, so the keys of plain deployments stay as they were
-        kw["disaggregate"] = dep.disaggregate
+    kw = {"chip": dev.chip, "model": dc.model, **dep.serve_kwargs(), "calibration": scenario.calibration,
+          "workload": dc.workload, "input_len": dc.input_len, "output_len": dc.output_len,
+          "slo_ttft_p99": dc.slo.ttft_p99, "slo_tpot_p99": dc.slo.tpot_p99, "num_requests": dc.num_requests,
+          "max_requests": dc.max_requests, "engine": dc.engine, "seed": dc.seed}
     return kw
 
 
@@ -108,12 +103,8 @@ def fit_error(kw: dict) -> str | None:
     if kw.get("disaggregate"):
         return None
     try:
-        d = make_deployment(load_chip(kw["chip"]), num_chips=kw["num_chips"], tp=kw["tp"], pp=kw["pp"], ep=kw["ep"],
-                            weight_format=kw["weight_format"], act_format=kw["act_format"],
-                            kv_format=kw["kv_format"], calibration=kw["calibration"],
-                            max_batched_tokens=kw["max_batched_tokens"])
-        arch = load_model(kw["model"])
-        d.check_model(arch)
+        spec = ServingDeployment(**{k: kw[k] for k in ServingDeployment.model_fields if k in kw})
+        arch, d = spec.build(load_chip(kw["chip"]), load_model(kw["model"]), kw["engine"], kw["calibration"])
         check_fits(arch, d, memory_plan(arch, d), 16)    # weights, activations and one KV block
     except SeedChipError as e:
         return one_line(e)
@@ -131,7 +122,7 @@ def capacity_key(kw: dict) -> str:
 def compute_capacity(kw: dict) -> dict:
     """One ``seedchip.capacity`` run as a cache record (a deployment that meets no SLO: zero)."""
     try:
-        r = capacity(**kw).to_dict()
+        r = capacity(**kw, interval=False).to_dict()
     except SeedChipError as e:
         return {"requests_per_s": 0.0, "tokens_per_s": 0.0, "energy_j_per_token": 0.0, "note": one_line(e)}
     return {"requests_per_s": r["max_qps"], "tokens_per_s": r["throughput_tokens_per_s"],

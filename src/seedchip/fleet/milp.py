@@ -18,8 +18,13 @@ Rows (each ``<=`` unless said)
     demand[m, q]   sum_d s[m,d,q] (+ u[m,q]) == 1                              (equality)
 
 Objective (US$, scaled to $M inside): capex (cash: when delivered; depreciation: the
-straight-line share inside the horizon) + energy (served tokens x J/token x PUE x $/kWh),
-each quarter's cost weighed by (1 + discount_rate_per_year)^(-q/4).
+straight-line share inside the horizon) + energy (served tokens x J/token x PUE x $/kWh, by
+``silicon.tco.energy_usd``), each quarter's cost weighed by (1 + discount_rate_per_year)^(-q/4).
+
+``build_model`` adds each family of variables and rows with one function (``_add_purchases``,
+``_add_shares``, ``_add_unmet``, ``_add_pool_rows``, ``_add_production_cap_rows``,
+``_add_hbm_rows``, ``_add_power_rows``, ``_add_budget_rows``, ``_add_violations``,
+``_demand_rows``), each documented with what it adds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from ..silicon.tco import energy_usd
 from .problem import SECONDS_PER_QUARTER, Problem
 
 SCALE = 1e6               # objective in $M
@@ -76,163 +82,230 @@ def _energy_usd_per_share(p: Problem) -> np.ndarray:
     """(M, D, Q): energy $ of serving all of class m's quarter-q demand on device d."""
     avg = p.peak_rate / p.peak_to_average[:, None]                                        # (M, Q)
     tokens = avg[:, None, :] * p.tokens_per_rate[:, :, None] * SECONDS_PER_QUARTER       # (M, D, Q)
-    return tokens * p.energy_j_per_token[:, :, None] * p.pue * p.usd_per_kwh / 3.6e6
+    return energy_usd(tokens * p.energy_j_per_token[:, :, None], p.pue, p.usd_per_kwh)
 
 
-def build_model(p: Problem, *, elastic_demand: bool = False, elastic_resources: bool = False,
-                clamp_power: bool = False) -> Model:
-    """The program. elastic_demand: unmet-share variables (priced in ``c_unmet`` and ``c_penalty``);
-    elastic_resources: a violation variable per resource row (priced in ``c_viol``); clamp_power: a
-    power row the installed base alone breaks allows no new chips instead of being infeasible."""
-    Q, D, M = p.num_quarters, len(p.devices), len(p.demands)
+class _Builder:
+    """The program being built: its variables (bounds, integrality, cost in $M) and its ``<=``
+    rows as COO triplets. Variables are added before the rows that use them."""
+
+    def __init__(self, p: Problem):
+        self.p = p
+        self.var: list[tuple] = []
+        self.index: dict = {}
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.integ: list[int] = []
+        self.cost: list[float] = []
+        self.rows: list[Row] = []
+        self.data: list[float] = []
+        self.ri: list[int] = []
+        self.ci: list[int] = []
+
+    def add_var(self, v: tuple, lb: float, ub: float, integer: bool, cost: float) -> int:
+        j = len(self.var)
+        self.var.append(v)
+        self.index[v] = j
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.integ.append(1 if integer else 0)
+        self.cost.append(cost)
+        return j
+
+    def add_row(self, row: Row, coefs: dict[int, float]) -> None:
+        r = len(self.rows)
+        self.rows.append(row)
+        for j, a in coefs.items():
+            if a != 0:
+                self.ri.append(r)
+                self.ci.append(j)
+                self.data.append(a)
+
+    def alive_buys(self, d: int, q: int):
+        """Purchase variables of device d still within their lifetime in quarter q."""
+        for k in range(q + 1):
+            if q - k < self.p.lifetime[d] and ("b", d, k) in self.index:
+                yield self.index[("b", d, k)]
+
+
+# ---- variables ------------------------------------------------------------------------------
+def _add_purchases(b: _Builder) -> None:
+    """b[d, q]: integer purchase units delivered in q, wherever the device can be bought; cost:
+    the units' capex at present value (cash: when delivered; depreciation: the straight-line
+    share of the quarters inside the horizon)."""
+    p = b.p
+    Q, D = p.num_quarters, len(p.devices)
     can = p.can_buy
-    var: list[tuple] = []
-    lb, ub, integ, cost = [], [], [], []
     capex = p.capex_per_chip * p.unit_chips                                                 # $ per purchase unit
     disc = p.discount
     for d in range(D):
         for q in range(Q):
             if can[d, q]:
-                var.append(("b", d, q))
-                lb.append(0.0)
-                ub.append(np.inf)
-                integ.append(1)
                 if p.objective == "cash":
                     pv = disc[q]
                 else:      # straight-line depreciation of the quarters inside the horizon
                     pv = sum(disc[k] for k in range(q, min(Q, q + p.lifetime[d]))) / p.lifetime[d]
-                cost.append(capex[d] * pv / SCALE)
+                b.add_var(("b", d, q), 0.0, np.inf, True, capex[d] * pv / SCALE)
+
+
+def _add_shares(b: _Builder) -> None:
+    """s[m, d, q] in [0, 1]: share of class m's quarter-q demand served by device d (where d has a
+    capacity for m and there is demand); cost: the energy of serving it, at present value."""
+    p = b.p
+    Q, D, M = p.num_quarters, len(p.devices), len(p.demands)
     energy = _energy_usd_per_share(p)
+    disc = p.discount
     for m in range(M):
         for d in range(D):
             if p.rate_per_chip[m, d] <= 0:
                 continue
             for q in range(Q):
                 if p.peak_rate[m, q] > 0:
-                    var.append(("s", m, d, q))
-                    lb.append(0.0)
-                    ub.append(1.0)
-                    integ.append(0)
-                    cost.append(energy[m, d, q] * disc[q] / SCALE)
-    avg_tokens = p.avg_tokens_per_s
-    if elastic_demand:
-        for m in range(M):
-            for q in range(Q):
-                if p.peak_rate[m, q] > 0:
-                    var.append(("u", m, q))
-                    lb.append(0.0)
-                    ub.append(1.0)
-                    integ.append(0)
-                    cost.append(0.0)
-    index = {v: i for i, v in enumerate(var)}
+                    b.add_var(("s", m, d, q), 0.0, 1.0, False, energy[m, d, q] * disc[q] / SCALE)
 
-    rows: list[Row] = []
-    data, ri, ci = [], [], []
 
-    def add_row(row: Row, coefs: dict[int, float]) -> None:
-        r = len(rows)
-        rows.append(row)
-        for j, a in coefs.items():
-            if a != 0:
-                ri.append(r)
-                ci.append(j)
-                data.append(a)
+def _add_unmet(b: _Builder) -> None:
+    """u[m, q] in [0, 1]: unmet share of class m in quarter q (elastic demand only); no cost here,
+    priced in ``c_unmet`` and ``c_penalty``."""
+    p = b.p
+    for m in range(len(p.demands)):
+        for q in range(p.num_quarters):
+            if p.peak_rate[m, q] > 0:
+                b.add_var(("u", m, q), 0.0, 1.0, False, 0.0)
 
-    def alive_buys(d: int, q: int):
-        for k in range(q + 1):
-            if q - k < p.lifetime[d] and ("b", d, k) in index:
-                yield index[("b", d, k)]
 
-    for d in range(D):
-        for q in range(Q):
+# ---- <= rows --------------------------------------------------------------------------------
+def _add_pool_rows(b: _Builder) -> None:
+    """pool[d, q]: sum_m peak[m,q] / rate[m,d] * s[m,d,q] - unit_chips * (purchases alive in q)
+    <= installed base of d alive in q (a device serving nothing in q has no row)."""
+    p = b.p
+    for d in range(len(p.devices)):
+        for q in range(p.num_quarters):
             coefs = {}
-            for m in range(M):
-                j = index.get(("s", m, d, q))
+            for m in range(len(p.demands)):
+                j = b.index.get(("s", m, d, q))
                 if j is not None:
                     coefs[j] = p.peak_rate[m, q] / p.rate_per_chip[m, d]
             if not coefs:
                 continue
-            for j in alive_buys(d, q):
+            for j in b.alive_buys(d, q):
                 coefs[j] = coefs.get(j, 0.0) - p.unit_chips[d]
-            add_row(Row("pool", q, d, rhs=float(p.base_chips[d, q])), coefs)
-    for d in range(D):
+            b.add_row(Row("pool", q, d, rhs=float(p.base_chips[d, q])), coefs)
+
+
+def _add_production_cap_rows(b: _Builder) -> None:
+    """prod_cap[d, q]: unit_chips * b[d,q] <= production cap of d in q (chips), where finite."""
+    p = b.p
+    for d in range(len(p.devices)):
         finite = p.cap_chips[d][np.isfinite(p.cap_chips[d]) & (p.cap_chips[d] > 0)]
         typical = float(finite.mean()) if finite.size else 1.0
-        for q in range(Q):
-            j = index.get(("b", d, q))
+        for q in range(p.num_quarters):
+            j = b.index.get(("b", d, q))
             if j is not None and math.isfinite(p.cap_chips[d, q]):
-                add_row(Row("prod_cap", q, d, rhs=float(p.cap_chips[d, q]),
-                            scale=max(float(p.cap_chips[d, q]), typical, 1.0)), {j: p.unit_chips[d]})
-    if p.hbm_supply is not None:
-        per_unit = p.hbm_stacks * p.unit_chips * p.draws_hbm
-        typical = max(float(p.hbm_supply.mean()), 1.0)
-        for q in range(Q):
-            ks = range(q + 1) if p.hbm_carry_over else (q,)
-            coefs = {index[("b", d, k)]: per_unit[d] for d in range(D) for k in ks
-                     if per_unit[d] > 0 and ("b", d, k) in index}
-            rhs = float(p.hbm_supply[: q + 1].sum() if p.hbm_carry_over else p.hbm_supply[q])
-            if coefs:
-                add_row(Row("hbm_supply", q, rhs=rhs, scale=max(rhs, typical)), coefs)
-    if p.power_mw is not None:
-        mw_per_chip = p.power_w * p.pue / 1e6
-        typical = max(float(p.power_mw.mean()), 1e-3)
-        for q in range(Q):
-            coefs = {}
-            for d in range(D):
-                for j in alive_buys(d, q):
-                    coefs[j] = mw_per_chip[d] * p.unit_chips[d]
-            rhs = float(p.power_mw[q] - (mw_per_chip * p.base_chips[:, q]).sum())
-            if clamp_power:
-                rhs = max(rhs, 0.0)
-            add_row(Row("power", q, rhs=rhs, scale=max(float(p.power_mw[q]), typical)), coefs)
-    if p.budget_usd is not None:
-        typical = max(float(p.budget_usd.mean()) / SCALE, 1e-6)
-        for y in range(len(p.years)):
-            coefs = {index[("b", d, q)]: capex[d] / SCALE for d in range(D) for q in range(Q)
-                     if p.year_of[q] == y and ("b", d, q) in index}
-            if coefs:
-                rhs = float(p.budget_usd[y]) / SCALE
-                add_row(Row("budget", year=y, rhs=rhs, scale=max(rhs, typical)), coefs)
+                b.add_row(Row("prod_cap", q, d, rhs=float(p.cap_chips[d, q]),
+                              scale=max(float(p.cap_chips[d, q]), typical, 1.0)), {j: p.unit_chips[d]})
 
-    if elastic_resources:
-        for r, row in enumerate(rows):
-            if row.kind in RESOURCE_KINDS:
-                j = len(var)
-                var.append(("e", r))
-                index[("e", r)] = j
-                lb.append(0.0)
-                ub.append(np.inf)
-                integ.append(0)
-                cost.append(0.0)
-                ri.append(r)
-                ci.append(j)
-                data.append(-1.0)
-    n = len(var)
+
+def _add_hbm_rows(b: _Builder) -> None:
+    """hbm_supply[q]: sum_d stacks_per_chip * unit_chips * b[d,q] <= HBM stacks supplied in q
+    (with carry_over: cumulative purchases <= cumulative supply); devices that draw on the supply only."""
+    p = b.p
+    if p.hbm_supply is None:
+        return
+    D = len(p.devices)
+    per_unit = p.hbm_stacks * p.unit_chips * p.draws_hbm
+    typical = max(float(p.hbm_supply.mean()), 1.0)
+    for q in range(p.num_quarters):
+        ks = range(q + 1) if p.hbm_carry_over else (q,)
+        coefs = {b.index[("b", d, k)]: per_unit[d] for d in range(D) for k in ks
+                 if per_unit[d] > 0 and ("b", d, k) in b.index}
+        rhs = float(p.hbm_supply[: q + 1].sum() if p.hbm_carry_over else p.hbm_supply[q])
+        if coefs:
+            b.add_row(Row("hbm_supply", q, rhs=rhs, scale=max(rhs, typical)), coefs)
+
+
+def _add_power_rows(b: _Builder, clamp_power: bool) -> None:
+    """power[q]: MW (nameplate x PUE) of the purchases alive in q <= MW available minus what the
+    installed base draws; with clamp_power a negative right-hand side (the base alone breaks the
+    limit) becomes 0: no new chips instead of an infeasible program."""
+    p = b.p
+    if p.power_mw is None:
+        return
+    mw_per_chip = p.power_w * p.pue / 1e6
+    typical = max(float(p.power_mw.mean()), 1e-3)
+    for q in range(p.num_quarters):
+        coefs = {}
+        for d in range(len(p.devices)):
+            for j in b.alive_buys(d, q):
+                coefs[j] = mw_per_chip[d] * p.unit_chips[d]
+        rhs = float(p.power_mw[q] - (mw_per_chip * p.base_chips[:, q]).sum())
+        if clamp_power:
+            rhs = max(rhs, 0.0)
+        b.add_row(Row("power", q, rhs=rhs, scale=max(float(p.power_mw[q]), typical)), coefs)
+
+
+def _add_budget_rows(b: _Builder) -> None:
+    """budget[y]: capex ($M) of the purchases delivered in year y <= the year's budget ($M)."""
+    p = b.p
+    if p.budget_usd is None:
+        return
+    Q, D = p.num_quarters, len(p.devices)
+    capex = p.capex_per_chip * p.unit_chips                                                 # $ per purchase unit
+    typical = max(float(p.budget_usd.mean()) / SCALE, 1e-6)
+    for y in range(len(p.years)):
+        coefs = {b.index[("b", d, q)]: capex[d] / SCALE for d in range(D) for q in range(Q)
+                 if p.year_of[q] == y and ("b", d, q) in b.index}
+        if coefs:
+            rhs = float(p.budget_usd[y]) / SCALE
+            b.add_row(Row("budget", year=y, rhs=rhs, scale=max(rhs, typical)), coefs)
+
+
+def _add_violations(b: _Builder) -> None:
+    """e[k] >= 0 per resource row k, entering the row with -1: the row may be exceeded by e[k]
+    (the explanation of an infeasible plan); priced in ``c_viol``."""
+    for r, row in enumerate(b.rows):
+        if row.kind in RESOURCE_KINDS:
+            j = b.add_var(("e", r), 0.0, np.inf, False, 0.0)
+            b.ri.append(r)
+            b.ci.append(j)
+            b.data.append(-1.0)
+
+
+# ---- objectives and the equality rows -------------------------------------------------------
+def _elastic_costs(b: _Builder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(c_unmet, c_viol, c_penalty): billion output tokens left unmet; relative violation of each
+    resource row (1 / its typical size); unmet demand in $M at PENALTY x the dearest capacity that
+    could serve it, so any plan that can serve a token does so before leaving it unmet."""
+    p = b.p
+    n = len(b.var)
     c_viol = np.zeros(n)
     c_unmet = np.zeros(n)
     c_penalty = np.zeros(n)
-    # unmet demand is priced at PENALTY x the dearest capacity that could serve it: any plan that
-    # can serve a token does so before leaving it unmet
-    dear = np.zeros(M)
-    for m in range(M):
+    dear = np.zeros(len(p.demands))
+    for m in range(len(p.demands)):
         ok = p.rate_per_chip[m] > 0
         dear[m] = float((p.capex_per_chip[ok] / p.rate_per_chip[m, ok]).max()) if ok.any() else 1.0
-    for j, v in enumerate(var):
+    avg_tokens = p.avg_tokens_per_s
+    for j, v in enumerate(b.var):
         if v[0] == "e":
-            c_viol[j] = 1.0 / rows[v[1]].scale
+            c_viol[j] = 1.0 / b.rows[v[1]].scale
         elif v[0] == "u":
             c_unmet[j] = avg_tokens[v[1], v[2]] * SECONDS_PER_QUARTER / 1e9
             c_penalty[j] = PENALTY * dear[v[1]] * p.peak_rate[v[1], v[2]] / SCALE
-    A_ub = sparse.csr_matrix((data, (ri, ci)), shape=(len(rows), n))
-    b_ub = np.array([r.rhs for r in rows])
+    return c_unmet, c_viol, c_penalty
 
+
+def _demand_rows(b: _Builder) -> tuple[sparse.csr_matrix, np.ndarray, list[Row]]:
+    """demand[m, q] (equality): sum_d s[m,d,q] (+ u[m,q]) == 1 for every class and quarter with demand."""
+    p = b.p
+    index, n = b.index, len(b.var)
     eq_rows: list[Row] = []
     data, ri, ci = [], [], []
-    for m in range(M):
-        for q in range(Q):
+    for m in range(len(p.demands)):
+        for q in range(p.num_quarters):
             if p.peak_rate[m, q] <= 0:
                 continue
-            js = [index[("s", m, d, q)] for d in range(D) if ("s", m, d, q) in index]
+            js = [index[("s", m, d, q)] for d in range(len(p.devices)) if ("s", m, d, q) in index]
             if ("u", m, q) in index:
                 js.append(index[("u", m, q)])
             r = len(eq_rows)
@@ -242,9 +315,33 @@ def build_model(p: Problem, *, elastic_demand: bool = False, elastic_resources: 
                 ci.append(j)
                 data.append(1.0)
     A_eq = sparse.csr_matrix((data, (ri, ci)), shape=(len(eq_rows), n))
-    b_eq = np.ones(len(eq_rows))
-    return Model(p, var, index, np.array(lb), np.array(ub), np.array(integ), np.array(cost), c_unmet, c_viol,
-                 c_penalty, A_ub, b_ub, rows, A_eq, b_eq, eq_rows)
+    return A_eq, np.ones(len(eq_rows)), eq_rows
+
+
+def build_model(p: Problem, *, elastic_demand: bool = False, elastic_resources: bool = False,
+                clamp_power: bool = False) -> Model:
+    """The program. elastic_demand: unmet-share variables (priced in ``c_unmet`` and ``c_penalty``);
+    elastic_resources: a violation variable per resource row (priced in ``c_viol``); clamp_power: a
+    power row the installed base alone breaks allows no new chips instead of being infeasible."""
+    b = _Builder(p)
+    _add_purchases(b)
+    _add_shares(b)
+    if elastic_demand:
+        _add_unmet(b)
+    _add_pool_rows(b)
+    _add_production_cap_rows(b)
+    _add_hbm_rows(b)
+    _add_power_rows(b, clamp_power)
+    _add_budget_rows(b)
+    if elastic_resources:
+        _add_violations(b)
+    c_unmet, c_viol, c_penalty = _elastic_costs(b)
+    n = len(b.var)
+    A_ub = sparse.csr_matrix((b.data, (b.ri, b.ci)), shape=(len(b.rows), n))
+    b_ub = np.array([r.rhs for r in b.rows])
+    A_eq, b_eq, eq_rows = _demand_rows(b)
+    return Model(p, b.var, b.index, np.array(b.lb), np.array(b.ub), np.array(b.integ), np.array(b.cost), c_unmet,
+                 c_viol, c_penalty, A_ub, b_ub, b.rows, A_eq, b_eq, eq_rows)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 1. The scenario is validated (``scenario.py``) and every device x demand class gets its SLO
    capacity (``capacity.py``: override, on-disk cache, or a ``seedchip.capacity`` run).
 2. The MILP (``milp.py``) buys whole purchase units per quarter and shares each class's demand
-   among the device pools, at the least total cost. Shadow prices come from its LP relaxation.
+   among the device pools, at the least total cost. Shadow prices come from its LP relaxation;
+   the solution becomes the plan's per-quarter figures in ``figures.py``.
 3. When it is infeasible: an elastic LP (every resource limit may be exceeded, each relative unit
    of violation priced alike) says which limit makes it so and by how much (in fractional
    purchases: within one purchase unit of the integer answer); then the best plan within the
@@ -15,9 +16,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +27,9 @@ import numpy as np
 
 from ..errors import SpecError
 from .capacity import resolve_capacities
-from .milp import RESOURCE_KINDS, SCALE, SHADOW_UNITS, Model, build_model, lp_duals, solve_lexicographic, solve_milp
+from .figures import devices_summary, figures, quarters, unmet_demand, years
+from .milp import (RESOURCE_KINDS, SCALE, SHADOW_UNITS, Model, Solution, build_model, lp_duals, solve_lexicographic,
+                   solve_milp)
 from .problem import SECONDS_PER_QUARTER, Problem, build_problem, unservable
 from .report import write_outputs
 from .resolve import load_scenario, parse_scenario
@@ -35,24 +39,72 @@ from .whatif import apply_what_ifs
 TIGHT_REL = 1e-7
 
 
-@dataclass
-class PlanResult:
-    data: dict
-    problem: Problem = field(repr=False)
-    solve_s: float = 0.0
-    base: "PlanResult | None" = field(default=None, repr=False)
-    outputs: dict = field(default_factory=dict)      # files written by out=DIR
+@dataclass(frozen=True)
+class Infeasibility:
+    """Why a plan is infeasible: the limits an elastic LP had to exceed (``violations``) and the
+    demand nothing installed or deliverable in time can serve (``not_deliverable``)."""
+    explanation: str
+    violations: list[dict]
+    not_deliverable: list[dict]
 
     def to_dict(self) -> dict:
-        return self.data
+        return {"explanation": self.explanation, "violations": copy.deepcopy(self.violations),
+                "not_deliverable": copy.deepcopy(self.not_deliverable)}
 
-    @property
-    def status(self) -> str:
-        return self.data["status"]
 
-    @property
-    def total_cost_usd(self) -> float | None:
-        return self.data["total_cost_usd"]
+@dataclass(frozen=True)
+class WhatIf:
+    """The changes a what-if applied (``{"what_if", "applied"}`` each) and the difference to the base plan."""
+    changes: list[dict]
+    diff: dict
+
+    def to_dict(self) -> dict:
+        return {"changes": copy.deepcopy(self.changes), "diff": copy.deepcopy(self.diff)}
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A solved plan. The fields up to ``what_if`` are the plan's JSON (``to_dict()``, in that
+    order); ``problem``, ``solve_s``, ``base`` (the plan before the what-ifs) and ``outputs`` (files
+    written by out=DIR) are not in it. Frozen: a what-if or written outputs make a new result
+    (``dataclasses.replace``)."""
+    scenario: str
+    status: str                         # optimal | time_limit | infeasible
+    objective: str
+    discount_rate_per_year: float
+    total_cost_usd: float | None
+    total_capex_usd: float
+    total_energy_usd: float
+    lp_relaxation_cost_usd: float | None
+    mip_gap: float | None
+    quarters: list[dict]
+    years: list[dict]
+    binding_constraints: list[dict]
+    unmet_demand: list[dict]
+    infeasibility: Infeasibility | None
+    devices: dict
+    capacity: list[dict]
+    inputs: dict
+    notes: list[str]
+    what_if: WhatIf | None = None
+    problem: Problem | None = field(default=None, repr=False, compare=False)
+    solve_s: float = field(default=0.0, compare=False)
+    base: "PlanResult | None" = field(default=None, repr=False, compare=False)
+    outputs: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        """The plan's JSON (what ``seedchip plan --json`` prints)."""
+        d = {"scenario": self.scenario, "status": self.status, "objective": self.objective,
+             "discount_rate_per_year": self.discount_rate_per_year, "total_cost_usd": self.total_cost_usd,
+             "total_capex_usd": self.total_capex_usd, "total_energy_usd": self.total_energy_usd,
+             "lp_relaxation_cost_usd": self.lp_relaxation_cost_usd, "mip_gap": self.mip_gap}
+        d.update(copy.deepcopy({"quarters": self.quarters, "years": self.years,
+                                "binding_constraints": self.binding_constraints, "unmet_demand": self.unmet_demand}))
+        d["infeasibility"] = self.infeasibility.to_dict() if self.infeasibility is not None else None
+        d.update(copy.deepcopy({"devices": self.devices, "capacity": self.capacity, "inputs": self.inputs,
+                                "notes": self.notes}))
+        d["what_if"] = self.what_if.to_dict() if self.what_if is not None else None
+        return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,160 +238,61 @@ def _late(p: Problem, m: int, q: int, share: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-def _extract(model: Model, x: np.ndarray) -> dict:
-    """Per-quarter plan figures from a solution vector."""
-    p = model.p
-    Q, D, M = p.num_quarters, len(p.devices), len(p.demands)
-    units = np.zeros((D, Q))
-    share = np.zeros((M, D, Q))
-    unmet = np.zeros((M, Q))
-    for j, v in enumerate(model.var):
-        if v[0] == "b":
-            units[v[1], v[2]] = round(float(x[j]))
-        elif v[0] == "s":
-            share[v[1], v[2], v[3]] = max(0.0, float(x[j]))
-        elif v[0] == "u":
-            unmet[v[1], v[2]] = max(0.0, float(x[j]))
-    buys = units * p.unit_chips[:, None]
-    alive = np.zeros((D, Q))
-    for d in range(D):
-        for q in range(Q):
-            alive[d, q] = p.base_chips[d, q] + sum(buys[d, k] for k in range(q + 1) if q - k < p.lifetime[d])
-    # a share the solver left unassigned (tolerance) counts as unmet
-    served_share = share.sum(axis=1)
-    demand_mask = p.peak_rate > 0
-    unmet = np.where(demand_mask, np.maximum(unmet, 1.0 - served_share), 0.0)
-    unmet[unmet < 1e-6] = 0.0
-    avg_rate = p.peak_rate / p.peak_to_average[:, None]
-    served_tok = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None]).sum(axis=1)       # (M, Q)
-    needed = (share * (p.peak_rate[:, None, :] / np.where(p.rate_per_chip > 0, p.rate_per_chip, np.inf)[:, :, None])).sum(axis=0)
-    energy_j = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None] * p.energy_j_per_token[:, :, None]).sum(axis=(0, 1)) * SECONDS_PER_QUARTER
-    energy_usd = energy_j * p.pue * p.usd_per_kwh / 3.6e6
-    capex = (buys * p.capex_per_chip[:, None]).sum(axis=0)
-    dep = p.base_depreciation_usd.sum(axis=0).copy()
-    for d in range(D):
-        for q in range(Q):
-            dep[q] += sum(buys[d, k] for k in range(q + 1) if q - k < p.lifetime[d]) * p.capex_per_chip[d] / p.lifetime[d]
-    power = (alive * p.power_w[:, None]).sum(axis=0) * p.pue / 1e6
-    hbm_used = (buys * (p.hbm_stacks * p.draws_hbm)[:, None]).sum(axis=0)
-    avg_tok = p.avg_tokens_per_s
-    quarters = []
-    for q in range(Q):
-        tokens = float(served_tok[:, q].sum()) * SECONDS_PER_QUARTER
-        quarters.append({
-            "quarter": p.quarters[q],
-            "purchases": {p.devices[d]: int(buys[d, q]) for d in range(D)},
-            "orders": {p.devices[d]: int(buys[d, q + p.lead_time[d]]) if q + p.lead_time[d] < Q else None
-                       for d in range(D)},
-            "installed": {p.devices[d]: int(round(alive[d, q])) for d in range(D)},
-            "utilization": {p.devices[d]: float(needed[d, q] / alive[d, q]) if alive[d, q] > 0 else None
-                            for d in range(D)},
-            "served_tokens_per_s": {p.demands[m]: float(served_tok[m, q]) for m in range(M)},
-            "demand_tokens_per_s": {p.demands[m]: float(avg_tok[m, q]) for m in range(M)},
-            "share": {p.demands[m]: {p.devices[d]: float(share[m, d, q]) for d in range(D) if share[m, d, q] > 1e-9}
-                      for m in range(M)},
-            "power_mw": float(power[q]),
-            "power_limit_mw": float(p.power_mw[q]) if p.power_mw is not None else None,
-            "hbm_stacks_used": float(hbm_used[q]),
-            "hbm_stacks_supply": float(p.hbm_supply[q]) if p.hbm_supply is not None else None,
-            "capex_usd": float(capex[q]),
-            "energy_usd": float(energy_usd[q]),
-            "spend_usd": float(capex[q] + energy_usd[q]),
-            "depreciation_usd": float(dep[q]),
-            "served_tokens": tokens,
-            "cost_per_million_tokens_usd": float((dep[q] + energy_usd[q]) / tokens * 1e6) if tokens > 0 else None,
-        })
-    unmet_list = []
-    for m in range(M):
-        for q in range(Q):
-            if unmet[m, q] > 0:
-                unmet_list.append({"demand": p.demands[m], "quarter": p.quarters[q], "unmet_share": float(unmet[m, q]),
-                                   "unmet_tokens_per_s": float(unmet[m, q] * avg_tok[m, q])})
-    years = []
-    for y, label in enumerate(p.years):
-        qs = [q for q in range(Q) if p.year_of[q] == y]
-        years.append({"year": label, "capex_usd": float(capex[qs].sum()), "energy_usd": float(energy_usd[qs].sum()),
-                      "budget_usd": float(p.budget_usd[y]) if p.budget_usd is not None else None})
-    return {"quarters": quarters, "unmet_demand": unmet_list, "years": years,
-            "total_capex_usd": float(capex.sum()), "total_energy_usd": float(energy_usd.sum()),
-            "_buys": buys}
+def _explain_infeasible(p: Problem) -> Infeasibility:
+    """Why: the LP relaxation with every limit elastic, minimising first the demand no limit can
+    fix (nothing installed or deliverable in time), then the relative violation of the limits."""
+    el = build_model(p, elastic_demand=True, elastic_resources=True)
+    vs = solve_lexicographic(el, [el.c_unmet, el.c_viol], integral=False)
+    violations, late = [], []
+    if vs.x is not None:
+        violations = _violations(el, vs.x)
+        for j, v in enumerate(el.var):
+            if v[0] == "u" and vs.x[j] > 1e-6:
+                late.append(_late(p, v[1], v[2], float(vs.x[j])))
+    reasons = [x["reason"] for x in late] + [_explain(v) for v in violations]
+    return Infeasibility(explanation="; ".join(reasons) if reasons else "no single limit explains it",
+                         violations=violations, not_deliverable=late)
 
 
-def _devices_summary(p: Problem, buys: np.ndarray) -> dict:
-    out = {}
-    for d, name in enumerate(p.devices):
-        out[name] = {"kind": p.kinds[d], "chip": p.chips[d], "unit_cost_usd": float(p.unit_cost_usd[d]),
-                     "unit_cost_source": p.unit_cost_source[d], "capex_per_chip_usd": float(p.capex_per_chip[d]),
-                     "power_w_per_chip": float(p.power_w[d]), "hbm_stacks_per_chip": float(p.hbm_stacks[d]),
-                     "draws_hbm_supply": bool(p.draws_hbm[d]), "purchase_unit_chips": int(p.unit_chips[d]),
-                     "lifetime_quarters": int(p.lifetime[d]), "lead_time_quarters": int(p.lead_time[d]),
-                     "first_delivery": (p.quarters[int(np.argmax(p.can_buy[d]))] if p.can_buy[d].any() else None),
-                     "total_purchased_chips": int(buys[d].sum())}
-    return out
-
-
-def solve_problem(p: Problem) -> tuple[dict, float]:
-    """Solve (and, if infeasible, explain) a resolved problem; the plan's dict and the solve time."""
-    t0 = time.perf_counter()
-    infeasibility = None
-    model = build_model(p)
+def _solve(p: Problem, model: Model) -> tuple[str, Model, np.ndarray, Solution, Infeasibility | None]:
+    """(status, the model solved, its objective, its solution, why it is infeasible): the program
+    itself or, when it is infeasible, the best plan within the limits (unmet demand allowed at a
+    penalty no purchase can beat)."""
     sol = None if unservable(p) else solve_milp(model, model.c_cost)
-    final_model, final_c = model, model.c_cost
     if sol is not None and sol.status in ("optimal", "time_limit"):
-        status = sol.status
-    elif sol is not None and sol.status == "error":
+        return sol.status, model, model.c_cost, sol, None
+    if sol is not None and sol.status == "error":
         raise SpecError(f"the planner's solver failed: {sol.message}")
-    else:
-        status = "infeasible"
-        # Why: the LP relaxation with every limit elastic, minimising first the demand no limit can
-        # fix (nothing installed or deliverable in time), then the relative violation of the limits.
-        el = build_model(p, elastic_demand=True, elastic_resources=True)
-        vs = solve_lexicographic(el, [el.c_unmet, el.c_viol], integral=False)
-        violations, late = [], []
-        if vs.x is not None:
-            violations = _violations(el, vs.x)
-            for j, v in enumerate(el.var):
-                if v[0] == "u" and vs.x[j] > 1e-6:
-                    late.append(_late(p, v[1], v[2], float(vs.x[j])))
-        reasons = [x["reason"] for x in late] + [_explain(v) for v in violations]
-        infeasibility = {"explanation": "; ".join(reasons) if reasons else "no single limit explains it",
-                         "violations": violations, "not_deliverable": late}
-        # The best plan within the limits: unmet demand allowed at a penalty no purchase can beat.
-        final_model = build_model(p, elastic_demand=True, clamp_power=True)
-        final_c = final_model.c_cost + final_model.c_penalty
-        sol = solve_milp(final_model, final_c)
-        if sol.x is None:
-            raise SpecError(f"the planner's solver failed on the relaxed plan: {sol.message}")
+    infeasibility = _explain_infeasible(p)
+    final_model = build_model(p, elastic_demand=True, clamp_power=True)
+    final_c = final_model.c_cost + final_model.c_penalty
+    sol = solve_milp(final_model, final_c)
+    if sol.x is None:
+        raise SpecError(f"the planner's solver failed on the relaxed plan: {sol.message}")
+    return "infeasible", final_model, final_c, sol, infeasibility
+
+
+def solve_problem(p: Problem) -> PlanResult:
+    """Solve (and, if infeasible, explain) a resolved problem: the plan, with its solve time."""
+    t0 = time.perf_counter()
+    model = build_model(p)
+    status, final_model, final_c, sol, infeasibility = _solve(p, model)
     x = sol.x
     marg, lp_obj = lp_duals(final_model, final_c)
-    ex = _extract(final_model, x)
-    buys = ex.pop("_buys")
-    total = float(final_model.c_cost @ x) * SCALE
-    data = {
-        "scenario": p.name,
-        "status": status,
-        "objective": p.objective,
-        "discount_rate_per_year": p.discount_rate_per_year,
-        "total_cost_usd": total,
-        "total_capex_usd": ex["total_capex_usd"],
-        "total_energy_usd": ex["total_energy_usd"],
-        "lp_relaxation_cost_usd": lp_obj * SCALE if lp_obj is not None and status != "infeasible" else None,
-        "mip_gap": sol.mip_gap,
-        "quarters": ex["quarters"],
-        "years": ex["years"],
-        "binding_constraints": _binding(final_model, x, marg),
-        "unmet_demand": ex["unmet_demand"],
-        "infeasibility": infeasibility,
-        "devices": _devices_summary(p, buys),
-        "capacity": [c.to_dict() for c in p.capacities],
-        "inputs": {"quarters": p.quarters, "years": p.years, "pue": p.pue, "usd_per_kwh": p.usd_per_kwh,
-                   "capacity_derate": p.capacity_derate,
-                   "num_variables": len(model.var), "num_integer": int(model.integrality.sum()),
-                   "num_constraints": int(model.A_ub.shape[0] + model.A_eq.shape[0])},
-        "notes": list(p.notes),
-        "what_if": None,
-    }
-    return data, time.perf_counter() - t0
+    f = figures(final_model, x)
+    return PlanResult(
+        scenario=p.name, status=status, objective=p.objective, discount_rate_per_year=p.discount_rate_per_year,
+        total_cost_usd=float(final_model.c_cost @ x) * SCALE, total_capex_usd=float(f.capex.sum()),
+        total_energy_usd=float(f.energy_usd.sum()),
+        lp_relaxation_cost_usd=lp_obj * SCALE if lp_obj is not None and status != "infeasible" else None,
+        mip_gap=sol.mip_gap, quarters=quarters(p, f), years=years(p, f),
+        binding_constraints=_binding(final_model, x, marg), unmet_demand=unmet_demand(p, f),
+        infeasibility=infeasibility, devices=devices_summary(p, f.buys), capacity=[c.to_dict() for c in p.capacities],
+        inputs={"quarters": p.quarters, "years": p.years, "pue": p.pue, "usd_per_kwh": p.usd_per_kwh,
+                "capacity_derate": p.capacity_derate,
+                "num_variables": len(model.var), "num_integer": int(model.integrality.sum()),
+                "num_constraints": int(model.A_ub.shape[0] + model.A_eq.shape[0])},
+        notes=list(p.notes), problem=p, solve_s=time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,16 +344,15 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         s = load_scenario(scenario)
     caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress)
     p = build_problem(s, caps)
-    data, dt = solve_problem(p)
-    result = PlanResult(data, p, dt)
+    result = solve_problem(p)
     if what_if:
         q, changes = apply_what_ifs(p, list(what_if))
-        wdata, wdt = solve_problem(q)
-        wdata["what_if"] = {"changes": changes, "diff": diff_plans(data, wdata)}
-        result = PlanResult(wdata, q, wdt, base=result)
+        changed = solve_problem(q)
+        result = replace(changed, base=result,
+                         what_if=WhatIf(changes=changes, diff=diff_plans(result.to_dict(), changed.to_dict())))
     if out is not None:
-        write_outputs(result, Path(out))
+        result = replace(result, outputs=write_outputs(result, Path(out)))
     return result
 
 
-__all__ = ["plan", "PlanResult", "solve_problem", "diff_plans"]
+__all__ = ["plan", "PlanResult", "Infeasibility", "WhatIf", "solve_problem", "diff_plans"]

@@ -114,16 +114,31 @@ def _dep_num_chips(s: Scenario, dev: str, cls: str, override) -> int:
     return candidates_of(s.devices[dev].deployments[cls])[0].num_chips
 
 
-def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:
-    """Resolve the scenario into numbers. ``capacities`` maps (device, demand class) to its capacity."""
+@dataclass
+class _Devices:
+    """Per-device figures (D,) of the scenario, and notes on where they came from."""
+    unit_cost: list[float]
+    unit_src: list[str]
+    sys_cost: list[float]
+    power: list[float]
+    stacks: list[float]
+    draws: list[bool]
+    life: list[int]
+    lead: list[int]
+    avail: list[int]
+    purch: list[bool]
+    cap: np.ndarray                     # (D, Q) production cap, inf = unlimited
+    notes: list[str]
 
+
+def _devices(s: Scenario) -> _Devices:
+    """Cost (given or from the silicon model), power (given or TDP, plus host), HBM stacks, lifetime,
+    lead time, availability and production cap of every device."""
     Q = s.horizon_quarters
-    devs, dems = list(s.devices), list(s.demand)
-    D, M = len(devs), len(dems)
     notes: list[str] = []
     unit_cost, unit_src, sys_cost, power, stacks, draws, life, lead, avail, purch = ([] for _ in range(10))
-    cap = np.full((D, Q), np.inf)
-    for i, name in enumerate(devs):
+    cap = np.full((len(s.devices), Q), np.inf)
+    for i, name in enumerate(s.devices):
         dev = s.devices[name]
         chip = load_chip(dev.chip)
         uc, src = device_unit_cost(name, dev.kind, dev.chip, dev.unit_cost_usd)
@@ -142,23 +157,37 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
         pc = expand(dev.production_cap_chips, Q, ("devices", name, "production_cap_chips"))
         if pc is not None:
             cap[i] = pc
+    return _Devices(unit_cost, unit_src, sys_cost, power, stacks, draws, life, lead, avail, purch, cap, notes)
 
-    base = np.zeros((D, Q))
-    base_dep = np.zeros((D, Q))
+
+def _installed_base(s: Scenario, dv: _Devices) -> tuple[np.ndarray, np.ndarray]:
+    """(D, Q) chips of the installed base (incl. on order) alive in each quarter, and their
+    straight-line depreciation (at the batch's own unit cost, else the device's capex)."""
+    Q = s.horizon_quarters
+    devs = list(s.devices)
+    base = np.zeros((len(devs), Q))
+    base_dep = np.zeros((len(devs), Q))
     for b in s.installed_base:
         d = devs.index(b.device)
         arrive = s.quarter_index(b.arrives, ()) if b.arrives is not None else 0
-        per_chip = b.unit_cost_usd if b.unit_cost_usd is not None else unit_cost[d] + sys_cost[d]
+        per_chip = b.unit_cost_usd if b.unit_cost_usd is not None else dv.unit_cost[d] + dv.sys_cost[d]
         for q in range(Q):
             age = b.age_quarters + (q - arrive)
-            if q >= arrive and age < life[d]:
+            if q >= arrive and age < dv.life[d]:
                 base[d, q] += b.chips
-                base_dep[d, q] += b.chips * per_chip / life[d]
+                base_dep[d, q] += b.chips * per_chip / dv.life[d]
+    return base, base_dep
 
+
+def _demand(s: Scenario) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(M, Q) peak rate of each class (output tokens/s from tokens per day x peak_to_average, or
+    peak requests/s), (M,) peak_to_average, and each class's basis (tokens | requests)."""
+    Q = s.horizon_quarters
+    M = len(s.demand)
     peak = np.zeros((M, Q))
     pta = np.ones(M)
     basis = []
-    for m, name in enumerate(dems):
+    for m, name in enumerate(s.demand):
         dc = s.demand[name]
         basis.append(dc.basis)
         pta[m] = dc.peak_to_average
@@ -166,7 +195,15 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
             peak[m] = np.array(expand(dc.tokens_per_day, Q, ())) / 86400.0 * dc.peak_to_average
         else:
             peak[m] = np.array(expand(dc.peak_requests_per_s, Q, ()))
+    return peak, pta, basis
 
+
+def _capacities(s: Scenario, capacities: dict[tuple[str, str], Capacity], basis: list[str]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Capacity]]:
+    """(M, D) served rate per chip (in the class's basis, derated), output tokens per unit of rate
+    and joules per output token of every device x class with a capacity; the capacities, sorted."""
+    devs, dems = list(s.devices), list(s.demand)
+    M, D = len(dems), len(devs)
     rate = np.zeros((M, D))
     tpr = np.ones((M, D))
     energy = np.zeros((M, D))
@@ -184,7 +221,17 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
             rate[m, d] = c.requests_per_s / c.num_chips * s.capacity_derate
             tpr[m, d] = c.tokens_per_s / c.requests_per_s
         energy[m, d] = c.energy_j_per_token
+    return rate, tpr, energy, caps
 
+
+def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:
+    """Resolve the scenario into numbers. ``capacities`` maps (device, demand class) to its capacity."""
+    Q = s.horizon_quarters
+    devs, dems = list(s.devices), list(s.demand)
+    dv = _devices(s)
+    base, base_dep = _installed_base(s, dv)
+    peak, pta, basis = _demand(s)
+    rate, tpr, energy, caps = _capacities(s, capacities, basis)
     years = s.year_labels
     bud = expand(s.budget.capex_usd_per_year, len(years), ())
     hbm = expand(s.hbm.supply_stacks, Q, ())
@@ -194,18 +241,18 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
         kinds=[s.devices[d].kind for d in devs], chips=[s.devices[d].chip for d in devs], demands=dems,
         models=[s.demand[m].model for m in dems], basis=basis,
         unit_chips=np.array([s.devices[d].purchase_unit_chips for d in devs], dtype=float),
-        unit_cost_usd=np.array(unit_cost, dtype=float), unit_cost_source=unit_src,
-        system_cost_usd=np.array(sys_cost, dtype=float), power_w=np.array(power, dtype=float),
-        hbm_stacks=np.array(stacks, dtype=float), draws_hbm=np.array(draws, dtype=bool),
-        lifetime=np.array(life, dtype=int), lead_time=np.array(lead, dtype=int),
-        available_from=np.array(avail, dtype=int), purchasable=np.array(purch, dtype=bool), cap_chips=cap,
+        unit_cost_usd=np.array(dv.unit_cost, dtype=float), unit_cost_source=dv.unit_src,
+        system_cost_usd=np.array(dv.sys_cost, dtype=float), power_w=np.array(dv.power, dtype=float),
+        hbm_stacks=np.array(dv.stacks, dtype=float), draws_hbm=np.array(dv.draws, dtype=bool),
+        lifetime=np.array(dv.life, dtype=int), lead_time=np.array(dv.lead, dtype=int),
+        available_from=np.array(dv.avail, dtype=int), purchasable=np.array(dv.purch, dtype=bool), cap_chips=dv.cap,
         base_chips=base, base_depreciation_usd=base_dep, peak_rate=peak, peak_to_average=pta,
         rate_per_chip=rate, tokens_per_rate=tpr, energy_j_per_token=energy, capacities=caps,
         hbm_supply=None if hbm is None else np.array(hbm), hbm_carry_over=s.hbm.carry_over,
         power_mw=None if pmw is None else np.array(pmw), pue=s.datacenter.pue,
         usd_per_kwh=s.datacenter.usd_per_kwh, budget_usd=None if bud is None else np.array(bud),
-        objective=s.objective, discount_rate_per_year=s.discount_rate_per_year, capacity_derate=s.capacity_derate, time_limit_s=s.solver.time_limit_s,
-        mip_rel_gap=s.solver.mip_rel_gap, notes=notes)
+        objective=s.objective, discount_rate_per_year=s.discount_rate_per_year, capacity_derate=s.capacity_derate,
+        time_limit_s=s.solver.time_limit_s, mip_rel_gap=s.solver.mip_rel_gap, notes=dv.notes)
 
 
 def unservable(p: Problem) -> list[dict]:

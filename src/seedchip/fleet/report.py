@@ -285,8 +285,8 @@ def write_png(d: dict, path: Path) -> bool:
 def write_outputs(result, out: Path) -> dict:
     """plan.json (and base_plan.json for a what-if), plan.html, plan.png (when matplotlib is
     installed) and capacity.yaml (a ``capacity_override`` block) in ``out``. The paths written
-    and notes on what was skipped are returned and kept in ``result.outputs``, not in the plan's
-    JSON, so that the JSON stays identical to the API's."""
+    and notes on what was skipped are returned (``plan`` keeps them in ``result.outputs``), not put
+    in the plan's JSON, so that the JSON stays identical to the API's."""
     out.mkdir(parents=True, exist_ok=True)
     d = result.to_dict()
     written = {"json": str(out / "plan.json")}
@@ -308,5 +308,4 @@ def write_outputs(result, out: Path) -> dict:
     caps = [Capacity(**{k: v for k, v in c.items() if k != "tokens_per_s_per_chip"}) for c in d["capacity"]]
     (out / "capacity.yaml").write_text(override_yaml(caps))
     written["capacity_yaml"] = str(out / "capacity.yaml")
-    result.outputs = written
     return written

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
 from ..hardware.catalog import load_chip
 from ..model.zoo import load_model
-from ..perf.deployment import make_deployment
 from ..serve.workload import synthetic_specs
 from ..yamlio import load_marked, validation_error, where
 from .costs import unit_cost
@@ -46,11 +45,7 @@ def _check_catalog(s: Scenario, marks: dict, origin: str) -> None:
                 # candidates (and pools) that do not fit are reported by the capacity search, not rejected here
                 continue
             try:
-                dd = make_deployment(chip, num_chips=dep.num_chips, tp=dep.tp, pp=dep.pp, ep=dep.ep,
-                                     weight_format=dep.weight_format, act_format=dep.act_format,
-                                     kv_format=dep.kv_format, calibration=s.calibration,
-                                     max_batched_tokens=dep.max_batched_tokens)
-                dd.check_model(models[cls])
+                dep.build(chip, models[cls], s.demand[cls].engine, s.calibration)
             except SeedChipError as e:
                 fail(("devices", name, "deployments", cls), one_line(e))
 

@@ -52,6 +52,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from ..errors import SeedChipError, UnknownNameError, one_line
+from ..serve.profiles import ServingDeployment
 from ..serve.sim import parse_pools
 from ..spec_base import FrozenSpec, Seconds
 from ..yamlio import PathError
@@ -212,20 +213,10 @@ class DemandClass(FrozenSpec):
         return "tokens" if self.tokens_per_day is not None else "requests"
 
 
-class DeploymentSpec(FrozenSpec):
-    """How one demand class is laid on the device: the unit whose SLO capacity is simulated."""
+class DeploymentSpec(ServingDeployment):
+    """How one demand class is laid on the device: the unit whose SLO capacity is simulated
+    (parallelism, formats, and engine knobs left unset take the demand's engine's values)."""
     num_chips: int = Field(gt=0)
-    tp: int | None = Field(None, gt=0)
-    pp: int = Field(1, gt=0)
-    ep: int = Field(1, gt=0)
-    weight_format: str = "bf16"
-    kv_format: str = "bf16"
-    act_format: str | None = None
-    max_num_seqs: int = Field(256, gt=0)
-    max_batched_tokens: int = Field(8192, gt=0)
-    prefix_caching: bool = False
-    disaggregate: str | None = Field(None, description="prefill/decode pools, 'prefill=NxCHIP,decode=NxCHIP' "
-                                     "(num_chips is their total)")
 
     @model_validator(mode="after")
     def _pools(self):
@@ -248,8 +239,10 @@ class DeploymentSpec(FrozenSpec):
             knobs = [f"{k}={v}" for k, v in (("tp", self.tp), ("pp", self.pp), ("ep", self.ep))
                      if v is not None and (k == "tp" or v > 1)]
             par = " ".join(knobs + [f"on {self.num_chips} chip{'s' if self.num_chips > 1 else ''}"])
-        return (f"{par}, {self.weight_format}/{self.kv_format}, max_num_seqs {self.max_num_seqs}, "
-                f"max_batched_tokens {self.max_batched_tokens}" + (", prefix caching" if self.prefix_caching else ""))
+        knobs = [f"{k} {v}" for k, v in (("max_num_seqs", self.max_num_seqs),
+                                          ("max_batched_tokens", self.max_batched_tokens)) if v is not None]
+        cache = {True: ["prefix caching"], False: ["no prefix caching"], None: []}[self.prefix_caching]
+        return ", ".join([par, f"{self.weight_format}/{self.kv_format}", *knobs, *cache])
 
 
 # one deployment, or a non-empty list of candidates (the best per chip is chosen); the tags carry

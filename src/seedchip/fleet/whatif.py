@@ -15,12 +15,16 @@
     pue=1.4, usd_per_kwh=0.1 (or +20%), capacity_derate=0.8
 
 DEVICE matches a device name or its chip id, by prefix (``h200`` matches ``h200-sxm``).
+Each key has a small handler: ``GLOBAL_HANDLERS`` (keys matched whole) and ``SUFFIX_HANDLERS``
+(``TARGET_suffix`` keys).
 Values: ``+10%`` / ``-30%`` (relative), ``x1.5`` (factor), or a plain number (absolute).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -95,6 +99,176 @@ def _shift(arr: np.ndarray, n: int, fill) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class _Change:
+    """One what-if being applied: ``p`` the problem before, ``q`` its copy to change, the parsed
+    value (``kind`` rel | mul | abs, ``v``), the key as the user wrote it and the value's text."""
+    p: Problem
+    q: Problem
+    kind: str
+    v: float
+    raw_key: str
+    text: str
+
+    def factor(self) -> float:
+        return _factor(self.kind, self.v, self.raw_key)
+
+    def scaled(self, arr, what: str):
+        return _scaled(arr, self.kind, self.v, self.raw_key, what)
+
+
+# ---- global changes: each sets one field of the copy and says what it did -------------------
+def _hbm_supply(c: _Change, target: str | None) -> str:
+    c.q.hbm_supply, msg = c.scaled(c.p.hbm_supply, "HBM supply per quarter")
+    return msg
+
+
+def _power(c: _Change, target: str | None) -> str:
+    c.q.power_mw, msg = c.scaled(c.p.power_mw, "facility power (MW)")
+    return msg
+
+
+def _budget(c: _Change, target: str | None) -> str:
+    c.q.budget_usd, msg = c.scaled(c.p.budget_usd, "budget per year")
+    return msg
+
+
+def _demand_all(c: _Change, target: str | None) -> str:
+    c.q.peak_rate, msg = c.scaled(c.p.peak_rate, "demand of every class")
+    return msg
+
+
+def _demand_growth(c: _Change, target: str | None) -> str:
+    p = c.p
+    g = c.v if c.kind != "mul" else c.v - 1.0
+    f = (1.0 + g) ** (np.arange(p.num_quarters) / 4.0)
+    c.q.peak_rate = p.peak_rate * f[None, :]
+    return f"demand growing {g:+.0%} a year faster (x{f[-1]:.3g} by {p.quarters[-1]})"
+
+
+def _facility_number(key: str):
+    """pue or usd_per_kwh: a number sets it, a change scales it."""
+    def handler(c: _Change, target: str | None) -> str:
+        cur = getattr(c.p, key)
+        new = c.v if c.kind == "abs" else cur * c.factor()
+        if key == "pue" and new < 1:
+            raise SpecError(f"--what-if {c.raw_key}: PUE {new:.3g} is below 1")
+        setattr(c.q, key, float(new))
+        return f"{key} {cur:.3g} -> {new:.3g}"
+    return handler
+
+
+def _capacity_derate(c: _Change, target: str | None) -> str:
+    p = c.p
+    new = c.v if c.kind == "abs" else p.capacity_derate * c.factor()
+    if not 0 < new <= 1:
+        raise SpecError(f"--what-if {c.raw_key}: capacity_derate {new:.3g} must be in (0, 1]")
+    c.q.rate_per_chip = p.rate_per_chip * (new / p.capacity_derate)
+    c.q.capacity_derate = float(new)
+    return f"capacity derate {p.capacity_derate:.3g} -> {new:.3g}"
+
+
+# ---- per-device and per-class changes (the target is the key's prefix) ----------------------
+def _slip(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    n = int(round(c.v))
+    if c.kind != "abs" or n < 0:
+        raise SpecError(f"--what-if {c.raw_key}={c.text}: give a whole number of quarters, e.g. 2")
+    ds = _devices(p, target, c.raw_key)
+    for d in ds:
+        q.available_from[d] = p.available_from[d] + n
+        q.cap_chips[d] = _shift(p.cap_chips[d], n, 0.0)
+    return f"{', '.join(p.devices[d] for d in ds)} {n} quarter{'s' if n != 1 else ''} later (availability and ramp)"
+
+
+def _class_demand(c: _Change, target: str | None) -> str:
+    p = c.p
+    ms = [i for i, m in enumerate(p.demands) if _norm(m) == target]
+    if not ms:
+        raise SpecError(f"--what-if {c.raw_key}: no demand class {target!r}; classes: {', '.join(p.demands)}")
+    c.q.peak_rate[ms[0]], msg = c.scaled(p.peak_rate[ms[0]], f"demand of {p.demands[ms[0]]}")
+    return msg
+
+
+def _price(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    ds = _devices(p, target, c.raw_key)
+    for d in ds:
+        q.unit_cost_usd[d] = c.v if c.kind == "abs" else p.unit_cost_usd[d] * c.factor()
+    names = ", ".join(p.devices[d] for d in ds)
+    return f"unit price of {names} " + (f"set to ${c.v:,.0f}" if c.kind == "abs" else f"x{c.factor():.3g}")
+
+
+def _production_cap(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    ds = _devices(p, target, c.raw_key)
+    for d in ds:
+        if c.kind == "abs":
+            q.cap_chips[d] = np.where(p.cap_chips[d] > 0, c.v, 0.0)
+        else:
+            q.cap_chips[d] = p.cap_chips[d] * c.factor()
+    names = ", ".join(p.devices[d] for d in ds)
+    return f"production cap of {names} " + (f"set to {c.v:,.0f}" if c.kind == "abs" else f"x{c.factor():.3g}")
+
+
+def _lead_time(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    ds = _devices(p, target, c.raw_key)
+    if c.kind != "abs" or c.v < 0:
+        raise SpecError(f"--what-if {c.raw_key}={c.text}: give a whole number of quarters")
+    for d in ds:
+        q.lead_time[d] = int(round(c.v))
+    return f"lead time of {', '.join(p.devices[d] for d in ds)} = {int(round(c.v))} quarters"
+
+
+def _served_rate(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    ds = _devices(p, target, c.raw_key)
+    if c.kind == "abs":
+        raise SpecError(f"--what-if {c.raw_key}={c.text}: give a relative change such as -15% or x0.85")
+    for d in ds:
+        q.rate_per_chip[:, d] = p.rate_per_chip[:, d] * c.factor()
+    return f"served rate per chip of {', '.join(p.devices[d] for d in ds)} x{c.factor():.3g}"
+
+
+Handler = Callable[[_Change, str | None], str]       # (the change, its target) -> what changed
+
+# keys matched whole (after aliases)
+GLOBAL_HANDLERS: dict[str, Handler] = {
+    "hbm_supply": _hbm_supply,
+    "power": _power,
+    "budget": _budget,
+    "demand": _demand_all,
+    "demand_growth": _demand_growth,
+    "pue": _facility_number("pue"),
+    "usd_per_kwh": _facility_number("usd_per_kwh"),
+    "capacity_derate": _capacity_derate,
+    "chip_slip": _slip,                 # every own chip: the target is "chip"
+}
+# TARGET_suffix keys, tried in this order: slip and class demand first, then the device suffixes
+# longest first
+SUFFIX_HANDLERS: dict[str, Handler] = {
+    "slip": _slip,
+    "demand": _class_demand,
+    "production": _production_cap,
+    "lead_time": _lead_time,
+    "capacity": _served_rate,
+    "price": _price,
+    "cap": _production_cap,
+}
+
+
+def _handler(p: Problem, key: str, raw_key: str) -> tuple[Handler, str | None]:
+    """The handler of a (normalised, de-aliased) key and the target it names."""
+    if key in GLOBAL_HANDLERS:
+        return GLOBAL_HANDLERS[key], ("chip" if key == "chip_slip" else None)
+    for suf, handler in SUFFIX_HANDLERS.items():
+        if key.endswith("_" + suf):
+            return handler, key[: -len(suf) - 1]
+    raise SpecError(f"--what-if {raw_key!r}: unknown key; use {', '.join(GLOBAL_KEYS)}, CLASS_demand or "
+                    f"DEVICE_{{{','.join(DEVICE_SUFFIXES)}}} (devices: {', '.join(p.devices)})")
+
+
 def apply_what_if(p: Problem, item: str) -> tuple[Problem, str]:
     """A copy of ``p`` with one change, and a sentence saying what changed."""
     if "=" not in item:
@@ -104,83 +278,8 @@ def apply_what_if(p: Problem, item: str) -> tuple[Problem, str]:
     key = ALIASES.get(key, key)
     kind, v = parse_value(text, raw_key)
     q = p.copy()
-    if key == "hbm_supply":
-        q.hbm_supply, msg = _scaled(p.hbm_supply, kind, v, raw_key, "HBM supply per quarter")
-    elif key == "power":
-        q.power_mw, msg = _scaled(p.power_mw, kind, v, raw_key, "facility power (MW)")
-    elif key == "budget":
-        q.budget_usd, msg = _scaled(p.budget_usd, kind, v, raw_key, "budget per year")
-    elif key == "demand":
-        q.peak_rate, msg = _scaled(p.peak_rate, kind, v, raw_key, "demand of every class")
-    elif key == "demand_growth":
-        g = v if kind != "mul" else v - 1.0
-        f = (1.0 + g) ** (np.arange(p.num_quarters) / 4.0)
-        q.peak_rate = p.peak_rate * f[None, :]
-        msg = f"demand growing {g:+.0%} a year faster (x{f[-1]:.3g} by {p.quarters[-1]})"
-    elif key in ("pue", "usd_per_kwh"):
-        cur = getattr(p, key)
-        new = v if kind == "abs" else cur * _factor(kind, v, raw_key)
-        if key == "pue" and new < 1:
-            raise SpecError(f"--what-if {raw_key}: PUE {new:.3g} is below 1")
-        setattr(q, key, float(new))
-        msg = f"{key} {cur:.3g} -> {new:.3g}"
-    elif key == "capacity_derate":
-        new = v if kind == "abs" else p.capacity_derate * _factor(kind, v, raw_key)
-        if not 0 < new <= 1:
-            raise SpecError(f"--what-if {raw_key}: capacity_derate {new:.3g} must be in (0, 1]")
-        q.rate_per_chip = p.rate_per_chip * (new / p.capacity_derate)
-        q.capacity_derate = float(new)
-        msg = f"capacity derate {p.capacity_derate:.3g} -> {new:.3g}"
-    elif key == "chip_slip" or key.endswith("_slip"):
-        target = "chip" if key == "chip_slip" else key[: -len("_slip")]
-        n = int(round(v))
-        if kind != "abs" or n < 0:
-            raise SpecError(f"--what-if {raw_key}={text}: give a whole number of quarters, e.g. 2")
-        ds = _devices(p, target, raw_key)
-        for d in ds:
-            q.available_from[d] = p.available_from[d] + n
-            q.cap_chips[d] = _shift(p.cap_chips[d], n, 0.0)
-        msg = f"{', '.join(p.devices[d] for d in ds)} {n} quarter{'s' if n != 1 else ''} later (availability and ramp)"
-    elif key.endswith("_demand"):
-        target = key[: -len("_demand")]
-        ms = [i for i, m in enumerate(p.demands) if _norm(m) == target]
-        if not ms:
-            raise SpecError(f"--what-if {raw_key}: no demand class {target!r}; classes: {', '.join(p.demands)}")
-        q.peak_rate[ms[0]], msg = _scaled(p.peak_rate[ms[0]], kind, v, raw_key, f"demand of {p.demands[ms[0]]}")
-    else:
-        for suf in sorted(DEVICE_SUFFIXES, key=len, reverse=True):
-            if key.endswith("_" + suf):
-                target = key[: -len(suf) - 1]
-                break
-        else:
-            raise SpecError(f"--what-if {raw_key!r}: unknown key; use {', '.join(GLOBAL_KEYS)}, CLASS_demand or "
-                            f"DEVICE_{{{','.join(DEVICE_SUFFIXES)}}} (devices: {', '.join(p.devices)})")
-        ds = _devices(p, target, raw_key)
-        names = ", ".join(p.devices[d] for d in ds)
-        if suf == "price":
-            for d in ds:
-                q.unit_cost_usd[d] = v if kind == "abs" else p.unit_cost_usd[d] * _factor(kind, v, raw_key)
-            msg = f"unit price of {names} " + (f"set to ${v:,.0f}" if kind == "abs" else f"x{_factor(kind, v, raw_key):.3g}")
-        elif suf in ("cap", "production"):
-            for d in ds:
-                if kind == "abs":
-                    q.cap_chips[d] = np.where(p.cap_chips[d] > 0, v, 0.0)
-                else:
-                    q.cap_chips[d] = p.cap_chips[d] * _factor(kind, v, raw_key)
-            msg = f"production cap of {names} " + (f"set to {v:,.0f}" if kind == "abs" else f"x{_factor(kind, v, raw_key):.3g}")
-        elif suf == "lead_time":
-            if kind != "abs" or v < 0:
-                raise SpecError(f"--what-if {raw_key}={text}: give a whole number of quarters")
-            for d in ds:
-                q.lead_time[d] = int(round(v))
-            msg = f"lead time of {names} = {int(round(v))} quarters"
-        else:  # capacity
-            if kind == "abs":
-                raise SpecError(f"--what-if {raw_key}={text}: give a relative change such as -15% or x0.85")
-            for d in ds:
-                q.rate_per_chip[:, d] = p.rate_per_chip[:, d] * _factor(kind, v, raw_key)
-            msg = f"served rate per chip of {names} x{_factor(kind, v, raw_key):.3g}"
-    return q, msg
+    handler, target = _handler(p, key, raw_key)
+    return q, handler(_Change(p, q, kind, v, raw_key, text), target)
 
 
 def apply_what_ifs(p: Problem, items: list[str] | tuple[str, ...]) -> tuple[Problem, list[dict]]:

@@ -95,8 +95,16 @@ class Node(FrozenSpec):
 
 
 class Energy(FrozenSpec):
-    """Energy coefficients. Chips seldom publish these: most are estimates (see sources)."""
-    idle_w: Watts = Field(ge=0, description="static and idle power while powered on")
+    """Energy coefficients. Chips seldom publish these: most are estimates (see sources).
+
+    Power while a kernel runs = idle_w + (share of cores it keeps busy) x active_w + the
+    dynamic energy of its work (per FLOP, per byte moved) per second, capped at the TDP
+    (the clocks throttle). Between kernels (host gaps, no request) the chip draws idle_w."""
+    idle_w: Watts = Field(ge=0, description="powered on with an engine resident (memory allocated), no kernel "
+                                            "running")
+    active_w: Watts = Field(0.0, ge=0, description="added while every core is busy, whatever the work: clocks at "
+                                                   "boost, instruction issue, register files, caches and on-chip "
+                                                   "network toggling, leakage at boost voltage")
     matrix_j_per_flop: dict[str, JoulePerFlop] = Field(description="dynamic energy per matrix FLOP per class")
     vector_j_per_flop: JoulePerFlop = Field(gt=0)
     sram_j_per_byte: JoulePerByte = Field(gt=0)
@@ -132,6 +140,10 @@ class ChipSpec(FrozenSpec):
     process_node: str = Field(description="e.g. tsmc-n4; keys the silicon model")
     matrix: MatrixUnits
     vector_flops_per_s: FlopPerS = Field(gt=0, description="non-matrix FLOP/s (fp32 or bf16 SIMD)")
+    exp_ops_per_s: FlopPerS | None = Field(
+        None, gt=0, description="exponentials per second on the special-function units (a softmax needs one "
+                                "per score); absent: vector_flops_per_s / 16, the ratio of NVIDIA SMs (16 "
+                                "special-function results vs 128 FP32 lanes x 2 FLOP per clock)")
     sram: Sram
     hbm: Hbm
     links: Links
@@ -143,8 +155,9 @@ class ChipSpec(FrozenSpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ChipSpec":
-        if self.energy.idle_w >= self.tdp_w:
-            raise ValueError(f"energy.idle_w = {self.energy.idle_w} W must be below tdp_w = {self.tdp_w} W")
+        if self.energy.idle_w + self.energy.active_w >= self.tdp_w:
+            raise ValueError(f"energy.idle_w + energy.active_w = {self.energy.idle_w + self.energy.active_w} W must "
+                             f"be below tdp_w = {self.tdp_w} W (the rest is what work can draw)")
         geo = (self.matrix.num_cores * self.matrix.array_rows * self.matrix.array_cols
                * 2 * self.matrix.clock_hz)
         bf16 = self.matrix.peak_flops_per_s["bf16"]
@@ -162,6 +175,11 @@ class ChipSpec(FrozenSpec):
     @property
     def hbm_bw_bytes_per_s(self) -> float:
         return self.hbm.bw_bytes_per_s
+
+    @property
+    def exp_rate_per_s(self) -> float:
+        """Exponentials per second (``exp_ops_per_s``, or vector_flops_per_s / 16)."""
+        return self.exp_ops_per_s if self.exp_ops_per_s else self.vector_flops_per_s / 16.0
 
     def peak_flops(self, matrix_class: str) -> tuple[float, str]:
         return self.matrix.peak(matrix_class)

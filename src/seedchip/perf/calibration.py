@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from ..errors import SpecError, UnknownNameError, one_line
-from ..formats import MATRIX_CLASSES
+from ..formats import FORMATS, MATRIX_CLASSES
 from ..spec_base import FrozenSpec
 
 CAL_DIR = Path(__file__).parent / "calibrations"
@@ -36,13 +36,48 @@ class GemmCal(FrozenSpec):
 
 
 class AttentionCal(FrozenSpec):
-    prefill_compute_efficiency: float = Field(gt=0, le=1)
+    """Flash attention (prefill) and split-KV decode attention, in work units spread over
+    the cores (:mod:`seedchip.perf.attention`). Times are per unit or per kernel; rates
+    are fractions of the chip's own peaks, or per byte of a core's SRAM, so they carry to
+    another chip through its ChipSpec."""
+    # prefill: one unit = a 128-row query tile of one head against its keys
+    prefill_compute_efficiency: dict[str, float] = Field(
+        description="fraction of the matrix peak the tile matmuls reach, per matrix class")
+    exp_per_pair: float = Field(1.0, ge=0, description="exponentials per (query, key, head) pair (one per score)")
+    softmax_flops_per_pair: float = Field(
+        0.0, ge=0, description="vector FLOP per (query, key, head) besides the exponential")
+    softmax_overlap_p: float = Field(1e9, ge=1, description="p-norm joining a unit's matmul and softmax times")
+    prefill_memory_efficiency: float = Field(
+        1.0, gt=0, le=1, description="fraction of HBM bandwidth for Q, K, V, O")
+    prefill_unit_s: float = Field(0.0, ge=0, description="fixed time per work unit, in waves over the cores")
+    prefill_window_unit_s: float = Field(
+        0.0, ge=0, description="added per query tile past a sliding window, in waves")
     prefill_overhead_s: float = Field(ge=0)
-    softmax_flops_per_pair: float = Field(0.0, ge=0, description="vector FLOP per (query, key, head) for the softmax")
-    decode_memory_efficiency: float = Field(gt=0, le=1)
-    decode_overhead_s: float = Field(ge=0)
-    decode_block_s: float = Field(0.0, ge=0, description="fixed time per (sequence, query head) block, in waves over the cores")
-    overlap_p: float = Field(ge=1)
+    overlap_p: float = Field(ge=1, description="p-norm joining compute and memory time (prefill)")
+    # decode: one unit = one (sequence, KV head) group, or one query head where the kernel cannot group
+    decode_max_group_heads: int = Field(
+        32, ge=1, description="query heads one unit serves; wider groups run one unit per query head")
+    decode_split_min_tokens: float = Field(128.0, gt=0, description="least context one split-KV partition holds")
+    decode_split_target_waves: float = Field(
+        8.0, gt=0, description="splits are cut back beyond this many waves of units")
+    core_stream_per_sram_byte: float | None = Field(
+        None, gt=0, description="Little's law: bytes per second one core streams per byte of its SRAM (the share "
+                                "of it kept in flight / memory latency); None: no per-core limit")
+    l2_reread_speedup: float = Field(
+        1.0, ge=1, description="a core re-reads KV another unit already fetched this much faster (from L2)")
+    decode_compute_efficiency: float = Field(
+        1.0, gt=0, le=1, description="fraction of the matrix peak decode math reaches")
+    decode_unit_s: dict[str, float] = Field(
+        default_factory=dict, description="fixed time per unit in waves, per kernel: per_head, grouped_16bit, "
+                                          "grouped_8bit")
+    decode_unit_s_per_head_dim: float = Field(
+        0.0, ge=0, description="added per unit per query head x head_dim / 128")
+    decode_overhead_s: dict[str, float] = Field(
+        default_factory=dict, description="fixed time per kernel, per kernel as decode_unit_s")
+    decode_overlap_p: float = Field(1e9, ge=1, description="p-norm joining decode memory and compute time")
+    unit_sram_bytes: int = Field(
+        233472, gt=0, description="core SRAM one attention unit holds (units resident per core = per-core SRAM / "
+                                  "this; an H100 SM holds one)")
 
 
 class VectorCal(FrozenSpec):
@@ -71,15 +106,22 @@ class Calibration(FrozenSpec):
     collective: CollectiveCal
     holdout_error: dict[str, dict[str, float]] = Field(default_factory=dict,
         description="median / p90 absolute % error on held-out measurements, per op class")
+    roofline: bool = Field(False, description="pure roofline physics: no tile or wave quantization, every GEMM "
+                                              "operand crosses HBM once, no power throttling (an upper bound)")
 
     @staticmethod
-    def _per_class(table: dict[str, float], matrix_class: str) -> float:
-        """A class without its own figure takes fp8's (the nearest measured narrow
-        format), else bf16's."""
-        for c in (matrix_class, "fp8", "bf16"):
+    def _per_class(table: dict[str, float], key: str) -> float:
+        """``key`` is a matrix class or a format name (a format with its own figure, such
+        as fp8-block, uses it; otherwise its class's). A class without its own figure
+        takes fp8's (the nearest measured narrow format), else bf16's."""
+        fmt = FORMATS.get(key)
+        for c in (key, fmt.matrix_class if fmt else key, "fp8", "bf16"):
             if c in table:
                 return table[c]
-        raise KeyError(matrix_class)  # pragma: no cover - bf16 is required
+        raise KeyError(key)  # pragma: no cover - bf16 is required
+
+    def prefill_efficiency(self, matrix_class: str) -> float:
+        return self._per_class(self.attention.prefill_compute_efficiency, matrix_class)
 
     def gemm_efficiency(self, matrix_class: str) -> float:
         return self._per_class(self.gemm.compute_efficiency, matrix_class)
@@ -96,10 +138,10 @@ COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall", "p2p")
 IDEAL = Calibration(
     id="ideal",
     description="pure roofline: datasheet peaks, no overheads (an upper bound on speed)",
+    roofline=True,
     gemm=GemmCal(compute_efficiency={c: 1.0 for c in MATRIX_CLASSES}, memory_efficiency={"bf16": 1.0},
                  overlap_p=1e9, overhead_s={"bf16": 0.0}, min_tile=1),
-    attention=AttentionCal(prefill_compute_efficiency=1.0, prefill_overhead_s=0.0,
-                           decode_memory_efficiency=1.0, decode_overhead_s=0.0,
+    attention=AttentionCal(prefill_compute_efficiency={"bf16": 1.0}, exp_per_pair=0.0, prefill_overhead_s=0.0,
                            overlap_p=1e9),
     vector=VectorCal(memory_efficiency=1.0, overhead_s=0.0),
     collective=CollectiveCal(latency_s={c: 0.0 for c in COLLECTIVES}, latency_per_hop_s=0.0,

@@ -14,24 +14,51 @@ from ..model.arch import ModelArch
 from ..spec_base import FrozenSpec
 from .calibration import Calibration, load_calibration
 from .runtime import KERNELS, Runtime
+from .uncertainty import Perturbation
 
 QUANTIZED_ACT = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "fp4": "fp4", "mxfp4": "fp4"}
 
 
-class Deployment(FrozenSpec):
+class Parallelism(FrozenSpec):
+    """How many chips and how they split a model (the part of a deployment every layer's
+    spec shares: explore's options, the fleet's deployments). ``tp`` None: num_chips / pp
+    (pure tensor parallel), or 1 with expert parallelism."""
+    num_chips: int = Field(1, gt=0)
+    tp: int | None = Field(None, gt=0)
+    pp: int = Field(1, gt=0)
+    ep: int = Field(1, gt=0)
+
+    def parallel_kwargs(self) -> dict:
+        return {"num_chips": self.num_chips, "tp": self.tp, "pp": self.pp, "ep": self.ep}
+
+
+class Layout(Parallelism):
+    """Parallelism and number formats: what a deployment is, before an engine runs it."""
+    weight_format: str = "bf16"
+    kv_format: str = "bf16"
+    act_format: str | None = Field(None, description="None: quantized like the weights when they are fp8/int8/fp4")
+
+    @field_validator("weight_format", "kv_format", "act_format")
+    @classmethod
+    def _fmt(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        get_format(v)  # raises UnknownNameError with the known formats
+        return v.lower()
+
+    def layout_kwargs(self) -> dict:
+        return dict(self.parallel_kwargs(), weight_format=self.weight_format, kv_format=self.kv_format,
+                    act_format=self.act_format)
+
+
+class Deployment(Layout):
     """``num_chips = dp x tp x pp``. Attention and dense layers: tensor parallel over
     ``tp``, replicated ``dp`` times (each replica serves its share of the sequences).
     MoE layers: the ``tp x dp`` chips of a pipeline stage form the expert group; experts
     are split over ``ep`` of them and each expert is tensor-sharded over the remaining
     ``tp x dp / ep``."""
     chip: ChipSpec
-    num_chips: int = Field(1, gt=0)
     tp: int = Field(1, gt=0)
-    pp: int = Field(1, gt=0)
-    ep: int = Field(1, gt=0)
-    weight_format: str = "bf16"
-    act_format: str | None = Field(None, description="None: quantized like the weights when they are fp8/int8/fp4 (W8A8, W4A4), else bf16")
-    kv_format: str = "bf16"
     memory_fraction: float = Field(0.9, gt=0, le=1, description="share of memory the engine may use; see memory_basis")
     memory_basis: Literal["total", "free"] = Field(
         "total", description="total: memory_fraction of the whole HBM holds weights, activations and KV (vLLM "
@@ -40,6 +67,7 @@ class Deployment(FrozenSpec):
     max_batched_tokens: int = Field(8192, gt=0, description="tokens per step the activation reserve is sized for")
     calibration: Calibration
     runtime: Runtime = Field(KERNELS, description="how the engine runs the kernels (fusion, launches, host work)")
+    perturbation: Perturbation | None = Field(None, description="one draw of the model's error (for intervals)")
 
     @model_validator(mode="before")
     @classmethod
@@ -53,17 +81,10 @@ class Deployment(FrozenSpec):
                 data["chip"] = load_chip(chip)
             cal = data.get("calibration")
             data["calibration"] = Calibration.model_validate(cal) if isinstance(cal, dict) else load_calibration(cal)
-            if data.get("runtime") is None:
-                data.pop("runtime", None)
+            for k in ("runtime", "perturbation"):
+                if data.get(k) is None:
+                    data.pop(k, None)
         return data
-
-    @field_validator("weight_format", "kv_format", "act_format")
-    @classmethod
-    def _fmt(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        get_format(v)  # raises UnknownNameError with the known formats
-        return v.lower()
 
     @model_validator(mode="after")
     def _plan(self) -> "Deployment":
@@ -115,7 +136,7 @@ def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None 
                     weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
                     calibration: str | Calibration | None = None, memory_fraction: float = 0.9,
                     max_batched_tokens: int = 8192, runtime: Runtime | None = None,
-                    memory_basis: str = "total") -> Deployment:
+                    memory_basis: str = "total", perturbation: Perturbation | None = None) -> Deployment:
     """Build a Deployment from user options; ``tp`` defaults to num_chips / pp (pure TP)
     for a single replica, and must then fit the chips."""
     for label, v in (("num_chips", num_chips), ("pp", pp), ("ep", ep)):
@@ -129,7 +150,7 @@ def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None 
         return Deployment(chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                           act_format=act_format, kv_format=kv_format, calibration=calibration,
                           memory_fraction=memory_fraction, max_batched_tokens=max_batched_tokens,
-                          runtime=runtime, memory_basis=memory_basis)
+                          runtime=runtime, memory_basis=memory_basis, perturbation=perturbation)
     except ValidationError as e:
         raise unwrap(e) from None
 

@@ -10,7 +10,7 @@ trapezoid rule (the step time is smooth and nearly linear in context).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ..model.arch import ModelArch
 from .deployment import Deployment
 from .memory import MemoryPlan, check_fits, memory_plan
 from .step import StepCost, step_cost
+from .uncertainty import Perturbation, interval80
 
 EXACT_DECODE_STEPS = 256
 DECODE_SAMPLES = 129
@@ -78,6 +79,8 @@ class EstimateResult:
     inputs: dict
     energy_j: float
     provenance: dict = field(default_factory=dict)
+    engine: dict | None = None
+    interval80: dict | None = None
 
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
@@ -88,6 +91,7 @@ class EstimateResult:
             "tpot_s": self.tpot_s,
             "e2e_s": self.e2e_s,
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
+            "interval80": self.interval80,
             "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s / n,
             "decode_tokens_per_s": self.inputs["batch"] / self.tpot_s if self.tpot_s else None,
             "energy_j": self.energy_j,
@@ -98,6 +102,7 @@ class EstimateResult:
             "decode": self.decode,
             "memory": self.memory.to_dict(),
             "inputs": self.inputs,
+            "engine": self.engine,
             "provenance": self.provenance,
         }
 
@@ -123,9 +128,10 @@ def decode_contexts(n_dec: int, samples: int | None = None) -> list[tuple[int, f
 
 
 def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
-                    decode_samples: int | None = None) -> EstimateResult:
+                    decode_samples: int | None = None, engine: dict | None = None) -> EstimateResult:
     """``decode_samples``: price that many decode contexts instead of every step (see
-    :func:`decode_contexts`); None is the default accuracy."""
+    :func:`decode_contexts`); None is the default accuracy. ``engine``: the profile the
+    deployment's runtime came from, reported as is."""
     for label, v in (("batch", batch), ("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise SpecError(f"{label} = {v!r} must be a positive integer")
@@ -155,4 +161,20 @@ def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: in
             "calibration": dep.calibration.id, "calibration_hash": dep.calibration.spec_hash()}
     return EstimateResult(ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, throughput_tokens_per_s=batch * output_len / e2e,
                           prefill=prefill, decode=decode, memory=plan, inputs=inputs,
-                          energy_j=prefill["energy_j"] + decode["energy_j"], provenance=prov)
+                          energy_j=prefill["energy_j"] + decode["energy_j"], provenance=prov, engine=engine)
+
+
+def with_interval(r: EstimateResult, model: ModelArch, dep: Deployment, perturbations: list[Perturbation],
+                  decode_samples: int | None = DECODE_SAMPLES) -> EstimateResult:
+    """``r`` with its 80% intervals on throughput, TTFT and TPOT, from the same estimate
+    under each perturbation (see :mod:`seedchip.perf.uncertainty`). The perturbed runs
+    sample the decode (``decode_samples``): the spread, not the level, is what they give."""
+    i = r.inputs
+    runs = [static_estimate(model, dep.replace(perturbation=p), i["batch"], i["input_len"], i["output_len"],
+                            decode_samples=decode_samples if i["output_len"] > decode_samples else None)
+            for p in perturbations]
+    iv = {"throughput_tokens_per_s": interval80(r.throughput_tokens_per_s, [x.throughput_tokens_per_s for x in runs]),
+          "ttft_mean_s": interval80(r.ttft_s, [x.ttft_s for x in runs]),
+          "tpot_mean_s": interval80(r.tpot_s, [x.tpot_s for x in runs]),
+          "draws": len(runs)}
+    return replace(r, interval80=iv)

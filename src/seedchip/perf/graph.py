@@ -32,6 +32,7 @@ class ReplicaBatch:
     num_decode: int
     decode_keys: tuple[float, ...]
     prefill: tuple[tuple[int, int], ...] = ()
+    decode_max: float = 0.0             # the longest decode sequence's keys (before any window)
 
     @staticmethod
     def from_seqs(seqs, windows: tuple[int, ...] = (0,), advance: int = 0) -> "ReplicaBatch":
@@ -49,7 +50,8 @@ class ReplicaBatch:
                 ctx.append(c + 1 + advance)
             else:
                 prefill.append((n, c))
-        return ReplicaBatch(tokens, len(seqs), logits, ndec, window_keys(ctx, windows), tuple(prefill))
+        return ReplicaBatch(tokens, len(seqs), logits, ndec, window_keys(ctx, windows), tuple(prefill),
+                            float(max(ctx)) if ctx else 0.0)
 
 
 def window_keys(contexts: list[int], windows: tuple[int, ...]) -> tuple[float, ...]:
@@ -109,6 +111,16 @@ def _gated_up(dep: Deployment, model: ModelArch, name: str, t: int, up: int, h: 
             _vector(dep, act_name, act_elems, 6, (2 if model.mlp_gated else 1) * 2 + 2)]
 
 
+def _quant(dep: Deployment, source: str, elems: float, name: str = "act_quant") -> list[OpCost]:
+    """The quantization of a narrow-format GEMM's input (``source``: which kernel made it,
+    norm / act / attn) when the engine runs it as a kernel of its own; none when fused or
+    when activations stay 16-bit."""
+    if source not in dep.runtime.quant_kernels or get_format(dep.act).bits >= 16 or elems <= 0:
+        return []
+    dynamic = dep.runtime.quant_scale == "per-tensor"
+    return [ops.act_quant(dep.chip, dep.calibration, float(elems), dep.act, dynamic, name)]
+
+
 def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, bytes_per_elem: float) -> OpCost:
     return ops.vector(dep.chip, dep.calibration, float(elems * flops_per_elem), float(elems * bytes_per_elem), name)
 
@@ -126,57 +138,59 @@ def prefill_aggregates(chunks: tuple[tuple[int, int], ...], window: int) -> tupl
     return q_total, pairs, kv_tokens, max_keys
 
 
+def prefill_tiles(chunks: tuple[tuple[int, int], ...], window: int) -> tuple[float, float]:
+    """(query tiles, query tiles past the sliding window) of prefill chunks: the flash
+    kernel's work units per head, and those the windowed kernel pays extra for."""
+    return (sum(kernels.q_tiles_scalar(q) for q, _ in chunks),
+            sum(kernels.window_tiles_scalar(q, c, window) for q, c in chunks) if window else 0.0)
+
+
 def prefill_attention_ops(model: ModelArch, dep: Deployment, q_total: float, pairs: float, kv_tokens: float,
-                          max_keys: float) -> list[OpCost]:
-    """Attention core of prefill chunks in one layer (see :func:`prefill_aggregates`)."""
+                          max_keys: float, q_tiles: float | None = None, window_tiles: float = 0.0) -> list[OpCost]:
+    """Attention core of prefill chunks in one layer (see :func:`prefill_aggregates` and
+    :func:`prefill_tiles`)."""
     chip, cal = dep.chip, dep.calibration
     heads, kv_heads = _heads(model, dep)
     act = "bf16"  # attention math runs on bf16 activations
+    tiles = {"num_q_tiles": q_tiles, "window_tiles": window_tiles}
     if model.attention == "mla":
         nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
         # decompress the latent KV of every key into per-head K (nope) and V
         return [_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank),
                 ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, heads, nope + rope, v,
-                                      heads * (nope + rope + v), act, "bf16", "attention_prefill")]
+                                      heads * (nope + rope + v), act, "bf16", "attention_prefill", **tiles)]
     d = model.head_dim
     return [ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, kv_heads, d,
                                   model.v_head_dim, kv_heads * (d + model.v_head_dim), act, dep.kv_format,
-                                  "attention_prefill")]
+                                  "attention_prefill", **tiles)]
 
 
-def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, context_tokens: float) -> list[OpCost]:
+def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, context_tokens: float,
+                         max_context: float | None = None, window: int = 0) -> list[OpCost]:
     """Attention core of ``num_decode`` one-token sequences attending ``context_tokens``
-    keys in all (already capped by the layer's window)."""
+    keys in all (already capped by the layer's window); ``max_context``: the longest
+    sequence's keys before the cap (the kernel sizes its split-KV partitions by it)."""
     chip, cal = dep.chip, dep.calibration
     heads, kv_heads = _heads(model, dep)
     act, kv_fmt = "bf16", dep.kv_format
+    longest = {"max_context_tokens": max_context, "window": window}
     if model.attention == "mla":
         r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
         lat = model.kv_latent_dim
         return [_gemm(dep, "q_absorb", num_decode, r, nope, groups=heads),
                 ops.decode_attention(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat,
-                                     act, kv_fmt, "attention_decode"),
+                                     act, kv_fmt, "attention_decode", **longest),
                 _gemm(dep, "v_absorb", num_decode, v, r, groups=heads)]
     d = model.head_dim
     return [ops.decode_attention(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
-                                 kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode")]
-
-
-def attention_ops(model: ModelArch, dep: Deployment, b: ReplicaBatch, window: int, keys: float) -> list[OpCost]:
-    """Attention core (projections excluded) for one layer of the given window;
-    ``keys``: the keys its decode sequences attend (already window-capped)."""
-    out: list[OpCost] = []
-    if b.prefill:
-        out += prefill_attention_ops(model, dep, *prefill_aggregates(b.prefill, window))
-    if b.num_decode:
-        out += decode_attention_ops(model, dep, b.num_decode, keys)
-    return out
+                                 kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode", **longest)]
 
 
 def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
     heads, kv_heads = _heads(model, dep)
     h = model.hidden_size
     out = [_vector(dep, "input_norm", t * h, 4, 2 * 2 + 2)]  # read x, add residual, write
+    out += _quant(dep, "norm", t * h, "qkv_quant")
     if model.attention == "mla":
         nope, rope = model.qk_nope_head_dim, model.qk_rope_head_dim
         if model.q_lora_rank:
@@ -197,7 +211,8 @@ def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
 def out_proj_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
     heads, _ = _heads(model, dep)
     h = model.hidden_size
-    out = [_gemm(dep, "o_proj", t, h, heads * model.v_head_dim)]
+    out = _quant(dep, "attn", t * heads * model.v_head_dim, "o_proj_quant")
+    out.append(_gemm(dep, "o_proj", t, h, heads * model.v_head_dim))
     if dep.tp > 1:
         out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, dep.tp, "tp_allreduce"))
     return out
@@ -208,8 +223,9 @@ def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int
     h = model.hidden_size
     w = width // tp
     up = 2 * w if model.mlp_gated else w
-    out = [_vector(dep, "mlp_norm", t * h, 4, 6)] if norm else []
+    out = [_vector(dep, "mlp_norm", t * h, 4, 6)] + _quant(dep, "norm", t * h, "mlp_quant") if norm else []
     out += _gated_up(dep, model, f"{prefix}_up_proj", t, up, h, f"{prefix}_act", t * w)
+    out += _quant(dep, "act", t * w, f"{prefix}_down_quant")
     out.append(_gemm(dep, f"{prefix}_down_proj", t, h, w))
     if reduce and tp > 1:
         out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, tp, f"{prefix}_allreduce"))
@@ -225,6 +241,7 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     out = [_vector(dep, "mlp_norm", t_replica * h, 4, 6),
            _gemm(dep, "router", t_replica, e, h, weight=False, a_fmt="bf16", b_fmt="bf16"),
            _vector(dep, "topk", t_replica * e, 4, 4)]
+    out += _quant(dep, "norm", t_replica * h, "experts_quant")
     local = e // ep
     # expected distinct local experts hit when t_all tokens each pick k of e (uniform routing)
     touched = local * (1.0 - (1.0 - k / e) ** t_all)
@@ -240,6 +257,7 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
         size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
     out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", t_all * k / ep * w, groups)
+    out += _quant(dep, "act", t_all * k / ep * w, "experts_down_quant")
     out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
     if ep > 1:
         size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)

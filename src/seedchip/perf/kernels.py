@@ -267,3 +267,101 @@ def collective_time(kind: str, size_bytes, num_chips, bw_bytes_per_s, latency_s,
         eff = efficiency
     t = wire / (bw_bytes_per_s * eff) + latency_s + np.maximum(steps - 1, 0) * hop_s
     return np.where(n > 1, t, 0.0), np.where(n > 1, wire, 0.0)
+
+
+# ------------------------------------------------------------------ attention helpers
+
+def ffloor(x):
+    return float(math.floor(x)) if isinstance(x, float) else np.floor(x)
+
+
+def fmin(a, b):
+    return min(a, b) if isinstance(a, float) and isinstance(b, float) else np.minimum(a, b)
+
+
+def fsqrt(x):
+    return math.sqrt(x) if isinstance(x, float) else np.sqrt(x)
+
+
+def fwhere(cond, a, b):
+    """``a if cond else b`` for one op, elementwise for arrays."""
+    if isinstance(cond, (bool, np.bool_)) and isinstance(a, float) and isinstance(b, float):
+        return a if cond else b
+    return np.where(cond, a, b)
+
+
+def fclip(x, lo, hi):
+    if all(isinstance(v, float) for v in (x, lo, hi)):
+        return min(max(x, lo), hi)
+    return np.clip(x, lo, hi)
+
+
+def waves(units, slots: float):
+    """Rounds of ``slots`` units at a time (a partial round costs a whole one)."""
+    return fceil(units / slots)
+
+
+def smooth_waves(units, slots: float):
+    """Rounds of ``slots`` units, at least one (none without units), without rounding up
+    the last: a step's time then moves continuously with its work (the serving
+    simulator buckets the keys attended)."""
+    u = as_float(units)
+    return fwhere(u > 0.0, fmax(u / slots, 1.0), 0.0)
+
+
+def xqa_splits(groups, context, num_cores: int, min_tokens: float, target_waves: float):
+    """Split-KV ("multi-block", flash-decoding) partitions per (sequence, KV head) group,
+    after TensorRT-LLM's XQA decode kernels (``computeMultiBlockCount`` in
+    cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderXQAImplCommon.h):
+    one partition per ``min_tokens`` of context, at most sqrt(8 x that) (the reduction
+    of many partials would dominate), cut back when the units exceed ``target_waves``
+    waves over the cores; few groups on many cores get many partitions. The kernel
+    rounds down to whole partitions; this is its continuous relaxation, so that the
+    keys per partition (and the time) never fall as the context or the batch grows."""
+    g, c = as_float(groups), as_float(context)
+    n = fmax(c / min_tokens, 1.0)
+    n = fmin(n, fsqrt(n * 8.0))
+    excess = g * n / (num_cores * target_waves)
+    return fmax(n / fmax(excess, 1.0), 1.0)
+
+
+def fill_splits(units, context, num_cores: int, min_tokens: float):
+    """Split-KV partitions of a one-query-head-per-unit kernel (masked MHA): enough to
+    give every core a unit, at most one per ``min_tokens`` of context (continuous, as
+    :func:`xqa_splits`)."""
+    u, c = as_float(units), as_float(context)
+    return fclip(num_cores / u, 1.0, fmax(c / min_tokens, 1.0))
+
+
+def stream_time(total_bytes, core_bytes, bw_bytes_per_s, core_bytes_per_s):
+    """Time to stream ``total_bytes`` from HBM when the busiest core must move
+    ``core_bytes`` itself: the chip is bound by its bandwidth, each core by Little's law
+    (bytes it keeps in flight / memory latency = ``core_bytes_per_s``), so few busy
+    cores cannot reach the HBM bandwidth. ``core_bytes_per_s`` None: no core limit."""
+    chip = as_float(total_bytes) / bw_bytes_per_s
+    if core_bytes_per_s is None:
+        return chip
+    return fmax(chip, as_float(core_bytes) / core_bytes_per_s)
+
+
+def window_tiles(q, context, window, tile=ATTN_Q_TILE):
+    """Query tiles of a chunk (``q`` new tokens after ``context`` cached) that lie past a
+    sliding window (window <= 0: none): the tiles :func:`tiled_pairs` counts at w + tile keys."""
+    q, c, w = (np.asarray(x, dtype=float) for x in (q, context, window))
+    nt = np.ceil(q / tile)
+    n1 = np.clip(np.floor((w - c) / tile) + 1.0, 0.0, nt)
+    return np.where(w > 0, nt - n1, 0.0)
+
+
+def window_tiles_scalar(q: int, context: int, window: int, tile: int = ATTN_Q_TILE) -> float:
+    """:func:`window_tiles` for one chunk in plain Python (tested equal)."""
+    if window <= 0:
+        return 0.0
+    nt = -(-q // tile)
+    n1 = min(max(math.floor((window - context) / tile) + 1.0, 0.0), float(nt))
+    return float(nt - n1)
+
+
+def q_tiles_scalar(q: int, tile: int = ATTN_Q_TILE) -> float:
+    """Query tiles of one prefill chunk: the work units per head of a flash kernel."""
+    return float(-(-q // tile))

@@ -1,8 +1,9 @@
 """Op-level oracle: one op on one chip -> time, energy, and the binding resource.
 
-Ops: GEMM (and grouped GEMM for MoE experts), prefill and decode attention, vector
-kernels (norms, activations, rotary, residuals, embedding gathers), and collectives.
-All times come from :mod:`seedchip.perf.kernels`; efficiencies from the calibration.
+Ops: GEMM (and grouped GEMM for MoE experts), activation quantization for narrow-format
+GEMMs, prefill and decode attention (:mod:`seedchip.perf.attention`), vector kernels
+(norms, activations, rotary, residuals, embedding gathers), and collectives. All times
+come from :mod:`seedchip.perf.kernels`; efficiencies from the calibration.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import SpecError, UnknownNameError
 from ..formats import NumericFormat, get_format, wider
 from ..hardware.spec import ChipSpec
 from . import kernels
+from .attention import decode_attention_model, prefill_attention_model
 from .calibration import COLLECTIVES, Calibration
 
 BOUNDS = ("compute", "memory", "communication", "overhead", "power")
@@ -53,18 +55,31 @@ def _bound(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) 
     return max(parts, key=parts.get)
 
 
+COLLECTIVE_CORES = 32    # ESTIMATE: NCCL drives a collective from one block per channel, up to 32 channels
+
+
+def busy_share(chip: ChipSpec, op_class: str) -> float:
+    """The share of the chip's cores an op keeps busy (what its ``active_w`` scales with):
+    all of them for compute and memory kernels, a few for a collective, which mostly
+    waits on the links."""
+    if op_class == "collective":
+        return min(1.0, COLLECTIVE_CORES / chip.matrix.num_cores)
+    return 1.0
+
+
 def _finish(chip: ChipSpec, cal: Calibration, name: str, op_class: str, *, compute_s: float, memory_s: float, comm_s: float,
             overhead_s: float, time_s: float, flops: float, matrix_class: str | None, vector_flops: float,
             hbm_bytes: float, sram_bytes: float, comm_bytes: float, detail: str = "") -> OpCost:
     e = chip.energy
-    dynamic = (flops * (e.matrix(matrix_class) if matrix_class else 0.0) + vector_flops * e.vector_j_per_flop
-               + hbm_bytes * e.hbm_j_per_byte + sram_bytes * e.sram_j_per_byte + comm_bytes * e.link_j_per_byte)
+    work = (flops * (e.matrix(matrix_class) if matrix_class else 0.0) + vector_flops * e.vector_j_per_flop
+            + hbm_bytes * e.hbm_j_per_byte + sram_bytes * e.sram_j_per_byte + comm_bytes * e.link_j_per_byte)
     bound = _bound(compute_s, memory_s, comm_s, overhead_s)
-    headroom_w = chip.tdp_w - e.idle_w
-    if cal.id != "ideal" and time_s > 0 and dynamic / time_s > headroom_w:
-        time_s = dynamic / headroom_w     # the chip throttles to its TDP
+    active_w = e.active_w * busy_share(chip, op_class)
+    headroom_w = chip.tdp_w - e.idle_w - active_w
+    if not cal.roofline and time_s > 0 and work / time_s > headroom_w:
+        time_s = work / headroom_w        # the chip throttles to its TDP
         bound = "power"
-    energy = dynamic + e.idle_w * time_s
+    energy = work + (e.idle_w + active_w) * time_s
     return OpCost(name=name, op_class=op_class, time_s=float(time_s), flops=float(flops + vector_flops),
                   hbm_bytes=float(hbm_bytes), comm_bytes=float(comm_bytes), energy_j=float(energy),
                   bound=bound, compute_s=float(compute_s), memory_s=float(memory_s), comm_s=float(comm_s),
@@ -87,10 +102,11 @@ def gemm_model(chip: ChipSpec, cal: Calibration, m, n, k, a_fmt: NumericFormat, 
     compute_fmt = wider(a_fmt, b_fmt)
     peak, used_class = chip.peak_flops(compute_fmt.matrix_class)
     g = cal.gemm
-    eff_c = cal.gemm_efficiency(used_class)
-    eff_m = cal.gemm_memory_efficiency(used_class)
-    overhead = cal.gemm_overhead(used_class)
-    ideal = cal.id == "ideal"
+    key = gemm_key(compute_fmt, used_class)
+    eff_c = cal.gemm_efficiency(key)
+    eff_m = cal.gemm_memory_efficiency(key)
+    overhead = cal.gemm_overhead(key)
+    ideal = cal.roofline
     tiles = kernels.tile_candidates(chip.matrix.array_rows, chip.matrix.array_cols, g.min_tile,
                                     chip.sram.per_core_bytes, max(a_fmt.bytes_per_element, b_fmt.bytes_per_element))
     scalar = all(isinstance(x, (int, float)) for x in (m, n, k, groups))
@@ -106,7 +122,7 @@ def gemm_model(chip: ChipSpec, cal: Calibration, m, n, k, a_fmt: NumericFormat, 
         memory = hbm / (chip.hbm_bw_bytes_per_s * eff_m)
         time = kernels.pnorm_scalar(compute, memory, g.overlap_p) + overhead
         return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": 2.0 * m * n * k * groups,
-                "hbm_bytes": hbm, "matrix_class": used_class}
+                "hbm_bytes": hbm, "matrix_class": used_class, "overhead_s": overhead}
     compute = kernels.gemm_compute_time(m, n, k, groups, peak * eff_c, chip.matrix.num_cores, tiles,
                                         quantize=not ideal)
     hbm = kernels.gemm_hbm_bytes(m, n, k, groups, ab, bb, cb, chip.sram.capacity_bytes,
@@ -118,7 +134,16 @@ def gemm_model(chip: ChipSpec, cal: Calibration, m, n, k, a_fmt: NumericFormat, 
     time = kernels.pnorm(compute, memory, g.overlap_p) + overhead
     flops = 2.0 * np.asarray(m, float) * np.asarray(n, float) * np.asarray(k, float) * groups
     return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
-            "matrix_class": used_class}
+            "matrix_class": used_class, "overhead_s": overhead}
+
+
+def gemm_key(compute_fmt: NumericFormat, used_class: str) -> str:
+    """The calibration key of a GEMM: a block-scaled format (fp8-block, fp4, mxfp4) on its
+    own matrix path is its own kernel (per-block scales promoted inside the k loop) and
+    may carry its own figures; anything else is keyed by the matrix class it runs on."""
+    if compute_fmt.block_size and compute_fmt.matrix_class == used_class:
+        return compute_fmt.name
+    return used_class
 
 
 @lru_cache(maxsize=200_000)
@@ -134,74 +159,46 @@ def gemm(chip: ChipSpec, cal: Calibration, m: int, n: int, k: int, a_fmt: str = 
     flops = float(r["flops"])
     sram = flops / 128.0 * (fa.bytes_per_element + fb.bytes_per_element)
     return _finish(chip, cal, name, "gemm", compute_s=compute, memory_s=memory, comm_s=0.0,
-                   overhead_s=cal.gemm_overhead(r["matrix_class"]), time_s=time, flops=flops, matrix_class=r["matrix_class"],
+                   overhead_s=float(r["overhead_s"]), time_s=time, flops=flops, matrix_class=r["matrix_class"],
                    vector_flops=0.0, hbm_bytes=float(r["hbm_bytes"]), sram_bytes=sram, comm_bytes=0.0,
                    detail=f"{groups}x[{m}x{n}x{k}] {wider(fa, fb).name} on {r['matrix_class']}")
 
 
 # ------------------------------------------------------------------------ attention
 
-def prefill_attention_model(chip: ChipSpec, cal: Calibration, *, pairs, q_tokens, kv_tokens, max_keys, heads,
-                            kv_heads, qk_dim, v_dim, kv_elems_per_token, act_bytes, kv_bytes, matrix_class="bf16"):
-    """Vectorised flash-attention prefill. ``pairs`` = (query, key) pairs the kernel
-    computes, summed over sequences (causal, windowed and tiled:
-    :func:`kernels.tiled_pairs`); ``kv_tokens`` = keys read; ``max_keys`` = keys of the
-    largest query tile (:func:`kernels.last_tile_keys`)."""
-    peak, used = chip.peak_flops(matrix_class)
-    a = cal.attention
-    pairs, q_tokens, kv_tokens, max_keys = (kernels.as_float(x) for x in (pairs, q_tokens, kv_tokens, max_keys))
-    flops = 2.0 * pairs * heads * (qk_dim + v_dim)
-    softmax = pairs * heads * a.softmax_flops_per_pair
-    hbm = (q_tokens * heads * (qk_dim + v_dim) * act_bytes + kv_tokens * kv_elems_per_token * kv_bytes
-           + q_tokens * kv_elems_per_token * kv_bytes)
-    unit_pairs = kernels.ATTN_Q_TILE * max_keys * (0.0 if cal.id == "ideal" else 1.0)   # one head, one query tile
-    eff_c = a.prefill_compute_efficiency * (cal.gemm_efficiency(used) / cal.gemm_efficiency("bf16"))
-    compute, memory, time = kernels.prefill_attention_time(
-        flops, hbm, 2.0 * unit_pairs * (qk_dim + v_dim), peak, chip.matrix.num_cores, eff_c,
-        chip.hbm_bw_bytes_per_s, cal.gemm_memory_efficiency("bf16"), a.overlap_p, a.prefill_overhead_s, softmax,
-        unit_pairs * a.softmax_flops_per_pair, chip.vector_flops_per_s)
-    return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
-            "matrix_class": used}
-
-
-def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, context_tokens, heads, kv_heads,
-                           flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes, q_elems_per_head,
-                           matrix_class="bf16"):
-    """Vectorised decode attention: one new token per sequence, ``context_tokens`` keys
-    summed over sequences."""
-    peak, used = chip.peak_flops(matrix_class)
-    a = cal.attention
-    ctx = kernels.as_float(context_tokens)
-    seqs = kernels.as_float(num_seqs)
-    flops = ctx * heads * flops_per_pair_per_head
-    hbm = ctx * kv_elems_per_token * kv_bytes + 2.0 * seqs * heads * q_elems_per_head * act_bytes
-    eff_c = cal.gemm_efficiency(used)
-    compute, memory, time = kernels.decode_attention_time(
-        flops, hbm, peak, eff_c, chip.hbm_bw_bytes_per_s, a.decode_memory_efficiency, a.overlap_p,
-        a.decode_overhead_s, seqs * heads, chip.matrix.num_cores, a.decode_block_s)
-    return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
-            "matrix_class": used}
-
-
 def _attention_cost(chip: ChipSpec, cal: Calibration, r: dict, name: str, overhead_s: float, detail: str) -> OpCost:
     flops = float(r["flops"])
     return _finish(chip, cal, name, "attention", compute_s=float(r["compute_s"]), memory_s=float(r["memory_s"]),
                    comm_s=0.0, overhead_s=overhead_s, time_s=float(r["time_s"]), flops=flops,
-                   matrix_class=r["matrix_class"], vector_flops=0.0, hbm_bytes=float(r["hbm_bytes"]),
-                   sram_bytes=flops / 64.0, comm_bytes=0.0, detail=detail)
+                   matrix_class=r["matrix_class"], vector_flops=float(r.get("vector_flops", 0.0)),
+                   hbm_bytes=float(r["hbm_bytes"]), sram_bytes=flops / 64.0, comm_bytes=0.0, detail=detail)
+
+
+def prefill_matrix_class(act: NumericFormat, kv: NumericFormat) -> str:
+    """The matrix path of a flash prefill: the activations' format, or fp8 when the KV
+    cache is 8-bit or narrower (an fp8 KV cache runs the context kernel in fp8, as
+    TensorRT-LLM's FP8 context FMHA and FlashAttention-3's fp8 path do, Q quantized too;
+    a 4-bit cache is dequantized to fp8 for it). A chip without fp8 falls back to bf16."""
+    return "fp8" if kv.bits <= 8 < act.bits else act.matrix_class
 
 
 @lru_cache(maxsize=200_000)
 def prefill_attention(chip: ChipSpec, cal: Calibration, pairs: float, q_tokens: float, kv_tokens: float,
                       max_keys: float, heads: int, kv_heads: int, qk_dim: int, v_dim: int,
-                      kv_elems_per_token: int, act_fmt: str, kv_fmt: str, name: str = "attention") -> OpCost:
+                      kv_elems_per_token: int, act_fmt: str, kv_fmt: str, name: str = "attention", *,
+                      num_q_tiles: float | None = None, window_tiles: float = 0.0) -> OpCost:
     """Flash prefill of chunks summing ``pairs`` tiled (query, key) pairs, ``q_tokens``
-    new tokens and ``kv_tokens`` keys read; ``max_keys``: keys of the largest query tile."""
+    new tokens and ``kv_tokens`` keys read; ``max_keys``: keys of the largest query tile;
+    ``num_q_tiles``: query tiles summed over chunks (:func:`kernels.q_tiles_scalar`;
+    default one per 128 new tokens, exact for one chunk); ``window_tiles``: query tiles
+    past a sliding window (:func:`kernels.window_tiles_scalar`), which cost the windowed
+    kernel more (default 0)."""
     fa, fk = get_format(act_fmt), get_format(kv_fmt)
     r = prefill_attention_model(chip, cal, pairs=pairs, q_tokens=q_tokens, kv_tokens=kv_tokens, max_keys=max_keys,
                                 heads=heads, kv_heads=kv_heads, qk_dim=qk_dim, v_dim=v_dim,
                                 kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
-                                kv_bytes=fk.bytes_per_element, matrix_class=fa.matrix_class)
+                                kv_bytes=fk.bytes_per_element, matrix_class=prefill_matrix_class(fa, fk),
+                                num_q_tiles=num_q_tiles, window_tiles=window_tiles)
     return _attention_cost(chip, cal, r, name, cal.attention.prefill_overhead_s,
                            f"prefill {int(q_tokens)} tok, {heads}/{kv_heads} heads x {qk_dim}")
 
@@ -209,14 +206,79 @@ def prefill_attention(chip: ChipSpec, cal: Calibration, pairs: float, q_tokens: 
 @lru_cache(maxsize=200_000)
 def decode_attention(chip: ChipSpec, cal: Calibration, num_seqs: int, context_tokens: float, heads: int,
                      kv_heads: int, flops_per_pair_per_head: float, kv_elems_per_token: int,
-                     q_elems_per_head: int, act_fmt: str, kv_fmt: str, name: str = "attention") -> OpCost:
+                     q_elems_per_head: int, act_fmt: str, kv_fmt: str, name: str = "attention", *,
+                     max_context_tokens: float | None = None, window: int = 0) -> OpCost:
+    """Split-KV decode of ``num_seqs`` one-token sequences attending ``context_tokens``
+    keys in all (window-capped). ``max_context_tokens``: the longest sequence's keys
+    before the window cap, ``window``: the layer's sliding window (0: none); the kernel
+    sizes its partitions by the longest sequence and the busiest core streams its share
+    (without them the op bounds it from the totals, which is exact for one sequence)."""
     fa, fk = get_format(act_fmt), get_format(kv_fmt)
     r = decode_attention_model(chip, cal, num_seqs=num_seqs, context_tokens=context_tokens, heads=heads,
                                kv_heads=kv_heads, flops_per_pair_per_head=flops_per_pair_per_head,
                                kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
-                               kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head)
-    return _attention_cost(chip, cal, r, name, cal.attention.decode_overhead_s,
+                               kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head,
+                               max_context_tokens=max_context_tokens, window=window)
+    return _attention_cost(chip, cal, r, name, float(r["overhead_s"]),
                            f"decode {num_seqs} seq, {int(context_tokens)} ctx tok, {heads}/{kv_heads} heads")
+
+
+# ---------------------------------------------------------------- activation quantization
+
+def quant_passes(fmt: NumericFormat, dynamic: bool = True,
+                 in_bytes: float = 2.0) -> tuple[tuple[str, float, float], ...]:
+    """The kernels that quantize activations of ``in_bytes`` per element to ``fmt``, as
+    (name, HBM bytes per element, vector FLOP per element); none for a 16-bit or wider
+    format. Block-scaled formats (fp8-block, fp4, mxfp4): one per-token-group pass that
+    finds each group's scale and writes values and scales. Per-tensor with a dynamic
+    scale (TensorRT-LLM's ``quantize_e4m3_per_tensor``, vLLM's dynamic fp8): zero the scale
+    (a memset, no traffic to speak of), an amax pass that reads the input, a quantize pass
+    that reads it again and writes ``fmt``; with a static scale only the quantize pass."""
+    if fmt.bits >= 16:
+        return ()
+    out = fmt.bytes_per_element
+    if fmt.block_size:
+        return (("group_quantize", in_bytes + out, 3.0),)
+    quantize = ("quantize", in_bytes + out, 2.0)
+    return (("zero_scale", 0.0, 0.0), ("amax", in_bytes, 1.0), quantize) if dynamic else (quantize,)
+
+
+def act_quant_model(chip: ChipSpec, cal: Calibration, elems, fmt: NumericFormat, dynamic: bool = True,
+                    in_fmt: NumericFormat | None = None) -> dict:
+    """Vectorised :func:`act_quant` (also used by the calibration fit): each pass is a
+    vector kernel, max(FLOP / vector rate, bytes / (HBM bandwidth x efficiency)) plus the
+    vector kernel overhead."""
+    v = cal.vector
+    in_bytes = (in_fmt or get_format("bf16")).bytes_per_element
+    e = kernels.as_float(elems)
+    time = compute = memory = hbm = flops = 0.0 * e
+    passes = quant_passes(fmt, dynamic, in_bytes)
+    for _, bytes_per, flops_per in passes:
+        c = e * flops_per / chip.vector_flops_per_s
+        m = e * bytes_per / (chip.hbm_bw_bytes_per_s * v.memory_efficiency)
+        time = time + kernels.fmax(c, m) + v.overhead_s
+        compute, memory, hbm, flops = compute + c, memory + m, hbm + e * bytes_per, flops + e * flops_per
+    return {"time_s": time, "compute_s": compute, "memory_s": memory, "hbm_bytes": hbm, "flops": flops,
+            "overhead_s": len(passes) * v.overhead_s, "kernels": len(passes)}
+
+
+@lru_cache(maxsize=200_000)
+def act_quant(chip: ChipSpec, cal: Calibration, elems: float, fmt: str = "fp8", dynamic: bool = True,
+              name: str = "act_quant", in_fmt: str = "bf16") -> OpCost:
+    """Quantize ``elems`` activations (``in_fmt``, bf16) to ``fmt`` before a narrow-format
+    GEMM, in kernels of their own (:func:`quant_passes`): what an engine pays where it
+    does not fuse the quantization into the norm or activation kernel before the GEMM.
+    A 16-bit or wider ``fmt`` costs nothing (time 0, no kernel)."""
+    if elems < 0:
+        raise SpecError(f"act_quant elems = {elems!r} must be >= 0")
+    f = get_format(fmt)
+    r = act_quant_model(chip, cal, float(elems), f, dynamic, get_format(in_fmt))
+    kind = "block-scaled" if f.block_size else ("dynamic per-tensor" if dynamic else "static per-tensor")
+    return _finish(chip, cal, name, "vector", compute_s=float(r["compute_s"]), memory_s=float(r["memory_s"]),
+                   comm_s=0.0, overhead_s=float(r["overhead_s"]), time_s=float(r["time_s"]), flops=0.0,
+                   matrix_class=None, vector_flops=float(r["flops"]), hbm_bytes=float(r["hbm_bytes"]),
+                   sram_bytes=0.0, comm_bytes=0.0,
+                   detail=f"{elems:.0f} x {in_fmt} -> {f.name} ({kind}, {r['kernels']} kernels)")
 
 
 # --------------------------------------------------------------------------- vector

@@ -25,6 +25,7 @@ from ..model.arch import ModelArch
 from . import graph, ops
 from .deployment import Deployment
 from .ops import OpCost
+from .uncertainty import Perturbation
 
 EXACT_BELOW = 1000.0
 BUCKET = 0.005
@@ -51,11 +52,11 @@ class Part:
     ops: tuple[OpCost, ...]
 
     @staticmethod
-    def of(op_list: list[OpCost], idle_w: float) -> "Part":
+    def of(op_list: list[OpCost], idle_w: float, pert: Perturbation | None = None) -> "Part":
         t = dyn = fl = by = 0.0
         n = 0
         for o in op_list:
-            t += o.time_s * o.count
+            t += o.time_s * o.count * (pert.factor(o.op_class, o.name) if pert else 1.0)
             dyn += (o.energy_j - idle_w * o.time_s) * o.count
             fl += o.flops * o.count
             by += o.hbm_bytes * o.count
@@ -92,7 +93,7 @@ class StepPricer:
         if v is None:
             if len(self._cache) >= MAX_CACHED_PARTS:
                 self._cache.clear()
-            v = self._cache[key] = Part.of(build(), self.idle_w)
+            v = self._cache[key] = Part.of(build(), self.idle_w, self.dep.perturbation)
         return v
 
     def _layer(self, moe: bool, t: int, t_all: int) -> Part:
@@ -103,16 +104,19 @@ class StepPricer:
         return self._part(("dense", t), lambda: graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
                           + graph.dense_mlp_ops(m, d, t, m.intermediate_size, d.tp))
 
-    def _decode(self, n: int, keys: float) -> Part:
-        k = bucket(keys) if self.bucketed else keys
-        return self._part(("dec", n, k), lambda: graph.decode_attention_ops(self.model, self.dep, n, k))
+    def _decode(self, n: int, keys: float, longest: float, window: int) -> Part:
+        k, m = (bucket(keys), bucket(longest)) if self.bucketed else (keys, longest)
+        return self._part(("dec", n, k, m, window),
+                          lambda: graph.decode_attention_ops(self.model, self.dep, n, k, m, window))
 
     def _prefill(self, chunks: tuple[tuple[int, int], ...], window: int) -> Part:
         q, pairs, kv, max_keys = graph.prefill_aggregates(chunks, window)
+        tiles, past = graph.prefill_tiles(chunks, window)
         if self.bucketed:
             pairs, kv = bucket(pairs), bucket(kv)
-        return self._part(("pre", window, q, max_keys, pairs, kv),
-                          lambda: graph.prefill_attention_ops(self.model, self.dep, q, pairs, kv, max_keys))
+        return self._part(("pre", window, q, max_keys, pairs, kv, tiles, past),
+                          lambda: graph.prefill_attention_ops(self.model, self.dep, q, pairs, kv, max_keys, tiles,
+                                                              past))
 
     def _head(self, t: int, logits: int) -> tuple[Part, Part]:
         m, d = self.model, self.dep
@@ -128,7 +132,7 @@ class StepPricer:
     def _replica_layer(self, r: graph.ReplicaBatch, moe: bool, window: int, t_all: int) -> list[Part]:
         parts = [self._layer(moe, r.num_tokens, t_all)]
         if r.num_decode:
-            parts.append(self._decode(r.num_decode, r.decode_keys[self._widx[window]]))
+            parts.append(self._decode(r.num_decode, r.decode_keys[self._widx[window]], r.decode_max, window))
         if r.prefill:
             parts.append(self._prefill(r.prefill, window))
         return parts
@@ -168,9 +172,11 @@ class StepPricer:
                 critical += [o.scaled(dep.pp - 1) for o in p.ops]
         num_seqs = max(r.num_seqs for r in replicas)
         has_prefill = any(r.prefill for r in replicas)
-        rt = dep.runtime
+        rt, pert = dep.runtime, dep.perturbation
         graphed = rt.graphed(max(r.num_tokens for r in replicas), num_seqs, has_prefill)
-        time_s = rt.step_time(kernel_s, kernels, num_seqs, graphed)
+        time_s = rt.step_time(kernel_s, kernels, num_seqs, graphed, pert.host if pert else 1.0)
+        if pert:
+            time_s *= pert.step
         energy = dyn + self.idle_w * dep.num_chips * time_s
         return Priced(time_s, energy, flops, hbm, kernel_s, tuple(critical))
 

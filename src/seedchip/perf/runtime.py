@@ -17,6 +17,8 @@ quantization fused, nothing else fused, no launch or host time.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..spec_base import FrozenSpec, Seconds
@@ -24,8 +26,13 @@ from ..spec_base import FrozenSpec, Seconds
 
 class Runtime(FrozenSpec):
     id: str = Field("kernels", description="name of the engine profile the values come from")
-    fuse_act_quant: bool = Field(True, description="fp8/int8/fp4 activation quantization is fused into the kernel "
-                                                   "that produces the GEMM input (no separate quantize kernel)")
+    quant_kernels: tuple[Literal["norm", "act", "attn"], ...] = Field(
+        (), description="GEMM inputs whose fp8/int8/fp4 quantization runs as a kernel of its own: the norm's output "
+                        "(QKV and up projections), the gated activation's (down projection), the attention's "
+                        "(output projection); the others are fused into the kernel that produces them")
+    quant_scale: Literal["static", "per-token", "per-tensor"] = Field(
+        "per-tensor", description="how those kernels scale: a calibrated static scale or per-token scales (one pass "
+                                  "that reads and writes), or a dynamic per-tensor scale (an amax pass first)")
     fuse_gated_act: bool = Field(False, description="the gated activation (SwiGLU) runs in the up-projection GEMM's "
                                                     "epilogue: no activation kernel, half the GEMM output written")
     fuse_rotary: bool = Field(False, description="rotary embedding is applied inside the attention kernel")
@@ -44,12 +51,13 @@ class Runtime(FrozenSpec):
             return False
         return not (prefill and self.graph_decode_only)
 
-    def step_time(self, kernel_s: float, num_kernels: int, num_seqs: int, graphed: bool) -> float:
+    def step_time(self, kernel_s: float, num_kernels: int, num_seqs: int, graphed: bool,
+                  host_scale: float = 1.0) -> float:
         """A step's wall time from its kernels' time: kernels launched one by one cannot
         run faster than the host issues them; host work adds to it, or hides behind the
         previous step's kernels when the engine overlaps them."""
         device = kernel_s if graphed else max(kernel_s, num_kernels * self.launch_s)
-        host = self.host_step_s + self.host_seq_s * num_seqs
+        host = (self.host_step_s + self.host_seq_s * num_seqs) * host_scale
         return max(device, host) if self.overlap_host else device + host
 
 

@@ -9,16 +9,16 @@ profile's values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from .. import units
 from ..errors import SpecError
 from ..hardware.catalog import load_chip
 from ..model.arch import ModelArch
 from ..model.zoo import load_model
-from ..perf.deployment import Deployment, make_deployment
+from ..perf.calibration import load_calibration
+from ..perf.deployment import Deployment
+from ..perf.uncertainty import Perturbation, draws, interval80
 from .engine import Engine
-from .profiles import DEFAULT_ENGINE, EngineProfile, resolve_engine
+from .profiles import DEFAULT_ENGINE, EngineLimits, EngineProfile, engine_deployment, engine_model, resolve_engine
 from .scheduler import SchedulerConfig
 from .sim import Simulation, SimResult, Slo, parse_pools, write_chrome_trace
 from .tuning import best_limits, mean_lengths, trtllm_bench_limits
@@ -44,42 +44,17 @@ def seconds(v, what: str) -> float | None:
     return s
 
 
-@dataclass(frozen=True)
-class Overrides:
-    """Scheduler options the user gave explicitly (None: the engine profile's value)."""
-    max_num_seqs: int | None = None
-    max_batched_tokens: int | None = None
-    block_size: int | None = None
-    kv_memory_fraction: float | None = None
-    prefix_caching: bool | None = None
-
-    def check(self) -> "Overrides":
-        for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-                raise SpecError(f"--{name.replace('_', '-')} = {v!r} must be a positive integer")
-        f = self.kv_memory_fraction
-        if f is not None and not (isinstance(f, (int, float)) and 0 < f <= 1):
-            raise SpecError(f"--kv-memory-fraction {f!r} must be a number in (0, 1]")
-        return self
+def scheduler_config(profile: EngineProfile, o: EngineLimits, policy: str) -> SchedulerConfig:
+    """The scheduler's knobs from a profile and the user's overrides."""
+    return SchedulerConfig(policy=policy, admission=profile.admission,
+                           max_num_seqs=o.max_num_seqs or profile.max_num_seqs,
+                           block_size=o.block_size or profile.block_size,
+                           prefix_caching=profile.prefix_caching if o.prefix_caching is None else o.prefix_caching,
+                           mixed_batches=profile.mixed_batches, new_token_ratio=profile.new_token_ratio).validate()
 
 
-def engine_setup(profile: EngineProfile, o: Overrides, policy: str) -> tuple[SchedulerConfig, dict]:
-    """The scheduler config and the deployment's engine fields from a profile and overrides."""
-    cfg = SchedulerConfig(policy=policy, admission=profile.admission,
-                          max_num_seqs=o.max_num_seqs or profile.max_num_seqs,
-                          block_size=o.block_size or profile.block_size,
-                          prefix_caching=profile.prefix_caching if o.prefix_caching is None else o.prefix_caching,
-                          mixed_batches=profile.mixed_batches,
-                          new_token_ratio=profile.new_token_ratio).validate()
-    dep_kw = {"max_batched_tokens": o.max_batched_tokens or profile.max_batched_tokens,
-              "memory_fraction": o.kv_memory_fraction or profile.memory_fraction,
-              "memory_basis": profile.memory_basis, "runtime": profile.runtime}
-    return cfg, dep_kw
-
-
-def bench_overrides(profile: EngineProfile, o: Overrides, arch: ModelArch, spec, tp: int, pp: int, weight_format: str,
-                    kv_format: str, workload: WorkloadSpec) -> Overrides:
+def bench_overrides(profile: EngineProfile, o: EngineLimits, arch: ModelArch, spec, tp: int, pp: int, weight_format: str,
+                    kv_format: str, workload: WorkloadSpec) -> EngineLimits:
     """Offline runs of an engine whose benchmark derives its batch limits from the
     dataset (trtllm-bench): those limits, unless the user gave them."""
     if profile.offline_limits != "trtllm-bench" or (o.max_num_seqs and o.max_batched_tokens):
@@ -87,27 +62,31 @@ def bench_overrides(profile: EngineProfile, o: Overrides, arch: ModelArch, spec,
     isl, osl = mean_lengths(workload)
     seqs, tokens = trtllm_bench_limits(arch, spec.hbm_capacity_bytes, tp, pp, weight_format, kv_format, isl, osl,
                                        o.kv_memory_fraction or profile.memory_fraction)
-    return replace(o, max_num_seqs=o.max_num_seqs or seqs, max_batched_tokens=o.max_batched_tokens or tokens)
+    return o.model_copy(update={"max_num_seqs": o.max_num_seqs or seqs,
+                                "max_batched_tokens": o.max_batched_tokens or tokens})
 
 
 def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format, act_format, kv_format, calibration,
-                  engine, overrides: Overrides, scheduler, replicas, disaggregate, workload: WorkloadSpec) -> list[Engine]:
+                  engine, overrides: EngineLimits, scheduler, replicas, disaggregate, workload: WorkloadSpec,
+                  perturbation=None) -> list[Engine]:
     """The engines of a run: ``replicas`` copies of one deployment, or a prefill pool and a
     decode pool (``disaggregate``)."""
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas <= 0:
         raise SpecError(f"--replicas {replicas!r} must be a positive integer")
 
-    def one(c, n, tp_, pp_, ep_) -> tuple[Deployment, SchedulerConfig]:
+    def one(c, n, tp_, pp_, ep_) -> tuple[ModelArch, Deployment, SchedulerConfig]:
         spec = load_chip(c)
         probe_tp = tp_ if tp_ is not None else max(1, n // pp_)
         profile = resolve_engine(engine, spec, probe_tp, workload.offline)
-        o = bench_overrides(profile, overrides, arch, spec, probe_tp, pp_, weight_format, kv_format, workload) \
+        m = engine_model(profile, arch)
+        o = bench_overrides(profile, overrides, m, spec, probe_tp, pp_, weight_format, kv_format, workload) \
             if workload.offline else overrides
-        cfg, dep_kw = engine_setup(profile, o, scheduler)
-        d = make_deployment(spec, num_chips=n, tp=tp_, pp=pp_, ep=ep_, weight_format=weight_format,
-                            act_format=act_format, kv_format=kv_format, calibration=calibration, **dep_kw)
-        d.check_model(arch)
-        return d, cfg
+        d = engine_deployment(profile, spec, num_chips=n, tp=tp_, pp=pp_, ep=ep_, weight_format=weight_format,
+                              act_format=act_format, kv_format=kv_format, calibration=calibration,
+                              max_batched_tokens=o.max_batched_tokens, memory_fraction=o.kv_memory_fraction,
+                              perturbation=perturbation)
+        d.check_model(m)
+        return m, d, scheduler_config(profile, o, scheduler)
 
     if disaggregate:
         pools = parse_pools(disaggregate)
@@ -115,11 +94,11 @@ def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format
         for i, role in enumerate(("prefill", "decode")):
             n, c = pools[role]
             use_ep = ep > 1 and arch.is_moe
-            d, cfg = one(c, n, None if not use_ep else 1, 1, n if use_ep else 1)
-            out.append(Engine(i, arch, d, cfg, role))
+            m, d, cfg = one(c, n, None if not use_ep else 1, 1, n if use_ep else 1)
+            out.append(Engine(i, m, d, cfg, role))
         return out
-    d, cfg = one(chip, num_chips, tp, pp, ep)
-    return [Engine(i, arch, d, cfg) for i in range(replicas)]
+    m, d, cfg = one(chip, num_chips, tp, pp, ep)
+    return [Engine(i, m, d, cfg) for i in range(replicas)]
 
 
 def simulate(*, chip: str = "h200-sxm", model: str | ModelArch = "llama-3.1-8b", num_chips: int = 1,
@@ -134,14 +113,46 @@ def simulate(*, chip: str = "h200-sxm", model: str | ModelArch = "llama-3.1-8b",
              kv_memory_fraction: float | None = None, prefix_caching: bool | None = None,
              replicas: int = 1, router: str = "least-work", disaggregate: str | None = None,
              slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
-             trace_out: str | None = None, max_throughput: bool = False) -> SimResult:
+             trace_out: str | None = None, max_throughput: bool = False, interval: bool = True,
+             perturbation: Perturbation | None = None) -> SimResult:
     """Simulate serving a request stream; see `seedchip simulate --help`. ``max_throughput``
     (offline only): search the engine's batch limits for the most output tokens/s and
-    report the run with the best ones (and the search, under ``tuned``)."""
-    kw = {k: v for k, v in locals().items() if k != "max_throughput"}
-    if max_throughput:
-        return _max_throughput(kw)
-    return _simulate(**kw)
+    report the run with the best ones (and the search, under ``tuned``). ``interval``: add
+    80% intervals on throughput, mean TTFT and mean TPOT from perturbed runs.
+    ``perturbation``: run with one draw of the model's error (how intervals are made)."""
+    kw = {k: v for k, v in locals().items() if k not in ("max_throughput", "interval", "perturbation")}
+    res = _max_throughput(kw) if max_throughput else _simulate(**kw, perturbation=perturbation)
+    if interval and perturbation is None:
+        res = res.with_(interval80=_interval(kw, res))
+    return res
+
+
+INTERVAL_REQUESTS = 1000   # the perturbed runs replay at most this many requests
+
+
+def _interval(kw: dict, res: SimResult) -> dict:
+    """80% intervals: the perturbed runs (shorter: the spread, not the level, is what they
+    give) relative to an unperturbed run of the same length, applied to this run."""
+    d = res.to_dict()
+    n = min(d["num_requests"], INTERVAL_REQUESTS)
+    small = dict(kw, num_requests=n, trace_out=None, max_num_seqs=d["inputs"]["max_num_seqs"],
+                 max_batched_tokens=d["inputs"]["max_batched_tokens"])
+    base = d if n == d["num_requests"] else _simulate(**small).to_dict()
+    cal = load_calibration(kw["calibration"])
+    runs = [_simulate(**small, perturbation=p).to_dict() for p in draws(cal, d["engine"]["step_sigma"])]
+    out = {}
+    for key, path in (("throughput_tokens_per_s", "throughput_tokens_per_s"), ("ttft_mean_s", "ttft_s.mean"),
+                      ("tpot_mean_s", "tpot_s.mean")):
+        nominal, b = _get(d, path), _get(base, path)
+        out[key] = interval80(nominal, [nominal * _get(r, path) / b for r in runs if b and _get(r, path)])
+    out["draws"], out["num_requests"] = len(runs), n
+    return out
+
+
+def _get(d: dict, path: str):
+    for k in path.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
 
 
 def _max_throughput(kw: dict) -> SimResult:
@@ -164,8 +175,7 @@ def _max_throughput(kw: dict) -> SimResult:
 
     best, search = best_limits(run, start, most)
     chosen = runs[(search["max_num_seqs"], search["max_batched_tokens"])]
-    chosen.data["tuned"] = search
-    return chosen
+    return chosen.with_(tuned=search)
 
 
 WORKLOAD_KEYS = ("trace", "workload", "input_len", "output_len", "range_ratio", "qps", "num_requests", "offline",
@@ -175,29 +185,35 @@ WORKLOAD_KEYS = ("trace", "workload", "input_len", "output_len", "range_ratio", 
 def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, kv_format, calibration, engine, trace,
               workload, input_len, output_len, range_ratio, qps, num_requests, offline, max_concurrency, arrival,
               burstiness, seed, scheduler, max_num_seqs, max_batched_tokens, block_size, kv_memory_fraction,
-              prefix_caching, replicas, router, disaggregate, slo_ttft_p99, slo_tpot_p99, trace_out) -> SimResult:
+              prefix_caching, replicas, router, disaggregate, slo_ttft_p99, slo_tpot_p99, trace_out,
+              perturbation=None) -> SimResult:
     spec = WorkloadSpec(trace=trace, workload=workload, input_len=input_len, output_len=output_len,
                         range_ratio=range_ratio, qps=qps, num_requests=num_requests, offline=offline,
                         max_concurrency=max_concurrency, arrival=arrival, burstiness=burstiness, seed=seed).validate()
+    if disaggregate and (tp is not None or pp != 1):
+        raise SpecError("--disaggregate lays each pool out itself (tensor parallel over the pool's chips, or expert "
+                        "parallel with --ep): drop --tp/--pp")
     if disaggregate and replicas != 1:
         raise SpecError("--replicas applies to one pool of identical engines; with --disaggregate size the pools "
                         "in it (prefill=NxCHIP,decode=NxCHIP) and drop --replicas")
-    overrides = Overrides(max_num_seqs, max_batched_tokens, block_size, kv_memory_fraction, prefix_caching).check()
+    overrides = EngineLimits.checked(max_num_seqs=max_num_seqs, max_batched_tokens=max_batched_tokens,
+                                     block_size=block_size, kv_memory_fraction=kv_memory_fraction,
+                                     prefix_caching=prefix_caching)
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     arch = model if isinstance(model, ModelArch) else load_model(model)
     engines = build_engines(arch, chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                             act_format=act_format, kv_format=kv_format, calibration=calibration, engine=engine,
                             overrides=overrides, scheduler=scheduler, replicas=replicas, disaggregate=disaggregate,
-                            workload=spec)
+                            workload=spec, perturbation=perturbation)
     sim = Simulation(arch, engines, spec, router=router, slo=slo, trace_out=trace_out is not None,
                      disaggregated=bool(disaggregate))
     res = sim.run()
     e0 = engines[0]
-    res.data["engine"] = resolve_engine(engine, e0.dep.chip, e0.dep.tp, offline).summary()
-    res.data["inputs"] = {
+    profile = resolve_engine(engine, e0.dep.chip, e0.dep.tp, offline).summary()
+    inputs = {
         "model": arch.id, "chip": chip if not disaggregate else None,
         "num_chips": sum(e.dep.num_chips for e in engines), "replicas": replicas if not disaggregate else None,
-        "disaggregate": disaggregate, "router": router, "engine": res.data["engine"]["id"],
+        "disaggregate": disaggregate, "router": router, "engine": profile["id"],
         "scheduler": scheduler, "admission": e0.cfg.admission, "max_num_seqs": e0.cfg.max_num_seqs,
         "max_batched_tokens": e0.dep.max_batched_tokens, "block_size": e0.cfg.block_size,
         "kv_memory_fraction": e0.dep.memory_fraction, "memory_basis": e0.dep.memory_basis,
@@ -208,4 +224,4 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
         "seed": seed}
     if trace_out and res.chrome_trace is not None:
         write_chrome_trace(res.chrome_trace, trace_out)
-    return res
+    return res.with_(engine=profile, inputs=inputs)

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
+from ..perf.calibration import load_calibration
+from ..perf.uncertainty import Perturbation, draws, interval80
 from .api import seconds, simulate
 from .sim import Slo
 
@@ -29,6 +31,8 @@ CONVERGED = 0.015          # successive run lengths agree within 1.5% (half the 
 LOW_FRACTION = 1 / 64      # the first low rate, as a share of the saturated rate
 HEADROOM = 1.25            # the search reaches this far above an offline run's rate (ramp and drain weigh on it)
 BRACKET = 0.06             # a longer run re-searches +-6% around the last answer
+INTERVAL_REQUESTS = 2000   # the perturbed searches run this many requests (the spread, not the level)
+INTERVAL_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -55,12 +59,15 @@ class CapacityResult:
     search: list
     convergence: list
     inputs: dict
+    interval: dict | None = None
 
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
         price = self.inputs.get("price_per_chip_hour")
         return {"max_qps": self.max_qps, "max_qps_per_chip": self.max_qps / n,
                 "max_qps_per_dollar_hour": self.max_qps / (n * price) if price else None,
+                "max_qps_interval80": self.interval["max_qps"] if self.interval else None,
+                "interval80": self.interval,
                 "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
                 "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
                 "metrics": self.metrics, "convergence": self.convergence, "search": self.search,
@@ -68,8 +75,8 @@ class CapacityResult:
 
 
 class _Search:
-    def __init__(self, base: dict, slo: Slo):
-        self.base, self.slo, self.points = base, slo, []
+    def __init__(self, base: dict, slo: Slo, perturbation: Perturbation | None = None):
+        self.base, self.slo, self.points = dict(base, interval=False, perturbation=perturbation), slo, []
 
     def saturated(self, n: int) -> tuple[float, dict]:
         """The request rate of an offline run: the first bracket's top (ramp and drain
@@ -149,15 +156,15 @@ def _first(search: _Search, n: int, tolerance: float) -> tuple[RatePoint, RatePo
     return best, fail, sat
 
 
-def _refine(search: _Search, prev: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
-    """A longer run: search a narrow bracket around the last answer, widening it when
-    the answer lies outside."""
+def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
+    """A longer run: search a narrow bracket around the last answer ``prev`` (req/s),
+    widening it when the answer lies outside."""
     span = BRACKET
-    lo = search.point(prev.qps * (1 - span), n)
-    while not lo.ok and lo.qps > prev.qps * LOW_FRACTION:
+    lo = search.point(prev * (1 - span), n)
+    while not lo.ok and lo.qps > prev * LOW_FRACTION:
         span *= 2
-        lo = search.point(prev.qps * max(1 - span, LOW_FRACTION), n)
-    hi = prev.qps * (1 + BRACKET)
+        lo = search.point(prev * max(1 - span, LOW_FRACTION), n)
+    hi = prev * (1 + BRACKET)
     best, fail = search.bisect(lo, hi, n, tolerance)
     while fail is None:                      # passed at the top: widen upward
         hi *= 1 + 2 * BRACKET
@@ -165,12 +172,29 @@ def _refine(search: _Search, prev: RatePoint, n: int, tolerance: float) -> tuple
     return best, fail
 
 
+def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int) -> dict:
+    """80% interval on the answer: the same search under ``DRAWS`` draws of the model's
+    error (kernel classes, host time, engine residual), at a shorter run length, each
+    relative to the unperturbed search at that length."""
+    n = min(n, INTERVAL_REQUESTS)
+    nominal = _refine(_Search(base, slo), answer, n, INTERVAL_TOLERANCE)[0].qps
+    ratios = []
+    for p in draws(load_calibration(base.get("calibration")), metrics["engine"]["step_sigma"]):
+        try:
+            ratios.append(_refine(_Search(base, slo, p), answer, n, INTERVAL_TOLERANCE)[0].qps / nominal)
+        except SpecError:          # no rate meets the SLO under this draw
+            ratios.append(LOW_FRACTION)
+    return {"max_qps": interval80(answer, [answer * r for r in ratios]), "draws": len(ratios), "num_requests": n}
+
+
 def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
              num_requests: int | None = None, max_requests: int = MAX_REQUESTS,
-             price_per_chip_hour: float | None = None, tolerance: float = 0.01, **kw) -> CapacityResult:
+             price_per_chip_hour: float | None = None, tolerance: float = 0.01, interval: bool = True,
+             **kw) -> CapacityResult:
     """The highest steady arrival rate meeting the SLO percentiles (see module doc).
     ``num_requests``: the first run length (default 4,000); it doubles, up to
-    ``max_requests``, until two successive answers agree within 1.5%."""
+    ``max_requests``, until two successive answers agree within 1.5%. ``interval``: add
+    ``max_qps_interval80`` from perturbed searches (several more runs)."""
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
     search = _Search(_base(dict(kw), slo), slo)
@@ -179,7 +203,7 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     while n * 2 <= max_requests:
         n *= 2
         prev = best
-        best, fail = _refine(search, prev, n, tolerance)
+        best, fail = _refine(search, prev.qps, n, tolerance)
         if best.metrics["num_requests"] < n:       # a trace shorter than n: no longer run exists
             history.append({"num_requests": best.metrics["num_requests"], "max_qps": best.qps,
                             "note": "the trace has no more requests"})
@@ -192,9 +216,11 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     binding = ",".join(fail.failed)
     inputs = dict(best.metrics["inputs"], slo_ttft_p99_s=slo.ttft_p99_s, slo_tpot_p99_s=slo.tpot_p99_s,
                   price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
-    return CapacityResult(max_qps=min(best.qps, observed), binding=binding, saturated_requests_per_s=observed,
+    answer = min(best.qps, observed)
+    band = _interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"]) if interval else None
+    return CapacityResult(max_qps=answer, binding=binding, saturated_requests_per_s=observed,
                           metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,
-                          inputs=inputs)
+                          inputs=dict(inputs, interval=interval), interval=band)
 
 
 __all__ = ["capacity", "CapacityResult"]

@@ -6,10 +6,12 @@ KV blocks, steps and preemption; what runs in a step is its scheduling policy's
 Decode-only stretches are advanced as one *macro step*: while the running batch is
 all decode and no request can join (none waiting, or blocked by max sequences or KV
 blocks), consecutive steps differ only by one more cached token per sequence, so k
-steps are priced at their first and last step and summed exactly (the step time is
-affine in the keys attended). A macro step ends at the first completion, when KV
-blocks would run out, or at the first step boundary after the next external event
-(an arrival, a KV transfer), so scheduling decisions are the same as step by step.
+steps are priced at their first and last step and summed by the trapezoid rule (the
+step time is nearly affine in the keys attended: split-KV partitions and per-core
+streaming bend it slightly; over 4,096 steps the sum moves by under 1%). A macro step
+ends at the first completion, when KV blocks would run out, or at the first step
+boundary after the next external event (an arrival, a KV transfer), so scheduling
+decisions are the same as step by step.
 """
 
 from __future__ import annotations

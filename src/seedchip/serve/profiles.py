@@ -18,6 +18,8 @@ from pydantic import Field, ValidationError
 
 from ..errors import SpecError, UnknownNameError, one_line
 from ..hardware.spec import ChipSpec
+from ..model.arch import ModelArch
+from ..perf.deployment import Deployment, Layout, make_deployment
 from ..perf.runtime import Runtime
 from ..spec_base import FrozenSpec
 
@@ -54,7 +56,12 @@ class EngineProfile(FrozenSpec):
     offline_limits: Literal["profile", "trtllm-bench"] = Field(
         "profile", description="offline runs take the profile's limits, or derive them from the workload's mean "
                                "lengths as trtllm-bench's build heuristic does")
+    sliding_window: Literal["model", "ignored"] = Field(
+        "model", description="model: sliding-window layers keep and read only their window; ignored: the engine "
+                             "runs them as full attention unless told otherwise (its default setting)")
     new_token_ratio: NewTokenRatio | None = None
+    step_sigma: float = Field(ge=0, description="log-spread of what the engine model misses per step, from "
+                                                 "measured end-to-end results (for the 80% intervals)")
     runtime: Runtime
     sources: list[EngineSource] = Field(min_length=1)
     assumed: str = ""
@@ -66,6 +73,55 @@ class EngineProfile(FrozenSpec):
         d["sources"] = [f"{s.document} ({s.year})" for s in self.sources]
         d["assumed"] = " ".join(self.assumed.split())
         return d
+
+
+class EngineLimits(FrozenSpec):
+    """The engine knobs a user may set (None: the engine profile's value)."""
+    max_num_seqs: int | None = Field(None, gt=0, description="most sequences in a step")
+    max_batched_tokens: int | None = Field(None, gt=0, description="token budget of a step")
+    block_size: int | None = Field(None, gt=0, description="KV-cache block, tokens")
+    kv_memory_fraction: float | None = Field(None, gt=0, le=1, description="share of memory the engine may use")
+    prefix_caching: bool | None = None
+
+    @classmethod
+    def checked(cls, **kw) -> "EngineLimits":
+        """From CLI/API values, with the option's name in every error."""
+        for name in ("max_num_seqs", "max_batched_tokens", "block_size"):
+            v = kw.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise SpecError(f"--{name.replace('_', '-')} = {v!r} must be a positive integer")
+        f = kw.get("kv_memory_fraction")
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1):
+            raise SpecError(f"--kv-memory-fraction {f!r} must be a number in (0, 1]")
+        return cls(**kw)
+
+    def limit_kwargs(self) -> dict:
+        return {k: getattr(self, k) for k in type(self).model_fields}
+
+
+class ServingDeployment(Layout, EngineLimits):
+    """One deployment as served: parallelism, formats and the engine knobs the user set
+    (the spec the fleet and the explorer hand to ``simulate``/``capacity``)."""
+    disaggregate: str | None = Field(None, description="prefill/decode pools, 'prefill=NxCHIP,decode=NxCHIP' "
+                                                       "(num_chips is their total)")
+
+    def build(self, chip: ChipSpec, model: ModelArch, engine: str | None = None, calibration=None,
+              offline: bool = False) -> tuple[ModelArch, Deployment]:
+        """The model as the engine runs it and the deployment (checked against the model),
+        for a plain (not disaggregated) deployment."""
+        tp = self.tp if self.tp is not None else max(1, self.num_chips // self.pp)
+        profile = resolve_engine(engine or DEFAULT_ENGINE, chip, tp, offline)
+        dep = engine_deployment(profile, chip, **self.layout_kwargs(), calibration=calibration,
+                                max_batched_tokens=self.max_batched_tokens, memory_fraction=self.kv_memory_fraction)
+        arch = engine_model(profile, model)
+        dep.check_model(arch)
+        return arch, dep
+
+    def serve_kwargs(self) -> dict:
+        kw = dict(self.layout_kwargs(), **self.limit_kwargs())
+        if self.disaggregate:          # only when set, so plain deployments keep their keys
+            kw["disaggregate"] = self.disaggregate
+        return kw
 
 
 @lru_cache(maxsize=1)
@@ -105,4 +161,25 @@ def resolve_engine(name: str, chip: ChipSpec, tp: int = 1, offline: bool = False
         raise SpecError(f"engine profile {key!r} in {ENGINES_FILE.name} is not valid: {one_line(e)[:300]}") from None
 
 
-__all__ = ["EngineProfile", "resolve_engine", "engine_ids", "DEFAULT_ENGINE", "ADMISSIONS"]
+def engine_model(profile: EngineProfile, arch: ModelArch) -> ModelArch:
+    """The model as this engine runs it: an engine that ignores sliding windows by
+    default keeps and reads every layer's whole context."""
+    if profile.sliding_window == "model" or all(w is None for w in arch.layer_windows):
+        return arch
+    return arch.replace(layer_windows=tuple(None for _ in arch.layer_windows))
+
+
+def engine_deployment(profile: EngineProfile, chip: ChipSpec, *, num_chips: int = 1, tp: int | None = None,
+                      pp: int = 1, ep: int = 1, weight_format: str = "bf16", act_format: str | None = None,
+                      kv_format: str = "bf16", calibration=None, max_batched_tokens: int | None = None,
+                      memory_fraction: float | None = None, perturbation=None) -> Deployment:
+    """A deployment run by this engine: its runtime costs, memory share and basis and
+    token budget (the last two unless given)."""
+    return make_deployment(chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
+                           act_format=act_format, kv_format=kv_format, calibration=calibration,
+                           max_batched_tokens=max_batched_tokens or profile.max_batched_tokens,
+                           memory_fraction=memory_fraction or profile.memory_fraction,
+                           memory_basis=profile.memory_basis, runtime=profile.runtime, perturbation=perturbation)
+
+
+__all__ = ["EngineProfile", "EngineLimits", "ServingDeployment", "resolve_engine", "engine_ids", "engine_deployment", "engine_model", "DEFAULT_ENGINE", "ADMISSIONS"]

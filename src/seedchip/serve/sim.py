@@ -9,7 +9,7 @@ import heapq
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +48,33 @@ class Slo:
         return self.ttft_p99_s is not None or self.tpot_p99_s is not None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimResult:
-    data: dict
-    chrome_trace: list | None = field(default=None, repr=False)
+    """A run's figures (``metrics``, as the simulation measured them) and what the serving
+    layer adds: the engine profile, the inputs, the 80% intervals, the tuned limits. Frozen:
+    the additions are new results (``with_``), and ``to_dict`` is the JSON contract (the
+    same inputs and seed give the same JSON: the wall time is kept out of it)."""
+    metrics: dict
+    chrome_trace: dict | None = field(default=None, repr=False)
+    wall_s: float = field(default=0.0, compare=False)   # how long the simulation took: not in the JSON
+    engine: dict | None = None
+    inputs: dict | None = None
+    tuned: dict | None = None
+    interval80: dict | None = None
+
+    def with_(self, **parts) -> "SimResult":
+        return replace(self, **parts)
 
     def to_dict(self) -> dict:
-        return self.data
+        out = dict(self.metrics)
+        for k in ("engine", "inputs", "tuned", "interval80"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        return out
 
     def __getitem__(self, key):
-        return self.data[key]
+        return self.to_dict()[key]
 
 
 class Simulation:
@@ -289,11 +306,10 @@ class Simulation:
             data["slo"] = {"ttft_p99_s": self.slo.ttft_p99_s, "tpot_p99_s": self.slo.tpot_p99_s,
                            "met": self.slo.satisfied(data), "good_fraction": float(ok.mean()) if n_done else 0.0,
                            "goodput_requests_per_s": float(ok.sum()) / makespan if makespan else 0.0}
-        data["sim_wall_s"] = wall
         trace = None
         if self.trace is not None:
             trace = {"traceEvents": self.trace, "displayTimeUnit": "ms"}
-        return SimResult(data, trace)
+        return SimResult(data, trace, wall_s=wall)
 
 
 def _matrix_class(fmt: str) -> str:

@@ -47,6 +47,7 @@ def power_report(chip: ChipSpec, die_total_mm2: float, data: SiliconData) -> Pow
             if w > best:
                 best, fmt_ = w, cls
     dyn = {
+        "active": e.active_w,          # every core busy at clock, whatever the work
         "matrix": u["matrix"] * best,
         "sram": u["sram"] * chip.sram.bw_bytes_per_s * e.sram_j_per_byte,
         "hbm": u["hbm"] * chip.hbm_bw_bytes_per_s * e.hbm_j_per_byte,

@@ -104,6 +104,49 @@ def _resolve_silicon(chip: ChipSpec, silicon: ChipSilicon | dict | None) -> Chip
     return silicon
 
 
+def _die_yield(area: DieArea, d0: float, yield_model: str, alpha: float) -> float:
+    """The non-repairable part of the die, times the cores with their spares."""
+    fixed = area.die_mm2 - area.repairable_mm2
+    y = die_yield(fixed, d0, yield_model, alpha)
+    if area.cores_on_die:
+        y *= spare_yield(area.cores_on_die, area.spare_cores, die_yield(area.core_mm2, d0, yield_model, alpha))
+    return y
+
+
+def _package(spec: ChipSpec, sil: ChipSilicon, area: DieArea, d: SiliconData, reasons: list[str]
+             ) -> tuple[float, float, float, float]:
+    """(interposer mm2, interposer yield, interposer $ per good one, substrate $): a 2.5D interposer
+    under the dies and HBM sites when the HBM generation needs one, else an organic substrate of
+    twice the die area. An interposer over the largest one adds a reason."""
+    pk = d.packaging
+    gen = d.hbm_generation(spec.hbm.generation)
+    sites = sil.hbm_phys if sil.hbm_phys is not None else spec.hbm.num_stacks
+    if not gen.interposer:
+        return 0.0, 1.0, 0.0, area.total_mm2 * 2.0 * pk.substrate_usd_per_mm2
+    inter = interposer_area_mm2(area.total_mm2, sites, gen.footprint_mm2, pk.interposer_fill)
+    inter_y = die_yield(inter, pk.interposer_defect_density_per_cm2, "poisson")
+    inter_usd = inter * pk.interposer_usd_per_mm2 / inter_y
+    substrate = inter * pk.substrate_usd_per_mm2
+    if inter > pk.max_interposer_mm2:
+        reasons.append(f"interposer {inter:.0f} mm2 exceeds the largest 2.5D interposer ({pk.max_interposer_mm2:.0f} mm2): "
+                       f"fewer HBM stacks or a smaller die")
+    return inter, inter_y, inter_usd, substrate
+
+
+def _cost_parts(kgd: float, area: DieArea, hbm: HbmCost, inter_usd: float, substrate: float, asm_y: float,
+                d: SiliconData) -> dict[str, float]:
+    """The unit cost by part: logic dies, HBM, interposer, substrate, assembly, what assembly
+    yield loses of all of them, final test and board."""
+    pk = d.packaging
+    parts = {"logic_dies": kgd * area.num_dies, "hbm": hbm.usd, "interposer": inter_usd, "substrate": substrate,
+             "assembly": pk.assembly_usd}
+    before = sum(parts.values())
+    parts["assembly_yield_loss"] = before / asm_y - before
+    parts["final_test"] = pk.final_test_usd
+    parts["board"] = pk.board_usd
+    return parts
+
+
 def silicon_report(chip: str | ChipSpec, *, yield_model: str = "murphy", alpha: float | None = None,
                    silicon: ChipSilicon | dict | None = None, data: SiliconData | str | None = None) -> SiliconReport:
     """Area, yield, unit cost and power of ``chip`` (a catalog id, a YAML path or a ChipSpec).
@@ -128,52 +171,28 @@ def silicon_report(chip: str | ChipSpec, *, yield_model: str = "murphy", alpha: 
         more = f" split over {sil.num_dies} dies" if sil.num_dies > 1 else ""
         reasons.append(f"die area {area.die_mm2:.0f} mm2{more} exceeds the {w.reticle_mm2:.0f} mm2 reticle limit: "
                        f"use fewer MACs or less SRAM, a denser node, or more dies")
-
-    # yield: the non-repairable part of the die, times the cores with their spares
     d0 = node.defect_density_per_cm2
-    fixed = area.die_mm2 - area.repairable_mm2
-    y = die_yield(fixed, d0, yield_model, al)
-    if area.cores_on_die:
-        y *= spare_yield(area.cores_on_die, area.spare_cores, die_yield(area.core_mm2, d0, yield_model, al))
+    y = _die_yield(area, d0, yield_model, al)
     gross = gross_dies_per_wafer(area.die_mm2, w.diameter_mm, w.edge_exclusion_mm, w.scribe_mm)
     good = gross * y
     if good < 1.0:
         reasons.append(f"fewer than one good die per wafer ({gross} gross x {y:.3f} yield)")
     kgd = node.wafer_usd / max(good, 1e-9)
-
     hbm = hbm_cost(spec, d)
     gen = d.hbm_generation(spec.hbm.generation)
     if hbm.height < 0:
         reasons.append(f"{spec.hbm.capacity_per_stack_bytes / 1e9:.0f} GB per {hbm.generation} stack needs more than "
                        f"{max(gen.heights)} dies of {gen.die_gbit:g} Gbit (offered heights {gen.heights})")
-    pk = d.packaging
-    sites = sil.hbm_phys if sil.hbm_phys is not None else spec.hbm.num_stacks
-    if gen.interposer:
-        inter = interposer_area_mm2(area.total_mm2, sites, gen.footprint_mm2, pk.interposer_fill)
-        inter_y = die_yield(inter, pk.interposer_defect_density_per_cm2, "poisson")
-        inter_usd = inter * pk.interposer_usd_per_mm2 / inter_y
-        substrate = inter * pk.substrate_usd_per_mm2
-        if inter > pk.max_interposer_mm2:
-            reasons.append(f"interposer {inter:.0f} mm2 exceeds the largest 2.5D interposer ({pk.max_interposer_mm2:.0f} mm2): "
-                           f"fewer HBM stacks or a smaller die")
-    else:
-        inter, inter_y, inter_usd = 0.0, 1.0, 0.0
-        substrate = area.total_mm2 * 2.0 * pk.substrate_usd_per_mm2
-    asm_y = pk.bond_yield ** (area.num_dies + spec.hbm.num_stacks)
-    parts = {"logic_dies": kgd * area.num_dies, "hbm": hbm.usd, "interposer": inter_usd, "substrate": substrate,
-             "assembly": pk.assembly_usd}
-    before = sum(parts.values())
-    parts["assembly_yield_loss"] = before / asm_y - before
-    parts["final_test"] = pk.final_test_usd
-    parts["board"] = pk.board_usd
-    power = power_report(spec, area.total_mm2, d)
+    inter, inter_y, inter_usd, substrate = _package(spec, sil, area, d, reasons)
+    asm_y = d.packaging.bond_yield ** (area.num_dies + spec.hbm.num_stacks)
     prov = {"chip_hash": spec.spec_hash(), "silicon_data_hash": d.spec_hash(), "silicon_hash": sil.spec_hash(),
             "reticle_mm2": w.reticle_mm2, "defect_density_per_cm2": d0, "alpha": al if yield_model == "negative-binomial" else None,
             "mac_area_um2_at_n4": w.mac_area_um2, "logic_scale": node.logic_scale}
     return SiliconReport(chip=spec, silicon=sil, area=area, yield_model=yield_model, die_yield=y,
                          gross_dies_per_wafer=gross, wafer_usd=node.wafer_usd, kgd_usd=kgd, hbm=hbm,
                          interposer_mm2=inter, interposer_yield=inter_y, assembly_yield=asm_y,
-                         cost_breakdown_usd=parts, power=power, reasons=tuple(reasons), provenance=prov)
+                         cost_breakdown_usd=_cost_parts(kgd, area, hbm, inter_usd, substrate, asm_y, d),
+                         power=power_report(spec, area.total_mm2, d), reasons=tuple(reasons), provenance=prov)
 
 
 __all__ = ["SiliconReport", "silicon_report"]

@@ -5,7 +5,10 @@ A chip-second costs   capex / (lifetime_s x utilization)          (bought or bui
 capex = unit cost (our chip: the silicon model's manufacturing cost + NRE / volume;
         a chip we buy: its purchase price) + the system share per accelerator.
 Per output token:  num_chips / tokens_per_s  chip-seconds  x  $/chip-second
-                 + energy_j_per_token x PUE x $/kWh / 3.6e6  (not when a rental price includes power)
+                 + energy_usd(energy_j_per_token, pue, usd_per_kwh)  (not when a rental price includes power)
+
+``energy_usd`` is the one formula for energy dollars in the package (joules at the IT load x PUE x
+$/kWh / 3.6e6 J per kWh); the explorer and the fleet planner price energy through it too.
 
 Time and energy per token come from the oracle (seedchip.estimate / simulate); this module
 only prices them.
@@ -21,6 +24,14 @@ from ..spec_base import FrozenSpec
 from .data import load_silicon_data
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+J_PER_KWH = 3.6e6
+
+
+def energy_usd(energy_j, pue: float, usd_per_kwh: float):
+    """Dollars of electricity for ``energy_j`` joules drawn by the IT load (a float or a NumPy
+    array): the facility draws PUE times that, bought at ``usd_per_kwh``. Pass ``pue=1.0`` for
+    energy already measured at the facility meter."""
+    return energy_j * pue * usd_per_kwh / J_PER_KWH
 
 
 class TcoInputs(FrozenSpec):
@@ -60,7 +71,7 @@ def usd_per_chip_s(unit_cost_usd: float, t: TcoInputs) -> float:
 def usd_per_joule(t: TcoInputs) -> float:
     if t.usd_per_hour is not None and t.hourly_includes_energy:
         return 0.0
-    return t.pue * t.usd_per_kwh / 3.6e6
+    return energy_usd(1.0, t.pue, t.usd_per_kwh)
 
 
 @dataclass(frozen=True)
@@ -113,4 +124,4 @@ def tco_per_token(chip, result, *, unit_cost_usd: float | None = None, **overrid
 
 
 __all__ = ["TcoInputs", "tco_inputs", "TokenCost", "token_cost", "tco_per_token", "capex_usd", "usd_per_chip_s",
-           "usd_per_joule"]
+           "usd_per_joule", "energy_usd", "J_PER_KWH"]

@@ -168,8 +168,9 @@ def error_table(rows: list[dict]) -> dict:
     """Median and p90 absolute error per metric and over all figures."""
     def stats(errs):
         a = np.abs(np.array(errs, dtype=float))
-        return {"median_abs_err": float(np.median(a)), "p90_abs_err": float(np.percentile(a, 90)), "n": len(a)} \
-            if len(a) else {"median_abs_err": None, "p90_abs_err": None, "n": 0}
+        return {"median_abs_err": float(np.median(a)), "p90_abs_err": float(np.percentile(a, 90)),
+                "mean_err": float(np.mean(np.array(errs, dtype=float))), "n": len(a)} \
+            if len(a) else {"median_abs_err": None, "p90_abs_err": None, "mean_err": None, "n": 0}
     errs = [r["error"] for r in rows if r["error"] is not None]
     out = {"all": stats(errs)}
     for m in METRICS:
