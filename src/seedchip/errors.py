@@ -52,3 +52,18 @@ def one_line(err: BaseException) -> str:
     """The error as a single line (pydantic and YAML errors span several)."""
     text = " ".join(str(err).split())
     return text
+
+
+def validation_line(err, what: str = "", default_loc: str = "(top level)") -> str:
+    """A pydantic ValidationError as the project's one line: ``what: field.path: message``
+    (the first error; how many more when there are several)."""
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"]) or default_loc
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{what + ': ' if what else ''}{loc}: {msg}{more}"
+
+
+def inner_error(err) -> BaseException | None:
+    """The project's own error raised inside a pydantic validator, if that is the first."""
+    return (err.errors()[0].get("ctx") or {}).get("error")

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError, one_line
+from .errors import SpecError, inner_error, one_line
 
 
 class PathError(ValueError):
@@ -89,7 +89,7 @@ def validation_error(e: ValidationError, origin: str, marks: dict, drop: tuple[s
     errs = e.errors()
     first = errs[0]
     loc = clean_loc(first["loc"], drop)
-    inner = (first.get("ctx") or {}).get("error")
+    inner = inner_error(e)
     if isinstance(inner, PathError):
         loc = loc + inner.path
     msg = first["msg"].removeprefix("Value error, ")

@@ -14,15 +14,12 @@ from typing import Optional
 
 import typer
 
+from ..units import fmt
 from .common import JSON, emit
 
 
 def _fmt_s(t: float) -> str:
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.3f} ms"
-    return f"{t * 1e6:.2f} us"
+    return fmt(t, "s", 4)
 
 
 def render(d: dict) -> None:

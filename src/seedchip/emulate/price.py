@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..perf import graph, ops
 from ..perf.deployment import Deployment
+from ..units import fmt
 from .lower import Kernel, Lowered
 
 
@@ -131,11 +132,7 @@ class TopOps:
 
 
 def _fmt_s(t: float) -> str:
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.3f} ms"
-    return f"{t * 1e6:.2f} us"
+    return fmt(t, "s", 4)
 
 
 @dataclass

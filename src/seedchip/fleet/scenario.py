@@ -51,7 +51,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from ..errors import SeedChipError, UnknownNameError, one_line
+from ..errors import SeedChipError, UnknownNameError, inner_error, one_line
 from ..serve.profiles import ServingDeployment
 from ..serve.sim import parse_pools
 from ..spec_base import FrozenSpec, Seconds
@@ -133,8 +133,7 @@ def _series(v):
         try:
             return kind.model_validate(v)
         except ValidationError as e:
-            first = e.errors()[0]
-            inner = (first.get("ctx") or {}).get("error")
+            first, inner = e.errors()[0], inner_error(e)
             loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and "[" in x))
             msg = str(inner) if inner is not None else first["msg"]
             if first.get("type") == "extra_forbidden" and loc:

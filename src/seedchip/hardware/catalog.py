@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ..errors import SpecError, UnknownNameError, one_line
+from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from .spec import ChipSpec
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
@@ -34,11 +34,7 @@ def chip_from_dict(data: dict, origin: str = "<dict>") -> ChipSpec:
     try:
         return ChipSpec.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise SpecError(f"chip {origin}: {loc}: {msg}{more}") from None
+        raise SpecError(validation_line(e, f"chip {origin}")) from None
 
 
 @lru_cache(maxsize=256)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import SpecError, UnsupportedArchitectureError
+from ..errors import SpecError, UnsupportedArchitectureError, validation_line
 from .arch import ModelArch
 
 _MISSING = object()
@@ -365,7 +365,4 @@ def arch_from_hf_config(config: dict, model_id: str, source: str = "", *, name: 
             id=model_id, name=name or model_id, architecture=arch, source=source, **fields
         )
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise SpecError(f"model {model_id!r}: {loc}: {msg}") from None
+        raise SpecError(validation_line(e, f"model {model_id!r}")) from None

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..errors import ParallelismError, SeedChipError, SpecError
+from ..errors import ParallelismError, SeedChipError, SpecError, inner_error, validation_line
 from ..formats import FORMATS, get_format
 from ..hardware.catalog import load_chip
 from ..hardware.spec import ChipSpec
@@ -157,12 +157,10 @@ def make_deployment(chip: str | ChipSpec, *, num_chips: int = 1, tp: int | None 
 
 def unwrap(e: ValidationError) -> SeedChipError:
     """The project's own error inside a pydantic ValidationError, or a SpecError."""
-    first = e.errors()[0]
-    inner = (first.get("ctx") or {}).get("error")
+    inner = inner_error(e)
     if isinstance(inner, SeedChipError):
         return inner
-    loc = ".".join(str(x) for x in first["loc"]) or "deployment"
-    return SpecError(f"{loc}: {first['msg'].removeprefix('Value error, ')}")
+    return SpecError(validation_line(e, default_loc="deployment").split(" (and ")[0])
 
 
 __all__ = ["Deployment", "make_deployment", "FORMATS"]

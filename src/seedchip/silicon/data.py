@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
-from ..errors import SpecError, UnknownNameError, one_line
+from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from ..hardware.spec import Source
 from ..spec_base import Bytes, FrozenSpec
 
@@ -156,9 +156,7 @@ def _validate(model, data: dict, origin: str):
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise SpecError(f"silicon data {origin}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise SpecError(validation_line(e, f"silicon data {origin}")) from None
 
 
 @lru_cache(maxsize=8)
