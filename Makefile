@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/seedchip run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "slow or not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_oracle.py

@@ -85,6 +85,14 @@ def test_run_headline_writes_json(tmp_path):
     data = json.loads((tmp_path / "run.json").read_text())
     assert [row["chip"] for row in data["rows"]] == ["seedchip-ref", "h200-sxm"]
     assert "seedchip-ref" in r.stdout
+    # every headline figure carries its 80% interval, the ratios too
+    for row in data["rows"]:
+        lo, hi = row["interval80"]["throughput_tokens_per_s"]
+        assert lo < row["throughput_tokens_per_s"] < hi
+    ratio = data["ratios"]["seedchip-ref_vs_h200-sxm"]
+    for k in ("throughput", "ttft", "tpot", "tokens_per_joule"):
+        lo, hi = ratio[f"{k}_interval80"]
+        assert lo < ratio[k] < hi
 
 
 def test_output_is_deterministic():

@@ -20,7 +20,7 @@ from .perf.deployment import Deployment, make_deployment
 from .perf.estimate import EstimateResult, static_estimate, with_interval
 from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
-from .perf.uncertainty import draws
+from .perf.uncertainty import Perturbation, draws
 from .explore import ExploreResult, explore
 from .fleet import plan
 from .serve import capacity, simulate
@@ -127,10 +127,12 @@ def estimate(*, chip: str | ChipSpec, model: str | ModelArch, num_chips: int = 1
              ep: int = 1, weight_format: str = "bf16", act_format: str | None = None, kv_format: str = "bf16",
              batch: int = 1, input_len: int = 1024, output_len: int = 128, calibration: str | None = None,
              engine: str = DEFAULT_ENGINE, max_batched_tokens: int | None = None,
-             memory_fraction: float | None = None, interval: bool = True) -> EstimateResult:
+             memory_fraction: float | None = None, interval: bool = True,
+             perturbation: Perturbation | None = None) -> EstimateResult:
     """Static-batch estimate (TTFT, TPOT, e2e, throughput, memory, per-phase breakdown), with
     the engine's runtime costs (launches, host work, fusions), token budget and memory
-    share unless given. ``interval``: add 80% intervals from perturbed estimates."""
+    share unless given. ``interval``: add 80% intervals from perturbed estimates.
+    ``perturbation``: the estimate under one draw of the model's error (no interval)."""
     arch = load_model(model) if not isinstance(model, ModelArch) else model
     spec = load_chip(chip)
     probe_tp = tp if tp is not None else max(1, num_chips // pp)
@@ -138,9 +140,10 @@ def estimate(*, chip: str | ChipSpec, model: str | ModelArch, num_chips: int = 1
     arch = engine_model(profile, arch)
     dep = engine_deployment(profile, spec, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                             act_format=act_format, kv_format=kv_format, calibration=calibration,
-                            max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction)
+                            max_batched_tokens=max_batched_tokens, memory_fraction=memory_fraction,
+                            perturbation=perturbation)
     r = static_estimate(arch, dep, batch, input_len, output_len, engine=profile.summary())
-    if interval:
+    if interval and perturbation is None:
         r = with_interval(r, arch, dep, draws(dep.calibration, profile.step_sigma))
     return r
 

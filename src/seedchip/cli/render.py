@@ -114,12 +114,22 @@ def headline_table(d: dict) -> Table:
     for col in ("chip", "throughput", "per chip", "TTFT", "TPOT", "tok/J", "W/chip", "decode bound"):
         t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right")
     for r in d["rows"]:
-        t.add_row(r["chip"], f"{r['throughput_tokens_per_s']:,.0f} tok/s", f"{r['tokens_per_s_per_chip']:,.0f} tok/s",
-                  fmt(r["ttft_s"], "s"), fmt(r["tpot_s"], "s"), f"{r['tokens_per_joule']:.2f}",
-                  f"{r['avg_power_w_per_chip']:.0f}", f"{r['decode_top_class']} ({r['decode_bound']})")
+        iv = r.get("interval80") or {}
+        tput = iv.get("throughput_tokens_per_s")
+        t.add_row(r["chip"], f"{r['throughput_tokens_per_s']:,.0f} tok/s"
+                  + (f"\n[dim]{tput[0]:,.0f}-{tput[1]:,.0f}[/dim]" if tput else ""),
+                  f"{r['tokens_per_s_per_chip']:,.0f} tok/s", fmt(r["ttft_s"], "s"), fmt(r["tpot_s"], "s"),
+                  f"{r['tokens_per_joule']:.2f}", f"{r['avg_power_w_per_chip']:.0f}",
+                  f"{r['decode_top_class']} ({r['decode_bound']})")
+
+    def x(ratio: dict, k: str) -> str:
+        band = ratio.get(f"{k}_interval80")
+        return f"{ratio[k]:.2f}x" + (f"\n[dim]{band[0]:.2f}-{band[1]:.2f}x[/dim]" if band else "")
     for name, ratio in d["ratios"].items():
-        t.add_row(name.replace("_vs_", " / "), f"{ratio['throughput']:.2f}x", "", f"{ratio['ttft']:.2f}x",
-                  f"{ratio['tpot']:.2f}x", f"{ratio['tokens_per_joule']:.2f}x", "", "", style="italic")
+        t.add_row(name.replace("_vs_", " / "), x(ratio, "throughput"), "", x(ratio, "ttft"), x(ratio, "tpot"),
+                  x(ratio, "tokens_per_joule"), "", "", style="italic")
+    t.caption = ("80% intervals under each figure: the calibration's held-out errors and the engine model's "
+                 "residual, propagated (ratios: kernel errors drawn per chip, the engine's shared)")
     return t
 
 
