@@ -203,29 +203,24 @@ def test_disaggregation_removes_prefill_interference_from_tpot():
 
 
 @pytest.mark.unit
-def test_macro_steps_agree_with_step_by_step(monkeypatch):
+def test_macro_steps_agree_with_step_by_step():
     """A macro step prices k decode steps at its first and last step; priced one by one,
     the attention keys fall in slightly different 0.5% buckets, which can move a step
     boundary across an arrival and batch a request one step later. So: nearly every
     request sees the same latencies, and the distributions agree closely."""
-    import seedchip.serve.sim as sim_mod
-    kw = dict(model=MODEL, workload="chat", qps=6, num_requests=150, seed=5)
+    spec = WorkloadSpec(workload="chat", qps=6, num_requests=150, seed=5)
 
-    def run():
-        seen = {}
-        orig = sim_mod.Collector.request_done
+    def run(max_macro_steps):
+        e = make_engine()
+        e = Engine(0, e.model, e.dep, e.cfg, max_macro_steps=max_macro_steps)
+        sim = Simulation(e.model, [e], spec)
+        out = sim.run().to_dict()
+        a = sim.collector.arrays()
+        return out, {int(i): (f - t0, d - t0) for i, t0, f, d in zip(a["id"], a["arrival"], a["first_token"],
+                                                                    a["finish"])}
 
-        def rec(self, r):
-            seen[r.id] = (r.first_token_s - r.arrival_s, r.finish_s - r.arrival_s)
-            orig(self, r)
-        monkeypatch.setattr(sim_mod.Collector, "request_done", rec)
-        out = seedchip.simulate(**kw).to_dict()
-        monkeypatch.setattr(sim_mod.Collector, "request_done", orig)
-        return out, seen
-
-    fast, a = run()
-    monkeypatch.setattr(engine_mod, "MAX_MACRO_STEPS", 1)
-    slow, b = run()
+    fast, a = run(engine_mod.MAX_MACRO_STEPS)
+    slow, b = run(1)
     assert slow["engines"][0]["macro_steps"] == slow["engines"][0]["steps"]
     assert fast["engines"][0]["macro_steps"] < fast["engines"][0]["steps"] / 3
     step = slow["itl_s"]["p50"]                      # one decode step

@@ -69,8 +69,11 @@ class EngineStats:
 class Engine:
     """A replica. ``role``: "both" (prefill and decode), "prefill" or "decode"."""
 
-    def __init__(self, index: int, model: ModelArch, dep: Deployment, cfg: SchedulerConfig, role: str = "both"):
+    def __init__(self, index: int, model: ModelArch, dep: Deployment, cfg: SchedulerConfig, role: str = "both",
+                 max_macro_steps: int = MAX_MACRO_STEPS):
+        """``max_macro_steps``: the most decode steps priced as one (1: every step priced)."""
         self.index, self.model, self.dep, self.cfg, self.role = index, model, dep, cfg, role
+        self.max_macro_steps = max_macro_steps
         plan = memory_plan(model, dep)
         check_fits(model, dep, plan, cfg.block_size)
         self.plan = plan
@@ -124,7 +127,7 @@ class Engine:
         flops, hbm = f0, b0
         num_tokens = sum(n for _, n in work)
         if blocked and num_tokens == len(work) == len(self.running) and all(r.computed + 1 == r.known for r, _ in work):
-            kmax = MAX_MACRO_STEPS
+            kmax = self.max_macro_steps
             for r, _ in work:
                 left = r.output_len - r.generated
                 if left < kmax:

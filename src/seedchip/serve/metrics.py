@@ -95,6 +95,7 @@ class Series:
 
 class Collector:
     def __init__(self):
+        self.id = array("q")
         self.arrival = array("d")
         self.first_token = array("d")
         self.finish = array("d")
@@ -112,6 +113,7 @@ class Collector:
         if r.status is RequestStatus.REJECTED:
             self.rejected += 1
             return
+        self.id.append(r.id)
         self.arrival.append(r.arrival_s)
         self.first_token.append(r.first_token_s)
         self.finish.append(r.finish_s)
@@ -123,7 +125,7 @@ class Collector:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: np.frombuffer(getattr(self, k), dtype=np.float64 if getattr(self, k).typecode == "d" else np.int64)
-                for k in ("arrival", "first_token", "finish", "first_scheduled", "input_len", "output_len",
+                for k in ("id", "arrival", "first_token", "finish", "first_scheduled", "input_len", "output_len",
                           "prefix_hit", "preemptions")}
 
 
