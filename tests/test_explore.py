@@ -162,6 +162,17 @@ def test_resume_refuses_a_different_workload(tmp_path):
         explore(None, resume=tmp_path / "nowhere")
 
 
+@pytest.mark.unit
+def test_resume_refuses_rows_of_another_oracle_version(tmp_path, monkeypatch):
+    """The store's evaluation hash covers the package's code and data: rows priced by an
+    older oracle are never mixed with new ones."""
+    import seedchip.explore.space as space_mod
+    explore(write(tmp_path, TINY.format(out=8)), out=tmp_path / "run", plot=False)
+    monkeypatch.setattr(space_mod, "code_hash", lambda: "another version")
+    with pytest.raises(SpecError, match="hash"):
+        explore(None, resume=tmp_path / "run", plot=False)
+
+
 # --- YAML errors name the field and the line ---------------------------------------------------
 
 @pytest.mark.unit

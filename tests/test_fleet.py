@@ -390,8 +390,13 @@ def test_capacity_cache_round_trip(tmp_path, monkeypatch):
     assert c2.source == "cache" and (c2.tokens_per_s, c2.energy_j_per_token, c2.key) == (c1.tokens_per_s, c1.energy_j_per_token, c1.key)
     s2 = copy.deepcopy(s)
     s2["demand"]["chat"]["slo"]["tpot_p99"] = "150ms"
-    from seedchip.fleet.capacity import capacity_key, capacity_kwargs
-    assert capacity_key(capacity_kwargs(parse_scenario(s2), "ours", "chat")) != c1.key
+    from seedchip.fleet import capacity as cap_mod
+    assert cap_mod.capacity_key(cap_mod.capacity_kwargs(parse_scenario(s2), "ours", "chat")) != c1.key
+    # any edit to the package's code or data (formats.py, a catalog, an engine profile) is a new key
+    monkeypatch.setattr(cap_mod, "code_hash", lambda: "edited")
+    assert cap_mod.capacity_key(cap_mod.capacity_kwargs(sc, "ours", "chat")) != c1.key
+    monkeypatch.undo()
+    monkeypatch.setenv("SEEDCHIP_CACHE_DIR", str(tmp_path / "cache"))
     # an override wins unless the capacity is recomputed
     s3 = copy.deepcopy(s)
     s3["capacity_override"] = [{"device": "ours", "demand": "chat", "tokens_per_s": 1.0, "energy_j_per_token": 1.0}]

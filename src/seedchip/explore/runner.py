@@ -343,8 +343,9 @@ def _open_space(store: Store, space: str | Path | Space | None, directory: Path)
         sp, text = load_space(space)
     stored_hash = store.get_meta("eval_hash")
     if stored_hash is not None and stored_hash != sp.eval_hash():
-        raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints or TCO "
-                        f"(hash {stored_hash} != {sp.eval_hash()}); use a new --out directory")
+        raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints, TCO, "
+                        f"calibration or SeedChip version (hash {stored_hash} != {sp.eval_hash()}); use a new "
+                        f"--out directory")
     store.set_meta("space_yaml", text)
     store.set_meta("eval_hash", sp.eval_hash())
     return sp

@@ -40,8 +40,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .. import units
 from ..errors import SeedChipError, SpecError, UnknownNameError, one_line
+from ..perf.calibration import load_calibration
 from ..perf.deployment import Parallelism
 from ..spec_base import FrozenSpec
+from ..version import code_hash
 from ..yamlio import PathError, load_marked, validation_error, where
 
 # axis name -> (kind, unit dimension for human strings, what it sets)
@@ -240,6 +242,9 @@ class Space(FrozenSpec):
         skip = None if "slo_goodput_per_chip" in self.objectives else {"workload": {"__all__": {"serving"}}}
         d = self.model_dump(mode="json", include={"base_chip", "constraints", "workload", "objectives", "tco",
                                                   "fidelity", "baseline"}, exclude=skip)
+        # and the oracle itself: its code and data, and the calibration's content (a user's file)
+        d["code"] = code_hash()
+        d["calibration"] = load_calibration(self.fidelity.calibration).spec_hash()
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def grid(self) -> list[dict]:

@@ -23,7 +23,6 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +33,7 @@ from ..perf.calibration import load_calibration
 from ..serve.profiles import ServingDeployment
 from ..perf.memory import check_fits, memory_plan
 from ..serve import capacity
-from ..version import __version__
+from ..version import __version__, code_hash
 from .scenario import candidates_of
 
 
@@ -68,19 +67,6 @@ def cache_dir(override: str | Path | None = None) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "seedchip" / "capacity"
-
-
-@lru_cache(maxsize=1)
-def code_hash() -> str:
-    """A hash of the whole package's source and data (code, catalogs, calibrations, engine
-    profiles, workloads): any change that could move a capacity invalidates the cache."""
-    pkg = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*")):
-        if f.is_file() and f.suffix in (".py", ".yaml", ".json", ".md") and "__pycache__" not in f.parts:
-            h.update(str(f.relative_to(pkg)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def capacity_kwargs(scenario, device: str, demand: str, dep=None) -> dict:
