@@ -154,10 +154,11 @@ class Profile:
     def energy_j(self) -> float:
         return float(sum(k.energy_j for k in self.kernels))
 
-    def by_kind(self) -> dict[str, dict]:
+    def _group(self, key, head) -> dict[str, dict]:
+        """Time, energy and count per group of kernels; the bound that holds most of the time."""
         out: dict[str, dict] = {}
         for k in self.kernels:
-            d = out.setdefault(k.kind, {"time_s": 0.0, "energy_j": 0.0, "count": 0, "_b": {}})
+            d = out.setdefault(key(k), {**head(k), "time_s": 0.0, "energy_j": 0.0, "count": 0, "_b": {}})
             d["time_s"] += k.time_s
             d["energy_j"] += k.energy_j
             d["count"] += 1
@@ -167,19 +168,11 @@ class Profile:
             d["bound"] = max(b, key=b.get)
         return out
 
+    def by_kind(self) -> dict[str, dict]:
+        return self._group(lambda k: k.kind, lambda k: {})
+
     def by_name(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for k in self.kernels:
-            d = out.setdefault(k.name, {"name": k.name, "kind": k.kind, "time_s": 0.0, "energy_j": 0.0, "count": 0,
-                                        "_b": {}})
-            d["time_s"] += k.time_s
-            d["energy_j"] += k.energy_j
-            d["count"] += 1
-            d["_b"][k.bound] = d["_b"].get(k.bound, 0.0) + k.time_s
-        for d in out.values():
-            b = d.pop("_b")
-            d["bound"] = max(b, key=b.get)
-        return out
+        return self._group(lambda k: k.name, lambda k: {"name": k.name, "kind": k.kind})
 
     def top(self, n: int = 10) -> TopOps:
         rows = sorted(self.by_name().values(), key=lambda d: -d["time_s"])[:n]
