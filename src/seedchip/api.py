@@ -16,7 +16,7 @@ from .model.params import count_params
 from .model.zoo import load_model, zoo_ids
 from .perf import kernels, ops
 from .perf.calibration import COLLECTIVES, load_calibration
-from .perf.deployment import Deployment, make_deployment
+from .perf.deployment import Deployment, Parallelism, make_deployment
 from .perf.estimate import EstimateResult, static_estimate, with_interval
 from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
@@ -36,7 +36,13 @@ def _positive(**values) -> None:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise SpecError(f"{k.replace('_', '-')} = {v!r} must be a positive number")
+            raise SpecError(f"--{k.replace('_', '-')} {v!r} must be a positive number")
+        if v > MAX_DIM:
+            raise SpecError(f"--{k.replace('_', '-')} {v!r} is beyond {MAX_DIM:.3g}, where counts stop being exact "
+                            "numbers; no real op is this large")
+
+
+MAX_DIM = float(2**53)      # integers above this are not exact as floats
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,8 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
         m, n, k = kw.pop("m"), kw.pop("n"), kw.pop("k")
         _positive(m=m, n=n, k=k)
         a_fmt = kw.pop("format", "bf16")
-        b_fmt = kw.pop("weight_format", None) or a_fmt
+        b_fmt = kw.pop("weight_format", None)
+        b_fmt = a_fmt if b_fmt is None else b_fmt
         c_fmt = kw.pop("out_format", "bf16")
         for f in (a_fmt, b_fmt, c_fmt):
             get_format(f)
@@ -90,12 +97,15 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
         phase = kw.pop("phase", "prefill")
         b, s = kw.pop("batch"), kw.pop("seq_len")
         h, kvh, d = kw.pop("num_heads"), kw.pop("num_kv_heads", None), kw.pop("head_dim")
-        kvh = kvh or h
+        kvh = h if kvh is None else kvh
         _positive(batch=b, seq_len=s, num_heads=h, num_kv_heads=kvh, head_dim=d)
         if h % kvh:
             raise SpecError(f"num-heads {h} must be a multiple of num-kv-heads {kvh}")
-        fmt_, kv_fmt = kw.pop("format", "bf16"), kw.pop("kv_format", None) or "bf16"
-        window = int(kw.pop("window", 0) or 0)
+        fmt_, kv_fmt = kw.pop("format", "bf16"), kw.pop("kv_format", None)
+        kv_fmt = "bf16" if kv_fmt is None else kv_fmt
+        window = kw.pop("window", 0) or 0
+        if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_DIM:
+            raise SpecError(f"--window {window!r} must be a whole number >= 0 (0: no sliding window)")
         get_format(fmt_), get_format(kv_fmt)
         if phase == "prefill":
             pairs = float(b * kernels.tiled_pairs(s, 0, window))
@@ -114,6 +124,7 @@ def op(op: str, *, chip: str | ChipSpec, calibration: str | None = None, **kw) -
     elif name in COLLECTIVES and name != "p2p":
         size, n = kw.pop("bytes"), kw.pop("num_chips")
         _positive(bytes=size, num_chips=n)
+        Parallelism.checked(num_chips=n)
         cost = ops.collective(spec, cal, name, float(size), int(n))
         inputs = {"bytes": size, "num_chips": n}
     else:
@@ -133,6 +144,7 @@ def estimate(*, chip: str | ChipSpec, model: str | ModelArch, num_chips: int = 1
     the engine's runtime costs (launches, host work, fusions), token budget and memory
     share unless given. ``interval``: add 80% intervals from perturbed estimates.
     ``perturbation``: the estimate under one draw of the model's error (no interval)."""
+    Parallelism.checked(num_chips=num_chips, tp=tp, pp=pp, ep=ep)
     arch = load_model(model) if not isinstance(model, ModelArch) else model
     spec = load_chip(chip)
     probe_tp = tp if tp is not None else max(1, num_chips // pp)
@@ -189,6 +201,7 @@ def model_summary(m: ModelArch) -> dict:
 def engines(chip: str | ChipSpec = "h200-sxm", tp: int = 1) -> list[dict]:
     """The serving-engine profiles, resolved for a chip and tensor-parallel size (server
     usage; offline values where an engine has them are in ``offline``)."""
+    Parallelism.checked(tp=tp)
     spec = load_chip(chip)
     out = []
     for e in engine_ids():

@@ -54,14 +54,31 @@ def one_line(err: BaseException) -> str:
     return text
 
 
+def first_error(errors: list[dict]) -> tuple[dict, str | None]:
+    """The error to report first, and a hint when it is an unknown field: a typo'd key
+    (``tdp_wat``) also makes its intended field "missing", so the unknown key is the cause
+    to name, with the missing field it most resembles."""
+    extra = next((e for e in errors if e.get("type") == "extra_forbidden" and e["loc"]), None)
+    if extra is None:
+        return errors[0], None
+    name, parent = str(extra["loc"][-1]), tuple(extra["loc"][:-1])
+    missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == parent]
+    close = difflib.get_close_matches(name, missing, n=1, cutoff=0.5)
+    return extra, f"(did you mean {close[0]!r}?)" if close else "(a typo?)"
+
+
 def validation_line(err, what: str = "", default_loc: str = "(top level)") -> str:
     """A pydantic ValidationError as the project's one line: ``what: field.path: message``
-    (the first error; how many more when there are several)."""
-    first = err.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"]) or default_loc
-    msg = first["msg"].removeprefix("Value error, ")
+    (the first error, an unknown field before the rest; how many more when there are several)."""
+    first, unknown = first_error(err.errors())
+    loc = "" if unknown else (".".join(str(x) for x in first["loc"]) or default_loc)
+    msg = (f"unknown field {'.'.join(map(str, first['loc']))!r} {unknown}" if unknown
+           else first["msg"].removeprefix("Value error, "))
+    if not unknown and first.get("type") not in ("missing",) and "input" in first \
+            and not isinstance(first["input"], (dict, list)) and repr(first["input"]) not in msg:
+        msg = f"{msg} (got {first['input']!r})"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{what + ': ' if what else ''}{loc}: {msg}{more}"
+    return f"{what + ': ' if what else ''}{loc + ': ' if loc else ''}{msg}{more}"
 
 
 def inner_error(err) -> BaseException | None:

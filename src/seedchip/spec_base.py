@@ -14,7 +14,7 @@ from . import units
 class FrozenSpec(BaseModel):
     """Frozen; unknown keys are errors (a typo must not be silently ignored)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
     _hash: str | None = PrivateAttr(default=None)
 
     def spec_hash(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError, inner_error, one_line
+from .errors import SpecError, first_error, inner_error, one_line
 
 
 class PathError(ValueError):
@@ -87,14 +87,14 @@ def where(origin: str, marks: dict, loc: tuple) -> str:
 def validation_error(e: ValidationError, origin: str, marks: dict, drop: tuple[str, ...] = ()) -> SpecError:
     """The first pydantic error as one line naming the file, the line and the field."""
     errs = e.errors()
-    first = errs[0]
+    first, unknown = first_error(errs)
     loc = clean_loc(first["loc"], drop)
-    inner = inner_error(e)
+    inner = inner_error(e) if first is errs[0] else None
     if isinstance(inner, PathError):
         loc = loc + inner.path
     msg = first["msg"].removeprefix("Value error, ")
-    if first.get("type") == "extra_forbidden":
-        msg = f"unknown field {loc[-1]!r} (a typo?)" if loc else msg
+    if unknown:
+        msg = f"unknown field {loc[-1]!r} {unknown}" if loc else msg
     elif ("input" in first and first.get("type") not in ("missing",) and not isinstance(first["input"], (dict, list))
           and repr(first["input"]) not in msg):
         msg = f"{msg} (got {first['input']!r})"

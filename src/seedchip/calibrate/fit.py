@@ -191,4 +191,5 @@ def write_calibration(cal: Calibration, path: str | Path, header: str = "") -> N
     if VECTOR_FITTED in cal.description:   # a caller's header may still call it hand-set: say what it is
         header = "\n".join(f"{VECTOR_HEADER} {cal.vector.overhead_s * 1e6:.2f} us, {VECTOR_HOW}."
                            if line.startswith(VECTOR_HEADER) else line for line in header.splitlines())
-    Path(path).write_text((header.rstrip() + "\n" if header else "") + text)
+    from ..outputs import write_text
+    write_text(path, (header.rstrip() + "\n" if header else "") + text)

@@ -50,7 +50,7 @@ from ..model.arch import ModelArch
 from ..model.hf import arch_from_hf_config
 from ..model.zoo import load_model
 from ..perf import graph, ops
-from ..perf.calibration import DEFAULT_CALIBRATION, Calibration, VectorCal, load_calibration
+from ..perf.calibration import DEFAULT_CALIBRATION, Calibration, VectorCal, check_id, load_calibration
 from ..perf.deployment import make_deployment
 from ..perf.step import normalize_step, step_cost
 from . import fit_attention as fa
@@ -114,13 +114,9 @@ def _fail(path, lineno: int, msg: str) -> SpecError:
 
 def read_measured(path: str | Path) -> Measured:
     """Read a gpu_microbench CSV. Malformed rows raise SpecError naming file and line."""
+    from ..outputs import read_text
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"measurement file {str(p)!r} does not exist")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read measurement file {str(p)!r}: {e}") from None
+    text = read_text(p, "measurement file")
     prov: dict[str, str] = {}
     configs: dict[str, dict] = {}
     header: list[str] | None = None
@@ -360,13 +356,20 @@ def split_summary(m: Measured, hold: np.ndarray) -> dict:
 
 
 def fit_measured(measured: str | Path | Measured, chip: str | ChipSpec, start: str | Calibration | None = None,
-                 cal_id: str | None = None) -> FitResult:
+                 cal_id: str | None = None, allow_cpu: bool = False) -> FitResult:
     """Fit a calibration on the training split of a gpu_microbench CSV (module doc).
     ``chip``: the chip that was measured; ``start``: the calibration to start from
-    (default: the shipped one)."""
+    (default: the shipped one). A file measured on a CPU (the kit's smoke test) is refused:
+    its efficiencies say nothing about ``chip``; ``allow_cpu`` fits it anyway (tests of the
+    kit itself)."""
+    check_id(cal_id)
     m = measured if isinstance(measured, Measured) else read_measured(measured)
+    if m.provenance.get("gpu", "").startswith("none") and not allow_cpu:
+        raise SpecError(f"{m.path}: measured on a CPU (gpu: {m.provenance['gpu']!r}), a smoke "
+                        "test of the kit: a calibration fitted on it would claim the chip runs at CPU speed; measure "
+                        "on the chip, or add --allow-cpu to fit it anyway")
     chip = load_chip(chip)
-    start_cal = load_calibration(start or DEFAULT_CALIBRATION)
+    start_cal = load_calibration(DEFAULT_CALIBRATION if start is None else start)
     # fitted figures are real kernels, whatever the start was (a roofline start included)
     base = start_cal.model_copy(update={"id": cal_id or f"{chip.id}-measured", "roofline": False})
     hold = m.holdout()

@@ -33,10 +33,12 @@ def _smoke_warning(prov: dict) -> str | None:
 
 
 def fit_command(measured: Path, chip: str, out: Path, start: Optional[str], cal_id: Optional[str],
-                as_json: bool) -> None:
+                as_json: bool, allow_cpu: bool = False) -> None:
     from ..calibrate.fit import write_calibration
     from ..calibrate.measured import fit_header, fit_measured
-    r = fit_measured(measured, chip, start, cal_id)
+    from ..outputs import probe
+    probe(out)
+    r = fit_measured(measured, chip, start, cal_id, allow_cpu=allow_cpu)
     cmd = f"seedchip calibrate fit {measured.name} --chip {chip}" + (f" --start {start}" if start else "")
     write_calibration(r.calibration, out, fit_header(r, cmd))
     if as_json:
@@ -126,9 +128,11 @@ def register(app: typer.Typer, calibrate_app: typer.Typer) -> None:
                 start: Optional[str] = typer.Option(None, "--start",
                                                     help="calibration to start from (default: the shipped one)"),
                 cal_id: Optional[str] = typer.Option(None, "--id", help="calibration id (default: <chip>-measured)"),
+                allow_cpu: bool = typer.Option(False, "--allow-cpu", help="fit a file measured on a CPU (the kit's "
+                                               "smoke test) anyway; its figures say nothing about the chip"),
                 as_json: bool = JSON) -> None:
         """Fit a calibration on a GPU's measured microbenchmarks (80/20 split by shape)."""
-        fit_command(measured, chip, out, start, cal_id, as_json)
+        fit_command(measured, chip, out, start, cal_id, as_json, allow_cpu)
 
     @validate_app.command("e2e")
     def e2e_cmd(table: Path = typer.Argument(..., help="measured end-to-end results (the columns of "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from .. import api, headline
 from . import calib_cmds, emulate_cmds, explore_cmds, plan_cmds, serve_cmds
-from ..errors import SeedChipError, one_line
+from ..errors import SeedChipError, one_line, validation_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SeedChip: price LLM inference on chips that exist and chips that don't.")
@@ -149,9 +150,10 @@ def estimate(chip: str = typer.Option(..., "--chip", help="catalog id or chip YA
     if as_json:
         emit(r.to_dict())
     else:
-        from .render import console, estimate_tables
+        from .render import console, estimate_tables, print_notes
         for t in estimate_tables(r.to_dict()):
             console.print(t)
+        print_notes(r.to_dict())
 
 
 @app.command()
@@ -159,8 +161,10 @@ def run(model: str = typer.Option(headline.DEFAULTS["model"], "--model"),
         out: Path = typer.Option(Path("seedchip-run.json"), "--out", help="where to write the JSON result"),
         calibration: Optional[str] = typer.Option(None, "--calibration"), as_json: bool = JSON) -> None:
     """The headline: seedchip-ref against h200-sxm on a default model and workload."""
+    from ..outputs import probe, write_text
+    probe(out)                               # before the work: an unwritable place loses nothing
     r = headline.run(model=model, calibration=calibration).to_dict()
-    out.write_text(json.dumps(r, indent=2) + "\n")
+    write_text(out, json.dumps(r, indent=2) + "\n")
     if as_json:
         emit(r)
     else:
@@ -180,6 +184,14 @@ def fit_tables_cmd(folder: Path = typer.Argument(..., help="folder with gemm/con
                    as_json: bool = JSON) -> None:
     """Fit GEMM, attention and collective calibration from measured kernel tables."""
     from ..calibrate.fit import fit_tables, stream_efficiency, write_calibration
+    from ..errors import SpecError
+    from ..outputs import probe
+    from ..perf.calibration import check_id
+    if not folder.is_dir():
+        raise SpecError(f"measurement folder {str(folder)!r} does not exist (or is not a folder); give the folder "
+                        "holding the gemm / context_attention / generation_attention / nccl CSVs")
+    probe(out)
+    check_id(cal_id)
     spec = api.load_chip(chip)
     mb = microbench or folder.parent / "microbench.csv"
     eff, info = stream_efficiency(mb, stream_hardware, spec)
@@ -203,6 +215,8 @@ def fit_tables_cmd(folder: Path = typer.Argument(..., help="folder with gemm/con
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes exit 2 with one line; set SEEDCHIP_DEBUG=1 for tracebacks."""
     debug = os.environ.get("SEEDCHIP_DEBUG") == "1"
+    if not debug:   # overflow in intermediate arithmetic is caught by the checks on what it feeds
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|seedchip)(\.|$)")
     try:
         app(args=argv, prog_name="seedchip", standalone_mode=False)
     except SeedChipError as e:
@@ -213,7 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as e:
         if debug:
             raise
-        sys.stderr.write(f"seedchip: error: {one_line(e)[:400]}\n")
+        sys.stderr.write(f"seedchip: error: {one_line(validation_line(e))[:400]}\n")
+        sys.exit(2)
+    except OSError as e:       # a path the system refuses (too long, no permission, a full disk)
+        if debug:
+            raise
+        where = f"{e.filename!s:.120}: " if e.filename else ""
+        sys.stderr.write(f"seedchip: error: {where}{e.strerror or one_line(e)}; check the path\n")
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)

@@ -259,3 +259,10 @@ def e2e_tables(r: dict) -> list[Table]:
 
 def _pct1(x) -> str:
     return "-" if x is None else f"{x:.1%}"
+
+
+def print_notes(d: dict) -> None:
+    """A result's notes (what it accepted but a reader should know), one per line."""
+    from rich.markup import escape
+    for n in d.get("notes") or []:
+        console.print(f"[yellow]note:[/yellow] {escape(n)}")

@@ -82,9 +82,10 @@ def _show(result: dict, as_json: bool, tables) -> None:
     if as_json:
         emit(result)
         return
-    from .render import console
+    from .render import console, print_notes
     for t in tables(result):
         console.print(t)
+    print_notes(result)
 
 
 @with_options(SHARED)

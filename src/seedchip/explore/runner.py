@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import SpecError
+from ..outputs import check_dir
 from .evaluate import Context, direction, evaluate_baseline, evaluate_point
 from .pareto import dominates, frontier
 from .space import Space, load_space, parse_space, point_key
@@ -29,10 +30,25 @@ from .store import Store
 _CTX: Context | None = None
 
 
-def _init_worker(space_json: str) -> None:
+def _init_worker(space_json: str, parent_pid: int | None = None) -> None:
     global _CTX
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if parent_pid is not None:              # a local pool's worker (Ray manages its own)
+        _watch_parent(parent_pid)
     _CTX = Context.build(Space.model_validate_json(space_json))
+
+
+def _watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    """Die with the sweep: a worker whose parent was killed (SIGKILL gives it no chance to
+    shut the pool down) is re-parented; a daemon thread notices and ends the worker."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="seedchip-parent-watch").start()
 
 
 def _eval_chunk(points: list[dict]) -> list[dict]:
@@ -73,7 +89,7 @@ class Pool:
         import multiprocessing as mp
         self.workers = workers
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(space.model_dump_json(),))
+                                      initializer=_init_worker, initargs=(space.model_dump_json(), os.getpid()))
 
     def run(self, points: list[dict]) -> Iterator[list[dict]]:
         size = max(1, min(16, len(points) // (self.workers * 8)))
@@ -400,12 +416,46 @@ def _frontier(store: Store, sp: Space) -> tuple[list[dict], list[dict], dict | N
     return rows, front, base
 
 
+MAX_POINTS = 100_000     # one sweep evaluates at most this many points (~1 day at ~1 point/s per worker)
+
+
+def _trials(sp: Space, method: str, trials: int | None) -> int:
+    """How many points the sweep evaluates: the whole grid, or the sample size; refused
+    when it is not a count, has no effect, exceeds what the space holds or what one sweep
+    can finish."""
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise SpecError(f"--trials {trials!r} must be a whole number >= 1")
+    if method == "grid":
+        if trials is not None:
+            raise SpecError(f"--search grid evaluates every point of the space ({sp.grid_size()}): drop --trials, "
+                            "or sample with --search random, tpe or nsga2")
+        n = sp.grid_size()
+        if n > MAX_POINTS:
+            raise SpecError(f"the grid has {n:,} points, more than one sweep's {MAX_POINTS:,}: sample it with "
+                            "--search random, tpe or nsga2 and --trials")
+        return n
+    n = trials or sp.search.trials or 100
+    distinct = sp.distinct_points()
+    if distinct is not None and n > distinct:
+        raise SpecError(f"--trials {n:,} is more than the {distinct:,} different points the space holds: use "
+                        f"--search grid to evaluate them all, or at most {distinct:,} trials")
+    if n > MAX_POINTS:
+        raise SpecError(f"--trials {n:,} is more than one sweep's {MAX_POINTS:,} points: sample fewer")
+    return n
+
+
 def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
     directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
     if directory is None:
         raise SpecError("give --out DIR for a new sweep (or --resume DIR to continue one)")
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise SpecError(f"--resume {str(resume)!r} writes into its own folder: drop --out {str(out)!r}")
     if resume is not None and not (directory / "results.duckdb").is_file():
         raise SpecError(f"--resume {str(directory)!r}: no results.duckdb there; start a sweep with --out")
+    if resume is None and (directory / "results.duckdb").exists():
+        raise SpecError(f"--out {str(directory)!r} already holds a sweep: continue it with --resume "
+                        f"{str(directory)!r}, or give a new folder")
+    check_dir(directory, "--resume" if resume is not None else "--out")
     return directory
 
 
@@ -423,7 +473,9 @@ def explore(space: str | Path | Space | None = None, *, out: str | Path | None =
         method = search or sp.search.method
         if method not in ("grid", "random", "tpe", "nsga2"):
             raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
-        n = trials or sp.search.trials or (sp.grid_size() if method == "grid" else 100)
+        n = _trials(sp, method, trials)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise SpecError(f"--seed {seed!r} must be a whole number >= 0")
         sd = sp.search.seed if seed is None else seed
         backend = _backend(sp, workers, use_ray, address)
         try:

@@ -170,7 +170,7 @@ class Tco(FrozenSpec):
 class Search(FrozenSpec):
     method: Literal["grid", "random", "tpe", "nsga2"] = "grid"
     trials: int | None = Field(None, gt=0, description="random / tpe / nsga2: points to evaluate")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class Fidelity(FrozenSpec):
@@ -255,6 +255,18 @@ class Space(FrozenSpec):
     def grid_size(self) -> int:
         return math.prod(len(axis_values(a)) for a in self.axes.values())
 
+    def distinct_points(self) -> int | None:
+        """How many different points a sample can draw (None: a continuous axis, unbounded)."""
+        n = 1
+        for name, spec in self.axes.items():
+            if not isinstance(spec, Range) or spec.step is not None:
+                n *= len(axis_values(spec))
+            elif AXES[name][0] == "int":
+                n *= int(spec.high) - int(spec.low) + 1
+            else:
+                return None
+        return n
+
     def random_points(self, n: int, seed: int) -> list[dict]:
         rng = np.random.default_rng(seed)
         out = []
@@ -267,6 +279,10 @@ class Space(FrozenSpec):
                     p[name] = spec[int(rng.integers(len(spec)))]
             out.append(p)
         return out
+
+
+MAX_AXIS_INT = 1 << 16        # stacks, dies per stack, spare cores: far beyond any package
+MAX_AXIS_VALUE = 1e21         # FLOP/s, bytes/s, W, MB: a zetta-anything chip is a typo
 
 
 def _value(axis: str, x: Any, path: tuple = ()) -> Any:
@@ -284,8 +300,8 @@ def _value(axis: str, x: Any, path: tuple = ()) -> Any:
     if kind == "int":
         if isinstance(x, float) and x.is_integer():
             x = int(x)
-        if not isinstance(x, int) or x < 0:
-            raise PathError(f"{x!r} must be a whole number >= 0", path)
+        if not isinstance(x, int) or not 0 <= x <= MAX_AXIS_INT:
+            raise PathError(f"{x!r} must be a whole number in 0..{MAX_AXIS_INT}", path)
         if axis != "spare_cores" and x == 0:
             raise PathError(f"{x!r} must be > 0", path)
         return x
@@ -293,8 +309,8 @@ def _value(axis: str, x: Any, path: tuple = ()) -> Any:
         v = units.parse(x, dim, what=repr(x)) if dim else float(x)
     except (SeedChipError, TypeError, ValueError) as e:
         raise PathError(one_line(e), path) from None
-    if not v > 0:
-        raise PathError(f"{x!r} must be > 0", path)
+    if not 0 < v <= MAX_AXIS_VALUE:
+        raise PathError(f"{x!r} must be > 0 and finite, at most {MAX_AXIS_VALUE:g} (no chip comes near)", path)
     return float(v)
 
 
@@ -394,12 +410,9 @@ def _check_names(space: Space, marks: dict, origin: str) -> None:
 
 def load_space(path: str | Path) -> tuple[Space, str]:
     """(Space, its YAML text) from a file."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError(f"cannot read design space {str(p)!r}: {e.strerror}") from None
-    return parse_space(text, origin=str(p)), text
+    from ..outputs import read_text
+    text = read_text(path, "design space")
+    return parse_space(text, origin=str(path)), text
 
 
 __all__ = ["Space", "Range", "AXES", "OBJECTIVES", "parse_space", "load_space", "point_key", "axis_values"]

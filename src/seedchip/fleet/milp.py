@@ -36,6 +36,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from ..errors import SpecError
 from ..silicon.tco import energy_usd
 from .problem import SECONDS_PER_QUARTER, Problem
 
@@ -371,6 +372,9 @@ def solve_milp(model: Model, c: np.ndarray, *, integral: bool = True) -> Solutio
         cons.append(LinearConstraint(model.A_eq, model.b_eq, model.b_eq))
     if not len(c):
         return Solution("optimal", np.zeros(0), 0.0, "empty program")
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(b))):
+        raise SpecError("the scenario's costs or limits overflow the solver's arithmetic: check it for a value off "
+                        "by many orders of magnitude (a price, an energy price, a demand)")
     res = milp(c, constraints=cons, integrality=model.integrality if integral else None,
                bounds=Bounds(model.lb, model.ub),
                options={"time_limit": p.time_limit_s, "mip_rel_gap": p.mip_rel_gap, "presolve": True})

@@ -336,6 +336,9 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
     recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
     ``capacity_override`` and the cache. out: a folder for plan.json, plan.html, plan.png and
     capacity.yaml."""
+    if out is not None:
+        from ..outputs import check_dir
+        check_dir(out)                       # before the work: an unwritable place loses nothing
     if isinstance(scenario, Scenario):
         s = scenario
     elif isinstance(scenario, dict):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import SpecError
 from ..hardware.catalog import load_chip
 from .capacity import Capacity
 from .costs import unit_cost as device_unit_cost
@@ -224,6 +225,24 @@ def _capacities(s: Scenario, capacities: dict[tuple[str, str], Capacity], basis:
     return rate, tpr, energy, caps
 
 
+MAX_MAGNITUDE = 1e18    # no per-chip cost, power, rate or energy in a plan comes near this
+
+
+def check_magnitudes(p: Problem) -> None:
+    """Every number the program is built from is finite and of a sane size: a value such
+    as 1e308 in the scenario would otherwise overflow inside the solver."""
+    for name in ("unit_cost_usd", "system_cost_usd", "power_w", "base_depreciation_usd", "peak_rate",
+                 "rate_per_chip", "tokens_per_rate", "energy_j_per_token", "budget_usd", "power_mw", "hbm_supply"):
+        a = getattr(p, name)
+        if a is None:
+            continue
+        a = np.asarray(a, dtype=float)
+        if not np.all(np.isfinite(a)) or np.any(np.abs(a) > MAX_MAGNITUDE):
+            raise SpecError(f"the scenario's {name.replace('_', ' ')} reaches {np.nanmax(np.abs(a)):.3g}: beyond any "
+                            "real plan (and the solver's arithmetic); check the scenario for a value off by many "
+                            "orders of magnitude")
+
+
 def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> Problem:
     """Resolve the scenario into numbers. ``capacities`` maps (device, demand class) to its capacity."""
     Q = s.horizon_quarters
@@ -236,7 +255,7 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
     bud = expand(s.budget.capex_usd_per_year, len(years), ())
     hbm = expand(s.hbm.supply_stacks, Q, ())
     pmw = expand(s.datacenter.power_mw, Q, ())
-    return Problem(
+    p = Problem(
         name=s.name, quarters=s.quarter_labels, years=years, year_of=np.arange(Q) // 4, devices=devs,
         kinds=[s.devices[d].kind for d in devs], chips=[s.devices[d].chip for d in devs], demands=dems,
         models=[s.demand[m].model for m in dems], basis=basis,
@@ -253,6 +272,8 @@ def build_problem(s: Scenario, capacities: dict[tuple[str, str], Capacity]) -> P
         usd_per_kwh=s.datacenter.usd_per_kwh, budget_usd=None if bud is None else np.array(bud),
         objective=s.objective, discount_rate_per_year=s.discount_rate_per_year, capacity_derate=s.capacity_derate,
         time_limit_s=s.solver.time_limit_s, mip_rel_gap=s.solver.mip_rel_gap, notes=dv.notes)
+    check_magnitudes(p)
+    return p
 
 
 def unservable(p: Problem) -> list[dict]:

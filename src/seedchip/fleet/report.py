@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from ..outputs import write_text
 from .capacity import Capacity, override_yaml
 
 
@@ -238,7 +239,7 @@ def write_svg_html(d: dict, path: Path) -> None:
         _svg_panel(PANELS[3][1], x, s["served"], {}),
     ]
     body = "\n".join(f'<div style="display:inline-block;margin:8px">{p}</div>' for p in panels)
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(d['scenario'])}</title></head>"
+    write_text(path, f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(d['scenario'])}</title></head>"
                     f"<body><h2>{html.escape(d['scenario'])}: {d['status']}, total {_usd(d['total_cost_usd'])}</h2>"
                     f"{body}</body></html>\n")
 
@@ -290,9 +291,9 @@ def write_outputs(result, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     d = result.to_dict()
     written = {"json": str(out / "plan.json")}
-    (out / "plan.json").write_text(json.dumps(d, indent=2) + "\n")
+    write_text(out / "plan.json", json.dumps(d, indent=2) + "\n")
     if d.get("what_if") and result.base is not None:
-        (out / "base_plan.json").write_text(json.dumps(result.base.to_dict(), indent=2) + "\n")
+        write_text(out / "base_plan.json", json.dumps(result.base.to_dict(), indent=2) + "\n")
         written["base_json"] = str(out / "base_plan.json")
     html_path = out / "plan.html"
     if write_plotly(d, html_path):
@@ -306,6 +307,6 @@ def write_outputs(result, out: Path) -> dict:
     else:
         written["note_png"] = "matplotlib is not installed: no plan.png (pip install matplotlib)"
     caps = [Capacity(**{k: v for k, v in c.items() if k != "tokens_per_s_per_chip"}) for c in d["capacity"]]
-    (out / "capacity.yaml").write_text(override_yaml(caps))
+    write_text(out / "capacity.yaml", override_yaml(caps))
     written["capacity_yaml"] = str(out / "capacity.yaml")
     return written

@@ -68,12 +68,8 @@ def parse_scenario(source: str | dict, origin: str = "<scenario>", *, check_cata
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError(f"cannot read scenario {str(p)!r}: {e.strerror}") from None
-    return parse_scenario(text, origin=str(p))
+    from ..outputs import read_text
+    return parse_scenario(read_text(path, "scenario"), origin=str(path))
 
 
 __all__ = ["parse_scenario", "load_scenario"]

@@ -75,6 +75,9 @@ def percent(v, what: str = "value") -> float:
     raise ValueError(f"{what}: expected a number or a percentage such as '12%', got {v!r}")
 
 
+MAX_QUARTERS = 400      # 100 years: any quarter count beyond is a typo
+
+
 class Growth(FrozenSpec):
     """Compound growth from ``start``: per quarter, or per year (spread evenly over its quarters)."""
     start: float = Field(ge=0)
@@ -87,8 +90,8 @@ class Growth(FrozenSpec):
         if v is None:
             return None
         g = percent(v, "growth")
-        if not g > -1:
-            raise ValueError(f"growth {v!r} must be above -100%")
+        if not -1 < g <= 100:
+            raise ValueError(f"growth {v!r} must be above -100% and at most +10,000%")
         return g
 
     @model_validator(mode="after")
@@ -188,12 +191,12 @@ class DemandClass(FrozenSpec):
     input_len: int | None = Field(None, gt=0)
     output_len: int | None = Field(None, gt=0)
     slo: Slo
-    peak_to_average: float = Field(1.0, ge=1.0, description="peak rate / daily average rate; capacity is sized for the peak")
+    peak_to_average: float = Field(1.0, ge=1.0, le=1000.0, description="peak rate / daily average rate; capacity is sized for the peak")
     tokens_per_day: Series | None = Field(None, description="output (generated) tokens per day, daily average")
     peak_requests_per_s: Series | None = Field(None, description="requests per second at the peak")
-    num_requests: int | None = Field(None, ge=100, description="first run length of the capacity search (default "
+    num_requests: int | None = Field(None, ge=100, le=1_000_000, description="first run length of the capacity search (default "
                                                                  "4,000); it doubles until the answer is stable")
-    max_requests: int = Field(32000, ge=100, description="the longest run the capacity search may use")
+    max_requests: int = Field(32000, ge=100, le=1_000_000, description="the longest run the capacity search may use")
     engine: str = Field("vllm", description="serving-engine profile: vllm, trtllm or sglang")
     seed: int = 0
 
@@ -263,24 +266,24 @@ class Device(FrozenSpec):
     chip: str = Field(description="catalog id or chip YAML path")
     purchasable: bool = Field(True, description="false: installed base only (no new purchases)")
     available_from: int | str = Field(0, description="first quarter deliveries are possible (index or '2027Q3')")
-    lead_time_quarters: int = Field(0, ge=0, description="orders placed at the start arrive this many quarters later")
+    lead_time_quarters: int = Field(0, ge=0, le=MAX_QUARTERS, description="orders placed at the start arrive this many quarters later")
     production_cap_chips: Series | None = Field(None, description="chips deliverable per quarter (null: unlimited)")
     unit_cost_usd: float | None = Field(None, gt=0, description="per chip; own chips default to the silicon model")
     system_cost_usd_per_chip: float = Field(0.0, ge=0, description="server, network and rack share per chip")
-    hbm_stacks_per_chip: int | None = Field(None, ge=0, description="default: the chip spec's stacks")
+    hbm_stacks_per_chip: int | None = Field(None, ge=0, le=64, description="default: the chip spec's stacks")
     draws_hbm_supply: bool | None = Field(None, description="counts against hbm.supply_stacks (default: own yes, gpu no)")
     power_w_per_chip: float | None = Field(None, gt=0, description="default: the chip spec's TDP")
     host_power_w_per_chip: float = Field(0.0, ge=0, description="host, network and cooling fans per chip")
-    purchase_unit_chips: int = Field(1, gt=0, description="chips per purchase (a node, a rack)")
-    lifetime_quarters: int | None = Field(None, gt=0, description="default: the scenario's")
+    purchase_unit_chips: int = Field(1, gt=0, le=1 << 20, description="chips per purchase (a node, a rack)")
+    lifetime_quarters: int | None = Field(None, gt=0, le=MAX_QUARTERS, description="default: the scenario's")
     deployments: dict[str, Deployments] = Field(default_factory=dict, description="per demand class: one "
                                                 "deployment or a list of candidates")
 
 
 class InstalledUnits(FrozenSpec):
     device: str
-    chips: int = Field(ge=0)
-    age_quarters: int = Field(0, ge=0, description="age at the start of the horizon (retires at the lifetime)")
+    chips: int = Field(ge=0, le=1 << 40)
+    age_quarters: int = Field(0, ge=0, le=MAX_QUARTERS, description="age at the start of the horizon (retires at the lifetime)")
     arrives: int | str | None = Field(None, description="already on order: the quarter it arrives")
     unit_cost_usd: float | None = Field(None, gt=0, description="per chip incl. system share, for depreciation")
 
@@ -298,8 +301,8 @@ class CapacityOverride(FrozenSpec):
 
 class Datacenter(FrozenSpec):
     power_mw: Series | None = Field(None, description="facility power available per quarter (IT x PUE), MW")
-    pue: float = Field(1.25, ge=1.0)
-    usd_per_kwh: float = Field(0.08, ge=0)
+    pue: float = Field(1.25, ge=1.0, le=10.0)
+    usd_per_kwh: float = Field(0.08, ge=0, le=10.0)
 
 
 class Budget(FrozenSpec):
@@ -320,7 +323,7 @@ class Scenario(FrozenSpec):
     name: str = "plan"
     start: str = Field("2027Q1", description="label of the first quarter, YYYYQn")
     horizon_quarters: int = Field(gt=0, le=80)
-    lifetime_quarters: int = Field(16, gt=0)
+    lifetime_quarters: int = Field(16, gt=0, le=MAX_QUARTERS)
     capacity_derate: float = Field(1.0, gt=0, le=1.0)
     objective: Literal["cash", "depreciation"] = "cash"
     discount_rate_per_year: float = Field(0.0, ge=0, le=1, description="cost of capital: costs in quarter q are "
@@ -377,6 +380,8 @@ class Scenario(FrozenSpec):
             i = (int(m.group(1)) - int(y0)) * 4 + int(m.group(2)) - int(q0)
         if i < 0 and not allow_before:
             raise PathError(f"quarter {ref!r} is before the start of the horizon ({self.start})", path)
+        if abs(i) > MAX_QUARTERS:
+            raise PathError(f"quarter {ref!r} is more than {MAX_QUARTERS} quarters from the start ({self.start})", path)
         return i
 
     @model_validator(mode="after")

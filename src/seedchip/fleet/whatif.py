@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SpecError
-from .problem import Problem
+from .problem import Problem, check_magnitudes
 
 GLOBAL_KEYS = ("hbm_supply", "power", "budget", "demand", "demand_growth", "chip_slip", "pue", "usd_per_kwh",
                "capacity_derate")
@@ -287,4 +287,5 @@ def apply_what_ifs(p: Problem, items: list[str] | tuple[str, ...]) -> tuple[Prob
     for it in items:
         p, msg = apply_what_if(p, it)
         changes.append({"what_if": it, "applied": msg})
+    check_magnitudes(p)
     return p, changes

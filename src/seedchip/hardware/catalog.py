@@ -19,12 +19,11 @@ def catalog_ids() -> list[str]:
 
 
 def _read_yaml(path: Path, what: str) -> dict:
+    from ..outputs import read_text
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, what))
     except yaml.YAMLError as e:
         raise SpecError(f"{what} {str(path)!r} is not valid YAML: {one_line(e)}") from None
-    except OSError as e:
-        raise SpecError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{what} {str(path)!r} must be a YAML mapping of fields, got {type(data).__name__}")
     return data
@@ -48,6 +47,8 @@ def load_chip(name_or_path: str | ChipSpec) -> ChipSpec:
         return name_or_path
     name = str(name_or_path)
     p = Path(name)
+    if p.is_dir():
+        raise SpecError(f"chip {name!r} is a folder; give a catalog id ({', '.join(catalog_ids())}) or a chip YAML file")
     if name.endswith((".yaml", ".yml")) or p.is_file():
         if not p.is_file():
             raise SpecError(f"chip file {name!r} does not exist; give a catalog id ({', '.join(catalog_ids())}) or a YAML path")

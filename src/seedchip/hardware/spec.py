@@ -39,7 +39,7 @@ class MatrixUnits(FrozenSpec):
         bad = [k for k in v if k not in MATRIX_CLASSES]
         if bad:
             raise ValueError(f"unknown matrix class {bad[0]!r}; use {', '.join(MATRIX_CLASSES)}")
-        if not v.get("bf16"):
+        if v.get("bf16") is None:
             raise ValueError("peak_flops_per_s needs a bf16 entry (the matrix path every format falls back to)")
         for k, x in v.items():
             if x is not None and x <= 0:

@@ -11,13 +11,14 @@ names the calibration it used.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from pydantic import Field, ValidationError
 
-from ..errors import SpecError, UnknownNameError, one_line
+from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from ..formats import FORMATS, MATRIX_CLASSES
 from ..spec_base import FrozenSpec
 
@@ -96,8 +97,12 @@ class CollectiveCal(FrozenSpec):
         return [p[0] for p in pts], [p[1] for p in pts]
 
 
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 class Calibration(FrozenSpec):
-    id: str
+    id: str = Field(pattern=ID_PATTERN.pattern,
+                    description="a name: letters, digits, '.', '_' or '-', at most 64 characters")
     description: str
     fitted_on: str = ""
     gemm: GemmCal
@@ -149,27 +154,49 @@ IDEAL = Calibration(
 )
 
 
+def check_id(cal_id: str | None) -> str | None:
+    """A calibration id a user gives (``--id``): None, or a name the catalog can hold."""
+    if cal_id is not None and not ID_PATTERN.match(cal_id):
+        raise SpecError(f"--id {cal_id!r}: a calibration id is 1-64 letters, digits, '.', '_' or '-' (starting "
+                        "with a letter or digit)")
+    return cal_id
+
+
 def calibration_ids() -> list[str]:
     return sorted(["ideal", *(p.stem for p in CAL_DIR.glob("*.yaml"))])
 
 
 @lru_cache(maxsize=64)
 def _load_file(path: str) -> Calibration:
+    from ..outputs import read_text
+    text = read_text(path, "calibration file")
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"calibration file {path!r} is not valid YAML: {one_line(e)[:300]}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"calibration file {path!r} must be a YAML mapping of fields (id, gemm, attention, ...), "
+                        f"got {'an empty file' if data is None else type(data).__name__}")
+    try:
         return Calibration.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError) as e:
-        raise SpecError(f"calibration file {path!r} is not valid: {one_line(e)[:300]}") from None
+    except ValidationError as e:
+        raise SpecError(validation_line(e, f"calibration file {path!r}")) from None
 
 
 def load_calibration(name: str | Calibration | None = None) -> Calibration:
     """A calibration id (``h100-sxm``, ``ideal``), a YAML path, or None for the default."""
     if isinstance(name, Calibration):
         return name
+    if name is not None and not str(name).strip():
+        raise SpecError(f"calibration {name!r} is empty: give a calibration id ({', '.join(calibration_ids())}) "
+                        "or a YAML path, or leave it out for the default")
     name = name or DEFAULT_CALIBRATION
     if name == "ideal":
         return IDEAL
     p = Path(name)
+    if p.is_dir():
+        raise SpecError(f"calibration {name!r} is a folder; give a calibration id ({', '.join(calibration_ids())}) "
+                        "or a calibration YAML file")
     if name.endswith((".yaml", ".yml")) or p.is_file():
         if not p.is_file():
             raise SpecError(f"calibration file {name!r} does not exist")

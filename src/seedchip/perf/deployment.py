@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import ParallelismError, SeedChipError, SpecError, inner_error, validation_line
-from ..formats import FORMATS, get_format
+from ..formats import FALLBACK, FORMATS, MATRIX_CLASSES, get_format
 from ..hardware.catalog import load_chip
 from ..hardware.spec import ChipSpec
 from ..model.arch import ModelArch
@@ -19,14 +19,25 @@ from .uncertainty import Perturbation
 QUANTIZED_ACT = {"fp8": "fp8", "fp8-block": "fp8", "int8": "int8", "fp4": "fp4", "mxfp4": "fp4"}
 
 
+MAX_CHIPS = 1 << 20        # one deployment spans at most ~1M chips (the largest clusters hold ~100k)
+
+
 class Parallelism(FrozenSpec):
     """How many chips and how they split a model (the part of a deployment every layer's
     spec shares: explore's options, the fleet's deployments). ``tp`` None: num_chips / pp
     (pure tensor parallel), or 1 with expert parallelism."""
-    num_chips: int = Field(1, gt=0)
-    tp: int | None = Field(None, gt=0)
-    pp: int = Field(1, gt=0)
-    ep: int = Field(1, gt=0)
+    num_chips: int = Field(1, gt=0, le=MAX_CHIPS)
+    tp: int | None = Field(None, gt=0, le=MAX_CHIPS)
+    pp: int = Field(1, gt=0, le=MAX_CHIPS)
+    ep: int = Field(1, gt=0, le=MAX_CHIPS)
+
+    @classmethod
+    def checked(cls, **kw) -> "Parallelism":
+        """Validated, with the project's one-line error (before anything divides by them)."""
+        try:
+            return cls(**kw)
+        except ValidationError as e:
+            raise SpecError(validation_line(e, "parallelism")) from None
 
     def parallel_kwargs(self) -> dict:
         return {"num_chips": self.num_chips, "tp": self.tp, "pp": self.pp, "ep": self.ep}
@@ -88,6 +99,12 @@ class Deployment(Layout):
 
     @model_validator(mode="after")
     def _plan(self) -> "Deployment":
+        if self.act_format is not None:
+            cls = get_format(self.act_format).matrix_class
+            if not self.chip.matrix.peak_flops_per_s.get(cls):
+                have = [c for c in MATRIX_CLASSES if self.chip.matrix.peak_flops_per_s.get(c)]
+                raise SpecError(f"--act-format {self.act_format}: {self.chip.id} has no {cls} matrix path "
+                                f"(peak_flops_per_s.{cls} is empty); use one it computes in: {', '.join(have)}")
         if self.num_chips % (self.tp * self.pp):
             raise ParallelismError(
                 f"num_chips {self.num_chips} is not a multiple of tp x pp = {self.tp} x {self.pp}; "
@@ -106,9 +123,26 @@ class Deployment(Layout):
 
     @property
     def act(self) -> str:
+        """The GEMMs' activation (compute) format: as given, else quantized like the weights
+        in the narrowest class the chip computes in (fp4 weights on a chip without an fp4
+        path are widened to fp8 in the kernel: weight-only storage, see :attr:`notes`)."""
         if self.act_format:
             return self.act_format
-        return QUANTIZED_ACT.get(self.weight_format, "bf16")
+        cls = QUANTIZED_ACT.get(self.weight_format, "bf16")
+        while not self.chip.matrix.peak_flops_per_s.get(cls):
+            cls = FALLBACK[cls]
+        return cls
+
+    @property
+    def notes(self) -> list[str]:
+        """What the deployment accepts but a reader should know: formats stored narrower than
+        the chip computes in."""
+        wcls = get_format(self.weight_format).matrix_class
+        act_cls = get_format(self.act).matrix_class
+        if self.chip.matrix.peak_flops_per_s.get(wcls) or wcls == act_cls:
+            return []
+        return [f"weights are stored as {self.weight_format} and widened to {self.act} in each GEMM: {self.chip.id} "
+                f"has no {wcls} matrix path (weight-only quantization: memory and bandwidth shrink, compute does not)"]
 
     def check_model(self, model: ModelArch) -> None:
         """Raise ParallelismError when the plan does not fit the model's shapes."""

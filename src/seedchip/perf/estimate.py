@@ -81,6 +81,7 @@ class EstimateResult:
     provenance: dict = field(default_factory=dict)
     engine: dict | None = None
     interval80: dict | None = None
+    notes: tuple[str, ...] = ()          # accepted, but worth knowing (weight-only storage, ...)
 
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
@@ -104,6 +105,7 @@ class EstimateResult:
             "inputs": self.inputs,
             "engine": self.engine,
             "provenance": self.provenance,
+            "notes": list(self.notes),
         }
 
 
@@ -127,6 +129,15 @@ def decode_contexts(n_dec: int, samples: int | None = None) -> list[tuple[int, f
     return [(int(j), float(wt)) for j, wt in zip(js, w)]
 
 
+def check_context(model: ModelArch, tokens: int, what: str = "--input-len + --output-len") -> None:
+    """Refuse a sequence longer than the model's context window (``max_position_embeddings``
+    in its config; 0 when the config gives none)."""
+    ctx = model.max_position_embeddings
+    if ctx and tokens > ctx:
+        raise SpecError(f"{what} = {tokens:,} tokens exceeds {model.id}'s context window of {ctx:,} "
+                        "(max_position_embeddings in its config): shorten the sequence or use a longer-context model")
+
+
 def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
                     decode_samples: int | None = None, engine: dict | None = None) -> EstimateResult:
     """``decode_samples``: price that many decode contexts instead of every step (see
@@ -135,6 +146,7 @@ def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: in
     for label, v in (("batch", batch), ("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise SpecError(f"{label} = {v!r} must be a positive integer")
+    check_context(model, input_len + output_len)
     dep.check_model(model)
     plan = memory_plan(model, dep)
     per_replica = -(-batch // dep.dp)
@@ -161,7 +173,8 @@ def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: in
             "calibration": dep.calibration.id, "calibration_hash": dep.calibration.spec_hash()}
     return EstimateResult(ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, throughput_tokens_per_s=batch * output_len / e2e,
                           prefill=prefill, decode=decode, memory=plan, inputs=inputs,
-                          energy_j=prefill["energy_j"] + decode["energy_j"], provenance=prov, engine=engine)
+                          energy_j=prefill["energy_j"] + decode["energy_j"], provenance=prov, engine=engine,
+                          notes=tuple(dep.notes))
 
 
 def with_interval(r: EstimateResult, model: ModelArch, dep: Deployment, perturbations: list[Perturbation],

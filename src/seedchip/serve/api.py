@@ -15,7 +15,8 @@ from ..hardware.catalog import load_chip
 from ..model.arch import ModelArch
 from ..model.zoo import load_model
 from ..perf.calibration import load_calibration
-from ..perf.deployment import Deployment
+from ..perf.deployment import MAX_CHIPS, Deployment, Parallelism
+from ..perf.estimate import check_context
 from ..perf.uncertainty import Perturbation, draws, interval80
 from .engine import Engine
 from .profiles import DEFAULT_ENGINE, EngineLimits, EngineProfile, engine_deployment, engine_model, resolve_engine
@@ -71,8 +72,12 @@ def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format
                   perturbation=None) -> list[Engine]:
     """The engines of a run: ``replicas`` copies of one deployment, or a prefill pool and a
     decode pool (``disaggregate``)."""
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas <= 0:
-        raise SpecError(f"--replicas {replicas!r} must be a positive integer")
+    Parallelism.checked(num_chips=num_chips, tp=tp, pp=pp, ep=ep)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 < replicas <= MAX_CHIPS // num_chips:
+        raise SpecError(f"--replicas {replicas!r} must be a whole number in 1..{MAX_CHIPS // num_chips:,} (at most "
+                        f"{MAX_CHIPS:,} chips in all)")
+    if disaggregate is not None and not str(disaggregate).strip():
+        raise SpecError("--disaggregate '' is empty: give the pools (prefill=NxCHIP,decode=NxCHIP) or leave it out")
 
     def one(c, n, tp_, pp_, ep_) -> tuple[ModelArch, Deployment, SchedulerConfig]:
         spec = load_chip(c)
@@ -190,6 +195,9 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
     spec = WorkloadSpec(trace=trace, workload=workload, input_len=input_len, output_len=output_len,
                         range_ratio=range_ratio, qps=qps, num_requests=num_requests, offline=offline,
                         max_concurrency=max_concurrency, arrival=arrival, burstiness=burstiness, seed=seed).validate()
+    if trace_out is not None:
+        from ..outputs import probe
+        probe(trace_out, "--trace-out")     # before the run: an unwritable place loses nothing
     if disaggregate and (tp is not None or pp != 1):
         raise SpecError("--disaggregate lays each pool out itself (tensor parallel over the pool's chips, or expert "
                         "parallel with --ep): drop --tp/--pp")
@@ -201,6 +209,8 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
                                      prefix_caching=prefix_caching)
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     arch = model if isinstance(model, ModelArch) else load_model(model)
+    if spec.input_len is not None:
+        check_context(arch, spec.input_len + spec.output_len)
     engines = build_engines(arch, chip=chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                             act_format=act_format, kv_format=kv_format, calibration=calibration, engine=engine,
                             overrides=overrides, scheduler=scheduler, replicas=replicas, disaggregate=disaggregate,
@@ -224,4 +234,9 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
         "seed": seed}
     if trace_out and res.chrome_trace is not None:
         write_chrome_trace(res.chrome_trace, trace_out)
-    return res.with_(engine=profile, inputs=inputs)
+    notes = list(dict.fromkeys(n for e in engines for n in e.dep.notes))
+    if res.metrics["num_rejected"]:
+        notes.append(f"{res.metrics['num_rejected']} requests were refused, as an engine would: their prompt and "
+                     f"output exceed the KV cache or {arch.id}'s context window ({arch.max_position_embeddings:,} "
+                     "tokens); they count in num_rejected, not in the latencies")
+    return res.with_(engine=profile, inputs=inputs, notes=tuple(notes))

@@ -24,6 +24,7 @@ from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Perturbation, draws, interval80
 from .api import seconds, simulate
 from .sim import Slo
+from .workload import MAX_REQUESTS as RUN_LIMIT
 
 START_REQUESTS = 4000
 MAX_REQUESTS = 32000
@@ -106,12 +107,26 @@ class _Search:
             if hi_q >= 1e6 * lo.qps:
                 raise SpecError("the deployment keeps up with any rate tried: check the workload")
             return top, None
-        best, fail = lo, top
+        return self.settle(*self.narrow(lo, top, n, tolerance), n, tolerance)
+
+    def narrow(self, best: RatePoint, fail: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint]:
         while (fail.qps - best.qps) / fail.qps > tolerance:
             mid = math.sqrt(best.qps * fail.qps) if fail.qps / best.qps > 4 else (best.qps + fail.qps) / 2
             p = self.point(mid, n)
             best, fail = (p, fail) if p.ok else (best, p)
         return best, fail
+
+    def settle(self, best: RatePoint, fail: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint]:
+        """Percentiles of a finite run are not exactly monotone in the rate: when a rate
+        below the answer failed at this run length, the answer is re-searched below that
+        failure, so no reported capacity sits above a rate that missed the SLO."""
+        while True:
+            same = [p for p in self.points if p.num_requests == n]
+            low_fail = min((p for p in same if not p.ok), key=lambda p: p.qps)
+            if low_fail.qps >= best.qps:
+                return best, low_fail
+            best = max((p for p in same if p.ok and p.qps < low_fail.qps), key=lambda p: p.qps)
+            best, fail = self.narrow(best, low_fail, n, tolerance)
 
 
 def _base(kw: dict, slo: Slo) -> dict:
@@ -129,8 +144,8 @@ def _check(slo: Slo, price_per_chip_hour, num_requests, max_requests) -> int:
     if price_per_chip_hour is not None and not (isinstance(price_per_chip_hour, (int, float))
                                                 and 0 < price_per_chip_hour < math.inf):
         raise SpecError(f"--price-per-chip-hour {price_per_chip_hour!r} must be a positive number")
-    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 100:
-        raise SpecError(f"--max-requests {max_requests!r} must be a whole number >= 100")
+    if isinstance(max_requests, bool) or not isinstance(max_requests, int) or not 100 <= max_requests <= RUN_LIMIT:
+        raise SpecError(f"--max-requests {max_requests!r} must be a whole number in 100..{RUN_LIMIT:,}")
     n = min(START_REQUESTS, max_requests) if num_requests is None else num_requests
     if isinstance(n, bool) or not isinstance(n, int) or not 100 <= n <= max_requests:
         raise SpecError(f"--num-requests {num_requests!r}: the first run length must be between 100 and "

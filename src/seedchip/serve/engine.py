@@ -126,7 +126,10 @@ class Engine:
         slope = e_slope = 0.0
         flops, hbm = f0, b0
         num_tokens = sum(n for _, n in work)
-        if blocked and num_tokens == len(work) == len(self.running) and all(r.computed + 1 == r.known for r, _ in work):
+        # a pure decode stretch: every running request decodes (a prompt whose last chunk is one
+        # token also has computed + 1 == known, but it has not produced its first token yet)
+        if blocked and num_tokens == len(work) == len(self.running) \
+                and all(r.computed + 1 == r.known and r.generated > 0 for r, _ in work):
             kmax = self.max_macro_steps
             for r, _ in work:
                 left = r.output_len - r.generated
@@ -247,8 +250,15 @@ class Engine:
                 kv.release(r)
                 self.finished.append(r)
 
+    def never_fits(self, req: Request) -> bool:
+        """Its prompt and output exceed the KV cache or the model's context window (an engine
+        refuses such a request rather than serve it)."""
+        n = req.input_len + req.output_len
+        ctx = self.model.max_position_embeddings
+        return self.kv.blocks_for(n) > self.kv.total or (ctx > 0 and n > ctx)
+
     def reject(self, req: Request, now: float) -> None:
-        """A request whose prompt and output can never fit in this engine's KV cache."""
+        """A request that can never be served (:meth:`never_fits`)."""
         req.status = RequestStatus.REJECTED
         req.finish_s = now
         self.finished.append(req)

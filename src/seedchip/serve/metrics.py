@@ -138,9 +138,10 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     ``open`` loop: the requests that arrived between the 20th and 80th percentile of
     arrivals: their TTFT/TPOT percentiles, the rate they were offered at, and the
     completions per second (of any request) over that stretch; a run that keeps up
-    completes requests as fast as they come: its backlog does not grow (by more than
-    ``MAX_GROWTH`` of the arrival rate; a stable queue relaxes slowly near saturation,
-    and the slope is noisy on short runs). ``closed`` loop: the same window
+    completes requests as fast as they come: its backlog does not grow by more than
+    ``MAX_GROWTH`` of the arrival rate beyond the slope's own noise (a stable queue
+    relaxes slowly near saturation; with long requests the backlog is large and slow to
+    change, so a short window cannot tell a small slope from chance). ``closed`` loop: the same window
     (arrival is when a client sends). ``offline`` (every request at once): the whole
     run, as offline benchmarks report it (the ramp and drain weigh less as the run
     grows; engines that prefill everything before decoding have no shorter stretch
@@ -149,7 +150,7 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     out = a["output_len"].astype(float)
     res = {"mode": mode, "window_s": None, "num_requests": 0, "offered_per_s": None, "completed_per_s": 0.0,
            "output_tokens_per_s": 0.0, "ttft_s": summary(np.array([])), "tpot_s": summary(np.array([])),
-           "backlog_growth": None, "keeps_up": None}
+           "backlog_growth": None, "backlog_growth_noise": None, "keeps_up": None}
     if n < 5:
         return res
     if mode == "offline":
@@ -165,7 +166,9 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     offered = float(sel.sum()) / (t1 - t0)
     done = (a["finish"] >= t0) & (a["finish"] <= t1)
     completed = float(done.sum()) / (t1 - t0)
-    growth = backlog_growth(arrival, np.sort(a["finish"]), t0, t1) / offered
+    sojourn = float(np.mean((a["finish"] - a["arrival"])[sel]))
+    slope, noise = backlog_growth(arrival, np.sort(a["finish"]), t0, t1, sojourn)
+    growth, noise = slope / offered, noise / offered
     ttft = (a["first_token"] - a["arrival"])[sel]
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out > 1, (a["finish"] - a["first_token"]) / np.maximum(out - 1, 1), np.nan)[sel]
@@ -173,21 +176,30 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
                 offered_per_s=offered if mode == "open" else None, completed_per_s=completed,
                 output_tokens_per_s=float(out[done].sum()) / (t1 - t0), ttft_s=summary(ttft),
                 tpot_s=summary(tpot[~np.isnan(tpot)]), backlog_growth=growth if mode == "open" else None,
-                keeps_up=bool(growth <= MAX_GROWTH) if mode == "open" else None)
+                backlog_growth_noise=noise if mode == "open" else None,
+                keeps_up=bool(growth <= MAX_GROWTH + NOISE_Z * noise) if mode == "open" else None)
 
 
-def backlog_growth(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t0: float, t1: float) -> float:
-    """Requests per second by which the backlog (arrived, not finished) grows over
-    [t0, t1]: the least-squares slope of the backlog seen by each arrival. A stable
-    queue has none; an overloaded one grows by its excess rate. The slope uses every
-    arrival, so it is far less noisy than a difference of the two ends."""
+def backlog_growth(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t0: float, t1: float,
+                   sojourn_s: float) -> tuple[float, float]:
+    """(slope, its standard error) in requests per second by which the backlog (arrived,
+    not finished) grows over [t0, t1]: the least-squares slope of the backlog seen by
+    each arrival. A stable queue has none; an overloaded one grows by its excess rate.
+    The slope uses every arrival, so it is far less noisy than a difference of the two
+    ends. Its error counts one independent sample per ``sojourn_s`` (the backlog's
+    correlation time: a request stays in it that long), not one per arrival."""
     start = int(np.searchsorted(arrival_sorted, t0, side="left"))
     ta = arrival_sorted[start:]
     ta = ta[ta <= t1]
     if len(ta) < 3:
-        return 0.0
+        return 0.0, 0.0
     backlog = np.arange(start + 1, start + 1 + len(ta)) - np.searchsorted(finish_sorted, ta, side="right")
-    return float(np.polyfit(ta, backlog, 1)[0])
+    slope, icpt = np.polyfit(ta, backlog, 1)
+    resid = backlog - (slope * ta + icpt)
+    n_eff = max(2.0, min(len(ta), (t1 - t0) / max(sojourn_s, 1e-9)))
+    se = float(np.std(resid) / (np.std(ta) * math.sqrt(n_eff))) if np.std(ta) > 0 else 0.0
+    return float(slope), se
 
 
 MAX_GROWTH = 0.01   # a run keeps up when its backlog grows by at most 1% of the arrival rate over the steady window
+NOISE_Z = 2.0       # ... beyond this many standard errors of the slope (chance alone exceeds it ~2% of the time)

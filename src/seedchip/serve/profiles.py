@@ -149,7 +149,7 @@ def _pick(value: Any, hbm_gib: float, tp: int, usage: str) -> Any:
 def resolve_engine(name: str, chip: ChipSpec, tp: int = 1, offline: bool = False) -> EngineProfile:
     """The named profile with its chip-, tp- and usage-dependent values resolved."""
     raw = _raw()
-    key = (name or DEFAULT_ENGINE).strip().lower()
+    key = (DEFAULT_ENGINE if name is None else name).strip().lower()
     if key not in raw:
         raise UnknownNameError("engine", name, raw)
     hbm_gib = chip.hbm_capacity_bytes / 2**30
@@ -177,8 +177,9 @@ def engine_deployment(profile: EngineProfile, chip: ChipSpec, *, num_chips: int 
     token budget (the last two unless given)."""
     return make_deployment(chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                            act_format=act_format, kv_format=kv_format, calibration=calibration,
-                           max_batched_tokens=max_batched_tokens or profile.max_batched_tokens,
-                           memory_fraction=memory_fraction or profile.memory_fraction,
+                           max_batched_tokens=profile.max_batched_tokens if max_batched_tokens is None
+                           else max_batched_tokens,
+                           memory_fraction=profile.memory_fraction if memory_fraction is None else memory_fraction,
                            memory_basis=profile.memory_basis, runtime=profile.runtime, perturbation=perturbation)
 
 

@@ -156,8 +156,8 @@ class ChunkedPrefill:
             if len(e.running) >= e.cfg.max_num_seqs:
                 return work, True
             r = e.waiting[0]
-            if kv.blocks_for(r.input_len + r.output_len) > kv.total:
-                e.reject(e.waiting.popleft(), now)      # can never fit: refused, as an engine would
+            if e.never_fits(r):
+                e.reject(e.waiting.popleft(), now)      # can never be served: refused, as an engine would
                 continue
             hit = 0
             if r.computed == 0:
@@ -198,7 +198,7 @@ class StaticBatching:
         if not self.batch:
             while e.waiting and len(self.batch) < cfg.max_num_seqs:
                 r = e.waiting[0]
-                if kv.blocks_for(r.input_len + r.output_len) > kv.total:
+                if e.never_fits(r):
                     e.reject(e.waiting.popleft(), now)
                     continue
                 if not kv.grow(r, r.input_len + r.output_len):

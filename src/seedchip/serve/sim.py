@@ -61,6 +61,7 @@ class SimResult:
     inputs: dict | None = None
     tuned: dict | None = None
     interval80: dict | None = None
+    notes: tuple[str, ...] = ()          # accepted, but worth knowing (refused requests, weight-only storage)
 
     def with_(self, **parts) -> "SimResult":
         return replace(self, **parts)
@@ -71,6 +72,7 @@ class SimResult:
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
+        out["notes"] = list(self.notes)
         return out
 
     def __getitem__(self, key):
@@ -333,4 +335,5 @@ def parse_pools(text: str) -> dict[str, tuple[int, str]]:
 
 
 def write_chrome_trace(trace: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(trace))
+    from ..outputs import write_text
+    write_text(path, json.dumps(trace), "--trace-out")

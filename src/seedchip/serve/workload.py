@@ -5,6 +5,7 @@ requests in flight."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ MOONCAKE_BLOCK_TOKENS = 512   # tokens per hash_ids block in the Mooncake traces
 class RequestStatus(Enum):
     WAITING = "waiting"
     FINISHED = "finished"
-    REJECTED = "rejected"        # its prompt and output can never fit the engine's KV cache
+    REJECTED = "rejected"        # its prompt and output exceed the engine's KV cache or the context window
 
 
 @dataclass(slots=True, eq=False)
@@ -99,11 +100,10 @@ def read_trace(path: str | Path) -> list[TraceRow]:
     (TIMESTAMP, ContextTokens, GeneratedTokens), the Mooncake JSONL (timestamp ms,
     input_length, output_length, hash_ids) or a plain CSV arrival_s,input_len,output_len.
     Arrivals are returned in seconds from the first request, sorted."""
+    from ..outputs import read_text
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"trace file {str(p)!r} does not exist")
     rows: list[TraceRow] = []
-    with p.open(newline="") as f:
+    with io.StringIO(read_text(p, "trace file"), newline="") as f:   # a folder, missing or binary: one line
         first = f.readline()
         f.seek(0)
         if first.lstrip().startswith("{"):
@@ -164,6 +164,9 @@ def workload_names() -> list[str]:
     return sorted(synthetic_specs())
 
 
+MAX_REQUESTS = 1_000_000    # one run simulates at most this many requests (~10 minutes, ~1 GB)
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """What requests a run gets. Exactly one source: ``trace`` (a path), ``workload``
@@ -185,14 +188,19 @@ class WorkloadSpec:
         sources = [self.trace is not None, self.workload is not None, self.input_len is not None]
         if sum(sources) != 1:
             raise SpecError("give exactly one of --trace PATH, --workload NAME, or --input-len/--output-len")
+        if self.input_len is None and self.output_len is not None:
+            raise SpecError("--output-len sets fixed lengths with --input-len; the trace or workload has its own: "
+                            "drop --output-len")
         if self.input_len is not None and (self.output_len is None or self.input_len <= 0 or self.output_len <= 0):
             raise SpecError(f"fixed lengths need --input-len and --output-len > 0, got {self.input_len}, {self.output_len}")
         if self.workload is not None and self.workload not in synthetic_specs():
             raise UnknownNameError("workload", self.workload, synthetic_specs())
         if self.qps is not None and not (self.qps > 0 and math.isfinite(self.qps)):
             raise SpecError(f"--qps {self.qps!r} must be a positive number")
-        if self.num_requests is not None and self.num_requests <= 0:
-            raise SpecError(f"--num-requests {self.num_requests!r} must be positive")
+        if self.num_requests is not None and (isinstance(self.num_requests, bool) or not isinstance(self.num_requests, int)
+                                              or not 0 < self.num_requests <= MAX_REQUESTS):
+            raise SpecError(f"--num-requests {self.num_requests!r} must be a whole number in 1..{MAX_REQUESTS:,} "
+                            "(a run of more takes hours and its memory; steady-state figures converge long before)")
         if self.trace is None and not self.offline and self.qps is None and self.max_concurrency is None:
             raise SpecError("synthetic and fixed-length workloads need --qps, --max-concurrency or --offline")
         if self.max_concurrency is not None:
@@ -213,8 +221,12 @@ class WorkloadSpec:
             raise SpecError(f"--seed {self.seed!r} must be a whole number >= 0")
         if self.arrival not in ("poisson", "gamma"):
             raise SpecError(f"arrival {self.arrival!r}: use poisson or gamma")
-        if not self.burstiness > 0:
-            raise SpecError(f"burstiness {self.burstiness!r} must be > 0 (the coefficient of variation of gaps)")
+        if not (isinstance(self.burstiness, (int, float)) and 0 < self.burstiness < math.inf):
+            raise SpecError(f"--burstiness {self.burstiness!r} must be a positive finite number (the coefficient of "
+                            "variation of the gaps between arrivals)")
+        if self.burstiness != 1.0 and self.arrival != "gamma":
+            raise SpecError(f"--burstiness shapes gamma arrivals; --arrival {self.arrival} has none: add --arrival "
+                            "gamma or drop --burstiness")
         return self
 
     def with_qps(self, qps: float) -> "WorkloadSpec":

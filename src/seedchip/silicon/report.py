@@ -8,6 +8,8 @@ still computed so a user sees by how much.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
@@ -159,8 +161,11 @@ def silicon_report(chip: str | ChipSpec, *, yield_model: str = "murphy", alpha: 
     d = data if isinstance(data, SiliconData) else load_silicon_data(data)
     if yield_model not in YIELD_MODELS:
         raise SpecError(f"yield model {yield_model!r}: use {', '.join(YIELD_MODELS)}")
-    if alpha is not None and alpha <= 0:
-        raise SpecError(f"alpha = {alpha!r} must be > 0")
+    if alpha is not None and not (isinstance(alpha, (int, float)) and 0 < alpha < math.inf):
+        raise SpecError(f"--alpha {alpha!r} must be a positive finite number (the negative binomial's clustering)")
+    if alpha is not None and yield_model != "negative-binomial":
+        raise SpecError(f"--alpha sets the negative binomial's clustering; the {yield_model} yield model has none: "
+                        "add --yield-model negative-binomial or drop --alpha")
     al = alpha if alpha is not None else d.wafer.neg_binomial_alpha
     sil = _resolve_silicon(spec, silicon)
     node = d.node(spec.process_node)
