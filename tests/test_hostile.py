@@ -424,3 +424,19 @@ def test_written_results_are_whole_and_readable(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_emulate_refuses_runaway_and_empty_values(tmp_path):
+    pytest.importorskip("torch")
+    import json
+    d = tmp_path / "tiny"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}))
+    base = ["emulate", "--model", str(d), "--prompt-len", "8", "--max-new-tokens", "2"]
+    assert_refused(with_option(base, "--max-new-tokens", str(10**19)), "--max-new-tokens")
+    assert_refused(with_option(base, "--prompt-len", str(10**30)), "--prompt-len")
+    assert_refused([*base, "--seed", "-1"], "--seed")
+    assert_refused([*base, "--format", ""], "--format")

@@ -80,10 +80,14 @@ def register(app: typer.Typer) -> None:
                 as_json: bool = JSON) -> None:
         """Run a real PyTorch model on the virtual chip: per-op time and numerics."""
         from .. import emulate as emu
+        from ..errors import SpecError
+        for opt, v in (("--format", format), ("--act-format", act_format), ("--kv-format", kv_format)):
+            if v is not None and not v.strip():
+                raise SpecError(f"{opt} '' is empty: give a format, or leave it out for the default")
         formats = {"weights": format or "fp32"}
-        if act_format:
+        if act_format is not None:
             formats["activations"] = act_format
-        kv = kv_format or (format if format and format.startswith("fp8") else None)
+        kv = kv_format if kv_format is not None else (format if format and format.startswith("fp8") else None)
         if kv:
             formats["kv"] = kv
         r = emu.emulate(model, chip=chip, formats=formats, layers=layers, prompt_len=prompt_len,

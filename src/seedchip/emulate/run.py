@@ -100,14 +100,22 @@ def _logits(out) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out[0]
 
 
+MAX_NEW_TOKENS = 4096      # a real model on the host CPU: thousands of tokens already take minutes
+MAX_PROMPT = 1 << 17
+
+
 def emulate(model: str, *, chip: str = "seedchip-ref", formats=None, layers: int | None = None,
             prompt_len: int = 128, max_new_tokens: int = 16, prompt: str | None = None,
             text_file: str | Path | None = None, calibration: str | None = None, seed: int = 0,
             dtype: str = "float32", fuse: bool = True, compare_config: bool = True,
             max_ppl_tokens: int = 1024) -> EmulateResult:
     """Run ``model`` on ``chip`` in ``formats`` (see the module doc)."""
-    if max_new_tokens <= 0:
-        raise SpecError(f"max_new_tokens = {max_new_tokens!r} must be a positive integer")
+    for name, v, hi in (("--max-new-tokens", max_new_tokens, MAX_NEW_TOKENS), ("--prompt-len", prompt_len, MAX_PROMPT),
+                        ("--layers", layers if layers is not None else 1, 1 << 16), ("--seed", seed + 1, 2**63)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= hi:
+            shown = seed if name == "--seed" else v
+            raise SpecError(f"{name} {shown!r} must be a whole number in {0 if name == '--seed' else 1}.."
+                            f"{hi - 1 if name == '--seed' else hi:,} (the model runs on this CPU, token by token)")
     policy = Policy.from_formats(formats)
     pf = policy.pricing()
     dep = make_deployment(chip, weight_format=pf.weights, act_format=pf.activations, kv_format=pf.kv,
