@@ -299,8 +299,19 @@ def test_capacity_does_not_depend_on_the_run_length():
     search doubles it until two answers agree within 1.5%)."""
     kw = dict(chip="h200-sxm", model=MODEL, workload="chat", slo_ttft_p99="2s", slo_tpot_p99="100ms",
               interval=False)
-    answers = [seedchip.capacity(num_requests=n, **kw).max_qps for n in (2000, 8000)]
+    runs = [seedchip.capacity(num_requests=n, **kw) for n in (2000, 8000)]
+    answers = [r.max_qps for r in runs]
     assert max(answers) / min(answers) - 1 <= 0.03, answers
+    assert all(r.converged for r in runs)
+
+
+@pytest.mark.unit
+def test_capacity_says_when_the_run_length_ran_out_first():
+    """One run length only (max_requests = the first): the answer is not called converged,
+    and the CLI says to raise --max-requests."""
+    c = seedchip.capacity(model=MODEL, workload="chat", num_requests=300, max_requests=300, slo_ttft_p99="1s",
+                          interval=False).to_dict()
+    assert c["converged"] is False and len(c["convergence"]) == 1
 
 
 # ------------------------------------------------------------------------- traces

@@ -112,8 +112,17 @@ def compute_capacity(kw: dict) -> dict:
     except SeedChipError as e:
         return {"requests_per_s": 0.0, "tokens_per_s": 0.0, "energy_j_per_token": 0.0, "note": one_line(e)}
     return {"requests_per_s": r["max_qps"], "tokens_per_s": r["throughput_tokens_per_s"],
-            "energy_j_per_token": r["metrics"]["energy_j_per_token"] or 0.0, "note": None,
+            "energy_j_per_token": r["metrics"]["energy_j_per_token"] or 0.0,
+            "note": None if r["converged"] else _unconverged(r["convergence"]),
             "calibration": r["inputs"].get("calibration")}
+
+
+def _unconverged(history: list[dict]) -> str:
+    if len(history) < 2:
+        return f"one run length only ({history[-1]['num_requests']:,} requests): raise max_requests"
+    a, b = history[-2], history[-1]
+    return (f"not converged: {a['num_requests']:,} -> {b['num_requests']:,} requests moved it "
+            f"{(b['max_qps'] / a['max_qps'] - 1) * 100:+.1f}% (raise max_requests)")
 
 
 def _read(path: Path) -> dict | None:

@@ -62,6 +62,14 @@ class CapacityResult:
     inputs: dict
     interval: dict | None = None
 
+    @property
+    def converged(self) -> bool:
+        """The last two run lengths agreed within ``CONVERGED``. False: ``max_requests`` (or
+        the end of a trace) stopped the doubling first, and a longer run may move the answer
+        by about its last step in ``convergence``."""
+        h = self.convergence
+        return len(h) >= 2 and not h[-1].get("note") and abs(h[-1]["max_qps"] - h[-2]["max_qps"]) <= CONVERGED * h[-1]["max_qps"]
+
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
         price = self.inputs.get("price_per_chip_hour")
@@ -71,7 +79,8 @@ class CapacityResult:
                 "interval80": self.interval,
                 "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
                 "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
-                "metrics": self.metrics, "convergence": self.convergence, "search": self.search,
+                "converged": self.converged, "metrics": self.metrics, "convergence": self.convergence,
+                "search": self.search,
                 "inputs": self.inputs}
 
 
