@@ -145,7 +145,7 @@ def _options() -> list[tuple[str, str, str]]:
 
 OPTIONS = _options()
 # values that are fine for some options (and what they mean)
-VALID = {"--seed": {"0"}, "--window": {"0"}, "--alpha": set(), "--tp": set()}
+VALID = {"--seed": {"0"}, "--window": {"0"}}
 OUTPUTS = {"--out", "--trace-out", "--cache-dir"}
 
 
@@ -282,6 +282,8 @@ def test_named_cases(files, tmp_path):
     for argv, word in cases:
         assert_refused(argv, word)
     assert not (tmp_path / "c.yaml").exists()
+    # a refused sweep leaves no store behind (which would refuse the corrected command as "already a sweep")
+    assert not any((tmp_path / t).exists() for t in ("t0", "t1", "t2", "t3"))
 
 
 def test_a_typo_in_a_chip_file_is_named_with_its_likely_intent(tmp_path):

@@ -256,8 +256,6 @@ class _Progress:
 def _backend(space: Space, workers: int, use_ray: bool, address: str | None):
     if use_ray:
         return RayBackend(space, address)
-    if workers < 1:
-        raise SpecError(f"workers = {workers!r} must be >= 1")
     return Inline(space) if workers == 1 else Pool(space, workers)
 
 
@@ -345,18 +343,25 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
     return new
 
 
-def _open_space(store: Store, space: str | Path | Space | None, directory: Path) -> Space:
+def _given_space(space: str | Path | Space | None) -> tuple[Space, str] | None:
+    """(space, its text) when one is given (a YAML path or a Space), else None."""
+    if space is None:
+        return None
+    if isinstance(space, Space):
+        return space, space.model_dump_json()
+    return load_space(space)
+
+
+def _open_space(store: Store, given: tuple[Space, str] | None, directory: Path) -> Space:
     """The space to sweep (given, or the one stored in ``directory``); refuses a store swept with a
     different evaluation and records the space in the store."""
-    if space is None:
+    if given is None:
         text = store.get_meta("space_yaml")
         if text is None:
             raise SpecError(f"{str(directory)!r} holds no design space; give the space YAML too")
         sp = parse_space(text, origin=str(directory / "results.duckdb"))
-    elif isinstance(space, Space):
-        sp, text = space, space.model_dump_json()
     else:
-        sp, text = load_space(space)
+        sp, text = given
     stored_hash = store.get_meta("eval_hash")
     if stored_hash is not None and stored_hash != sp.eval_hash():
         raise SpecError(f"{str(directory)!r} was swept with a different workload, objectives, constraints, TCO, "
@@ -444,6 +449,20 @@ def _trials(sp: Space, method: str, trials: int | None) -> int:
     return n
 
 
+def _run_options(sp: Space, search: str | None, trials: int | None, seed: int | None,
+                 workers: int) -> tuple[str, int, int]:
+    """(search method, points to evaluate, seed) for sweeping ``sp``, or the option to fix."""
+    method = search or sp.search.method
+    if method not in ("grid", "random", "tpe", "nsga2"):
+        raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
+    n = _trials(sp, method, trials)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SpecError(f"--seed {seed!r} must be a whole number >= 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpecError(f"--workers {workers!r} must be a whole number >= 1")
+    return method, n, sp.search.seed if seed is None else seed
+
+
 def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
     directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
     if directory is None:
@@ -466,17 +485,14 @@ def explore(space: str | Path | Space | None = None, *, out: str | Path | None =
     """Sweep ``space`` (a YAML path or a Space) into ``out/results.duckdb``; with ``resume=DIR``
     continue a stored sweep (its space is read from the store unless given)."""
     t_start = time.perf_counter()
+    given = _given_space(space)
+    if given is not None:                    # refuse bad options before a folder or a store is made
+        _run_options(given[0], search, trials, seed, workers)
     directory = _run_directory(out, resume)
     store = Store(directory)
     try:
-        sp = _open_space(store, space, directory)
-        method = search or sp.search.method
-        if method not in ("grid", "random", "tpe", "nsga2"):
-            raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
-        n = _trials(sp, method, trials)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise SpecError(f"--seed {seed!r} must be a whole number >= 0")
-        sd = sp.search.seed if seed is None else seed
+        sp = _open_space(store, given, directory)
+        method, n, sd = _run_options(sp, search, trials, seed, workers)
         backend = _backend(sp, workers, use_ray, address)
         try:
             _add_baseline(sp, store, backend)
