@@ -110,12 +110,13 @@ def emulate(model: str, *, chip: str = "seedchip-ref", formats=None, layers: int
             dtype: str = "float32", fuse: bool = True, compare_config: bool = True,
             max_ppl_tokens: int = 1024) -> EmulateResult:
     """Run ``model`` on ``chip`` in ``formats`` (see the module doc)."""
-    for name, v, hi in (("--max-new-tokens", max_new_tokens, MAX_NEW_TOKENS), ("--prompt-len", prompt_len, MAX_PROMPT),
-                        ("--layers", layers if layers is not None else 1, 1 << 16), ("--seed", seed + 1, 2**63)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= hi:
-            shown = seed if name == "--seed" else v
-            raise SpecError(f"{name} {shown!r} must be a whole number in {0 if name == '--seed' else 1}.."
-                            f"{hi - 1 if name == '--seed' else hi:,} (the model runs on this CPU, token by token)")
+    for name, v, lo, hi in (("--max-new-tokens", max_new_tokens, 1, MAX_NEW_TOKENS),
+                            ("--prompt-len", prompt_len, 1, MAX_PROMPT),
+                            ("--layers", 1 if layers is None else layers, 1, 1 << 16),
+                            ("--seed", seed, 0, 2**63 - 1)):          # torch seeds are 64-bit
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise SpecError(f"{name} {v!r} must be a whole number in {lo}..{hi:,} (the model runs on this CPU, "
+                            "token by token)")
     policy = Policy.from_formats(formats)
     pf = policy.pricing()
     dep = make_deployment(chip, weight_format=pf.weights, act_format=pf.activations, kv_format=pf.kv,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,7 @@ from typing import Callable
 from ..errors import SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..model.zoo import load_model
+from ..outputs import OutputError, write_text
 from ..perf.calibration import load_calibration
 from ..serve.profiles import ServingDeployment
 from ..perf.memory import check_fits, memory_plan
@@ -135,11 +135,8 @@ def _read(path: Path) -> dict | None:
 def _write(path: Path, rec: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
+        write_text(path, json.dumps(rec, indent=1, sort_keys=True), "--cache-dir")
+    except (OSError, OutputError):
         pass  # a read-only cache only costs a recomputation next time
 
 

@@ -118,24 +118,13 @@ class _Change:
 
 
 # ---- global changes: each sets one field of the copy and says what it did -------------------
-def _hbm_supply(c: _Change, target: str | None) -> str:
-    c.q.hbm_supply, msg = c.scaled(c.p.hbm_supply, "HBM supply per quarter")
-    return msg
-
-
-def _power(c: _Change, target: str | None) -> str:
-    c.q.power_mw, msg = c.scaled(c.p.power_mw, "facility power (MW)")
-    return msg
-
-
-def _budget(c: _Change, target: str | None) -> str:
-    c.q.budget_usd, msg = c.scaled(c.p.budget_usd, "budget per year")
-    return msg
-
-
-def _demand_all(c: _Change, target: str | None) -> str:
-    c.q.peak_rate, msg = c.scaled(c.p.peak_rate, "demand of every class")
-    return msg
+def _scaled_field(field: str, what: str) -> "Handler":
+    """A handler that scales the problem's array ``field`` (``what`` names it for the message)."""
+    def handler(c: _Change, target: str | None) -> str:
+        value, msg = c.scaled(getattr(c.p, field), what)
+        setattr(c.q, field, value)
+        return msg
+    return handler
 
 
 def _demand_growth(c: _Change, target: str | None) -> str:
@@ -235,10 +224,10 @@ Handler = Callable[[_Change, str | None], str]       # (the change, its target) 
 
 # keys matched whole (after aliases)
 GLOBAL_HANDLERS: dict[str, Handler] = {
-    "hbm_supply": _hbm_supply,
-    "power": _power,
-    "budget": _budget,
-    "demand": _demand_all,
+    "hbm_supply": _scaled_field("hbm_supply", "HBM supply per quarter"),
+    "power": _scaled_field("power_mw", "facility power (MW)"),
+    "budget": _scaled_field("budget_usd", "budget per year"),
+    "demand": _scaled_field("peak_rate", "demand of every class"),
     "demand_growth": _demand_growth,
     "pue": _facility_number("pue"),
     "usd_per_kwh": _facility_number("usd_per_kwh"),

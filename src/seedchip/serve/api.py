@@ -236,7 +236,8 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
         write_chrome_trace(res.chrome_trace, trace_out)
     notes = list(dict.fromkeys(n for e in engines for n in e.dep.notes))
     if res.metrics["num_rejected"]:
+        ctx = arch.max_position_embeddings
+        limit = f"the KV cache or {arch.id}'s context window ({ctx:,} tokens)" if ctx else "the KV cache"
         notes.append(f"{res.metrics['num_rejected']} requests were refused, as an engine would: their prompt and "
-                     f"output exceed the KV cache or {arch.id}'s context window ({arch.max_position_embeddings:,} "
-                     "tokens); they count in num_rejected, not in the latencies")
+                     f"output exceed {limit}; they count in num_rejected, not in the latencies")
     return res.with_(engine=profile, inputs=inputs, notes=tuple(notes))
