@@ -22,7 +22,7 @@ from ..errors import SpecError
 from ..outputs import check_dir
 from .evaluate import Context, direction, evaluate_baseline, evaluate_point
 from .pareto import dominates, frontier
-from .space import Space, load_space, parse_space, point_key
+from .space import Space, load_space, parse_space, point_key, run_options
 from .store import Store
 
 # ---- backends ---------------------------------------------------------------------------
@@ -421,48 +421,6 @@ def _frontier(store: Store, sp: Space) -> tuple[list[dict], list[dict], dict | N
     return rows, front, base
 
 
-MAX_POINTS = 100_000     # one sweep evaluates at most this many points (~1 day at ~1 point/s per worker)
-
-
-def _trials(sp: Space, method: str, trials: int | None) -> int:
-    """How many points the sweep evaluates: the whole grid, or the sample size; refused
-    when it is not a count, has no effect, exceeds what the space holds or what one sweep
-    can finish."""
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise SpecError(f"--trials {trials!r} must be a whole number >= 1")
-    if method == "grid":
-        if trials is not None:
-            raise SpecError(f"--search grid evaluates every point of the space ({sp.grid_size()}): drop --trials, "
-                            "or sample with --search random, tpe or nsga2")
-        n = sp.grid_size()
-        if n > MAX_POINTS:
-            raise SpecError(f"the grid has {n:,} points, more than one sweep's {MAX_POINTS:,}: sample it with "
-                            "--search random, tpe or nsga2 and --trials")
-        return n
-    n = trials or sp.search.trials or 100
-    distinct = sp.distinct_points()
-    if distinct is not None and n > distinct:
-        raise SpecError(f"--trials {n:,} is more than the {distinct:,} different points the space holds: use "
-                        f"--search grid to evaluate them all, or at most {distinct:,} trials")
-    if n > MAX_POINTS:
-        raise SpecError(f"--trials {n:,} is more than one sweep's {MAX_POINTS:,} points: sample fewer")
-    return n
-
-
-def _run_options(sp: Space, search: str | None, trials: int | None, seed: int | None,
-                 workers: int) -> tuple[str, int, int]:
-    """(search method, points to evaluate, seed) for sweeping ``sp``, or the option to fix."""
-    method = search or sp.search.method
-    if method not in ("grid", "random", "tpe", "nsga2"):
-        raise SpecError(f"search {method!r}: use grid, random, tpe or nsga2")
-    n = _trials(sp, method, trials)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise SpecError(f"--seed {seed!r} must be a whole number >= 0")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise SpecError(f"--workers {workers!r} must be a whole number >= 1")
-    return method, n, sp.search.seed if seed is None else seed
-
-
 def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
     directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
     if directory is None:
@@ -487,12 +445,12 @@ def explore(space: str | Path | Space | None = None, *, out: str | Path | None =
     t_start = time.perf_counter()
     given = _given_space(space)
     if given is not None:                    # refuse bad options before a folder or a store is made
-        _run_options(given[0], search, trials, seed, workers)
+        run_options(given[0], search, trials, seed, workers)
     directory = _run_directory(out, resume)
     store = Store(directory)
     try:
         sp = _open_space(store, given, directory)
-        method, n, sd = _run_options(sp, search, trials, seed, workers)
+        method, n, sd = run_options(sp, search, trials, seed, workers)
         backend = _backend(sp, workers, use_ray, address)
         try:
             _add_baseline(sp, store, backend)
