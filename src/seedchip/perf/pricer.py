@@ -177,7 +177,7 @@ class StepPricer:
         time_s = rt.step_time(kernel_s, kernels, num_seqs, graphed, pert.host if pert else 1.0)
         if pert:
             time_s *= pert.step
-        energy = dyn + self.idle_w * dep.num_chips * time_s
+        energy = dyn + idle_energy_j(dep.chip, dep.num_chips, time_s)
         return Priced(time_s, energy, flops, hbm, kernel_s, tuple(critical))
 
     def price(self, seqs: tuple, advance: int = 0, detail: bool = False) -> Priced:
@@ -192,4 +192,10 @@ def pricer_for(model: ModelArch, dep: Deployment, bucketed: bool = False) -> Ste
     return StepPricer(model, dep, bucketed)
 
 
-__all__ = ["StepPricer", "Priced", "Part", "pricer_for", "bucket"]
+def idle_energy_j(chip, num_chips: float, seconds: float) -> float:
+    """Energy of ``num_chips`` chips at idle power for ``seconds``: the floor every step pays,
+    and all a deployment draws between steps."""
+    return chip.energy.idle_w * num_chips * seconds
+
+
+__all__ = ["StepPricer", "Priced", "Part", "pricer_for", "bucket", "idle_energy_j"]

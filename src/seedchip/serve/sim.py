@@ -18,6 +18,7 @@ from ..errors import SpecError, UnknownNameError
 from ..model.arch import ModelArch
 from ..perf import ops
 from ..perf.memory import kv_bytes_per_token_total
+from ..perf.pricer import idle_energy_j
 from .engine import Engine
 from .metrics import Collector, steady, summary
 from .workload import Request, WorkloadSpec, requests
@@ -220,7 +221,7 @@ class Simulation:
         size = r.input_len * kv_bytes_per_token_total(self.model, dst.dep.kv_format)
         c = ops.kv_transfer(src.dep.chip, src.dep.num_chips, dst.dep.chip, dst.dep.num_chips, src.dep.calibration,
                             size)
-        self.transfer_energy_j += c.energy_j - src.dep.chip.energy.idle_w * c.time_s
+        self.transfer_energy_j += c.energy_j - idle_energy_j(src.dep.chip, 1, c.time_s)   # idle is counted below
         self.transfer_s.append(c.time_s)
         done = now + c.time_s
         heapq.heappush(self.transfers, done)
@@ -268,7 +269,7 @@ class Simulation:
         for e in self.engines:
             st = e.stats
             idle = max(0.0, makespan - st.busy_s)
-            energy += st.energy_j + e.dep.chip.energy.idle_w * e.dep.num_chips * idle
+            energy += st.energy_j + idle_energy_j(e.dep.chip, e.dep.num_chips, idle)
             flops += st.flops
             hbm += st.hbm_bytes
             pk, _ = e.dep.chip.peak_flops(_matrix_class(e.dep.act))
