@@ -1,6 +1,6 @@
 """CLI commands for silicon economics and design-space exploration:
 
-    seedchip silicon --chip C [--yield-model murphy|negative-binomial|poisson] [--json]
+    seedchip silicon --chip C [--node N] [--yield-model murphy|negative-binomial|poisson] [--json]
     seedchip explore SPACE.yaml --out DIR [--search grid|random|tpe|nsga2] [--trials N]
                      [--workers N] [--resume DIR] [--ray [--address A]] [--json]
 
@@ -45,7 +45,11 @@ def silicon_tables(d: dict) -> list:
               f"${h['usd_per_stack']:,.0f}")
     t.add_row("interposer", f"{d['interposer_mm2']:.0f} mm2, yield {d['interposer_yield']:.1%}; assembly yield "
               f"{d['assembly_yield']:.1%}")
-    t.add_row("unit cost", f"${d['unit_cost_usd']:,.0f}")
+    r = d["cost_range_usd"]
+    t.add_row("unit cost", f"${d['unit_cost_usd']:,.0f} (${r['low']:,.0f}-{r['high']:,.0f} over the price ranges)")
+    s = d["shoreline"]
+    t.add_row("shoreline", f"{s['need_mm']:.0f} mm of die edge needed, {s['have_mm']:.0f} mm per die")
+    t.add_row("node", f"{d['process_node']} ({d['foundry']}, from {d['node_available_from']})")
     ok = "ok" if d["tdp_ok"] else "[red]over the spec TDP[/red]"
     t.add_row("TDP", f"{d['tdp_w']:.0f} W needed ({d['tdp_matrix_format']} GEMM at the TDP point) vs "
               f"{d['tdp_spec_w']:.0f} W spec: {ok}")
@@ -70,13 +74,15 @@ def silicon_tables(d: dict) -> list:
 
 
 def silicon_command(chip: str = typer.Option(..., "--chip", help="catalog id or chip YAML path"),
+                    node: Optional[str] = typer.Option(None, "--node",
+                                                       help="re-cost the chip on this process node (nodes.yaml)"),
                     yield_model: str = typer.Option("murphy", "--yield-model",
                                                     help="murphy, negative-binomial or poisson"),
                     alpha: Optional[float] = typer.Option(None, "--alpha", help="negative binomial clustering (default 2)"),
                     as_json: bool = JSON) -> None:
     """Die area, yield, unit cost (with a breakdown) and TDP of a chip."""
     from ..silicon import silicon_report
-    d = silicon_report(chip, yield_model=yield_model, alpha=alpha).to_dict()
+    d = silicon_report(chip, yield_model=yield_model, alpha=alpha, node=node).to_dict()
     if as_json:
         emit(d)
         return

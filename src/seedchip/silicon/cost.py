@@ -5,10 +5,14 @@ gross dies  DPW = pi (d/2)^2 / A - pi d / sqrt(2 A), d = wafer diameter - 2 x ed
 yield       Murphy ((1 - e^-AD) / AD)^2, negative binomial (1 + AD/alpha)^-alpha, or Poisson e^-AD,
             times, with spare cores, P(at most `spares` of the die's cores are bad)
 KGD         wafer price / (gross dies x yield)
-HBM         height x die GB x $/GB x (1 + height premium) per stack
+            + wafer sort (every die probed: sort $ / yield per good die)
+HBM         height x die GB x $/GB x (1 + height premium) per stack ($/GB: a point and a low-high range
+            per generation)
 package     (KGDs + HBM + interposer / its yield + substrate + assembly) / assembly yield,
             assembly yield = bond_yield ^ (dies + stacks)
-module      package + final test + board = unit cost
+tested      (package + final test + burn-in) / final test yield: a unit failing final test or
+            burn-in is scrapped with everything in it
+module      tested + board = unit cost
 """
 
 from __future__ import annotations
@@ -71,19 +75,23 @@ class HbmCost:
     height: int
     stack_gbyte: float
     usd_per_stack: float
+    usd_per_gbyte: float = 0.0
+    height_premium: float = 0.0
 
     @property
     def usd(self) -> float:
         return self.num_stacks * self.usd_per_stack
 
 
-def hbm_cost(chip: ChipSpec, data: SiliconData) -> HbmCost:
+def hbm_cost(chip: ChipSpec, data: SiliconData, price: str = "point") -> HbmCost:
+    """The chip's HBM at the ``price`` end (low, point or high) of its generation's $/GB estimates."""
     gen = data.hbm_generation(chip.hbm.generation)
     h = stack_height(chip.hbm.capacity_per_stack_bytes, gen.die_bytes, gen.heights)
     height = h if h > 0 else max(gen.heights)
     gb = height * gen.die_bytes / 1e9
     premium = data.hbm.height_premium.get(height, max(data.hbm.height_premium.values()))
-    return HbmCost(chip.hbm.generation.lower(), chip.hbm.num_stacks, h, gb, gb * gen.usd_per_gbyte * (1.0 + premium))
+    usd_gb = gen.usd_per_gbyte_at(price)
+    return HbmCost(chip.hbm.generation.lower(), chip.hbm.num_stacks, h, gb, gb * usd_gb * (1.0 + premium), usd_gb, premium)
 
 
 def interposer_area_mm2(total_die_mm2: float, sites: int, footprint_mm2: float, fill: float) -> float:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from ..hardware.spec import Source
@@ -26,14 +26,36 @@ class Wafer(FrozenSpec):
     sources: list[Source]
 
 
+QUARTER = r"^(19|20|21)[0-9]{2}Q[1-4]$"
+
+
+def _check_range(low: float | None, point: float, high: float | None, what: str) -> None:
+    if low is not None and low > point or high is not None and high < point:
+        raise ValueError(f"{what}: the range [{low}, {high}] must hold the point value {point}")
+
+
 class ProcessNode(FrozenSpec):
+    foundry: str = Field(description="who makes it (tsmc, samsung, smic)")
+    available_from: str = Field(pattern=QUARTER, description="first quarter of volume production, e.g. 2023Q4")
     wafer_usd: float = Field(gt=0)
+    wafer_usd_low: float | None = Field(None, gt=0, description="low end of the wafer price estimates (default: the point)")
+    wafer_usd_high: float | None = Field(None, gt=0, description="high end of the wafer price estimates (default: the point)")
     defect_density_per_cm2: float = Field(gt=0)
     sram_mbit_per_mm2: float = Field(gt=0, description="HD SRAM macro density, Mibit/mm2")
     logic_scale: float = Field(gt=0, description="logic area relative to tsmc-n4")
     energy_scale: float = Field(gt=0, description="dynamic energy per op relative to tsmc-n4")
     leakage_w_per_mm2: float = Field(ge=0)
     sources: list[Source]
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _check_range(self.wafer_usd_low, self.wafer_usd, self.wafer_usd_high, "wafer_usd")
+        return self
+
+    def wafer_usd_at(self, end: str) -> float:
+        """The wafer price at ``end`` (low, point or high) of its estimates."""
+        v = {"low": self.wafer_usd_low, "high": self.wafer_usd_high}.get(end)
+        return self.wafer_usd if v is None else v
 
 
 class Blocks(FrozenSpec):
@@ -49,6 +71,10 @@ class Blocks(FrozenSpec):
     io_control_mm2: dict[str, float]
     noc_fraction: dict[str, float]
     d2d_mm2_per_die: float = Field(ge=0)
+    serdes_edge_mm_per_lane: float = Field(ge=0, description="die edge one SerDes lane (TX/RX pair) takes")
+    d2d_edge_mm_per_die: float = Field(ge=0, description="die edge of the die-to-die interface, multi-die chips only")
+    io_edge_mm: float = Field(ge=0, description="die edge of the host interface (PCIe) and other I/O, on one die")
+    die_aspect_ratio: float = Field(1.0, ge=1, description="long / short side of the die for the perimeter")
     sources: list[Source]
 
 
@@ -58,9 +84,21 @@ class HbmGeneration(FrozenSpec):
     pin_gbps: float = Field(gt=0)
     bus_bits: int = Field(gt=0)
     usd_per_gbyte: float = Field(gt=0)
+    usd_per_gbyte_low: float = Field(gt=0, description="low end of the public price estimates")
+    usd_per_gbyte_high: float = Field(gt=0, description="high end of the public price estimates")
+    phy_edge_mm: float = Field(ge=0, description="die edge one stack's PHY takes (shoreline)")
     pj_per_bit: float = Field(gt=0)
     footprint_mm2: float = Field(ge=0, description="package footprint of one stack on the interposer")
     interposer: bool = Field(True, description="needs a 2.5D interposer (HBM) or sits on an organic package (LPDDR)")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _check_range(self.usd_per_gbyte_low, self.usd_per_gbyte, self.usd_per_gbyte_high, "usd_per_gbyte")
+        return self
+
+    def usd_per_gbyte_at(self, end: str) -> float:
+        """The price per GB at ``end`` (low, point or high) of its estimates."""
+        return {"low": self.usd_per_gbyte_low, "high": self.usd_per_gbyte_high}.get(end, self.usd_per_gbyte)
 
     @property
     def die_bytes(self) -> float:
@@ -86,7 +124,10 @@ class Packaging(FrozenSpec):
     substrate_usd_per_mm2: float = Field(ge=0)
     assembly_usd: float = Field(ge=0)
     bond_yield: float = Field(gt=0, le=1)
-    final_test_usd: float = Field(ge=0)
+    wafer_sort_usd_per_die: float = Field(ge=0, description="probe test of every die on the wafer, good or bad")
+    final_test_usd: float = Field(ge=0, description="package test on ATE and system-level test, per unit")
+    burn_in_usd: float = Field(ge=0, description="burn-in at temperature and voltage, per unit")
+    final_test_yield: float = Field(gt=0, le=1, description="units that pass final test and burn-in")
     board_usd: float = Field(ge=0)
     system_share_usd: float = Field(ge=0)
     sources: list[Source]
