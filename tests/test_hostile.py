@@ -257,6 +257,7 @@ def test_named_cases(files, tmp_path):
         ([*sim[:-1], "100000000"], "--num-requests"),
         (["silicon", "--chip", "seedchip-ref", "--alpha", "nan"], "--alpha"),
         (["silicon", "--chip", "seedchip-ref", "--alpha", "3"], "negative-binomial"),
+        (["silicon", "--chip", "seedchip-ref", "--node", "samsung-sf4"], "did you mean 'samsung-sf4x'"),
         (["explore", str(SPACE), "--out", str(tmp_path / "t0"), "--search", "random", "--trials", "0"], "--trials"),
         (["explore", str(SPACE), "--out", str(tmp_path / "t1"), "--search", "random", "--trials", "-1"], "--trials"),
         (["explore", str(SPACE), "--out", str(tmp_path / "t2"), "--search", "random", "--trials", "1000000000"],
