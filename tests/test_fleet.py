@@ -34,7 +34,7 @@ J_PER_KWH = 3.6e6                      # by hand: 1,000 W x 3,600 s
 def scenario(*, quarters=3, demand=(300.0, 450.0, 600.0), rates=(100.0, 150.0), costs=(10_000.0, 30_000.0),
              energy=(1.0, 2.0), caps=(None, None), units=(1, 1), stacks=(8, 0), power_w=(1000.0, 1000.0),
              hbm=None, power_mw=None, budget=None, base=(0, 0), available=(0, 0), lead=(0, 0), usd_per_kwh=0.1,
-             pue=1.2, discount=0.0, derate=1.0) -> dict:
+             pue=1.2, discount=0.0, derate=1.0, idle_w=(0.0, 0.0), host_w=(0.0, 0.0)) -> dict:
     """A small scenario: one chat class (peak output tokens/s = demand; peak_to_average 1) served
     by an own chip `a` and a GPU `b`, capacities given as overrides (no simulation)."""
     devs = {}
@@ -42,7 +42,8 @@ def scenario(*, quarters=3, demand=(300.0, 450.0, 600.0), rates=(100.0, 150.0), 
         devs[name] = {"kind": "own" if i == 0 else "gpu", "chip": "seedchip-ref" if i == 0 else "h200-sxm",
                       "unit_cost_usd": costs[i], "power_w_per_chip": power_w[i], "hbm_stacks_per_chip": stacks[i],
                       "draws_hbm_supply": stacks[i] > 0, "purchase_unit_chips": units[i],
-                      "available_from": available[i], "lead_time_quarters": lead[i]}
+                      "available_from": available[i], "lead_time_quarters": lead[i],
+                      "idle_power_w_per_chip": idle_w[i], "host_power_w_per_chip": host_w[i]}
         if caps[i] is not None:
             devs[name]["production_cap_chips"] = caps[i]
     s = {"name": "tiny", "start": "2027Q1", "horizon_quarters": quarters, "capacity_derate": derate,
@@ -99,7 +100,7 @@ def brute_force(s: dict, max_units: int) -> float | None:
         ok &= ((stacks[None, :, None] * chips).sum(axis=1) <= np.array(s["hbm"]["supply_stacks"])).all(axis=1)
     inst = base[None, :, None] + np.cumsum(chips, axis=2)
     if "power_mw" in dc:
-        pw = np.array([d["power_w_per_chip"] for d in devs])
+        pw = np.array([d["power_w_per_chip"] + d["host_power_w_per_chip"] for d in devs])
         ok &= ((pw[None, :, None] * inst).sum(axis=1) * dc["pue"] / 1e6 <= np.array(dc["power_mw"]) + 1e-9).all(axis=1)
     if s["budget"]:
         bud = s["budget"]["capex_usd_per_year"]
@@ -108,14 +109,20 @@ def brute_force(s: dict, max_units: int) -> float | None:
     ok &= (served.sum(axis=1) >= demand[None, :] - 1e-9).all(axis=1)
     if not ok.any():
         return None
-    b, served = b[ok], served[ok]
+    b, served, inst = b[ok], served[ok], inst[ok]
     cost = (capex[None, :, None] * b * disc[None, None, :]).sum(axis=(1, 2))
+    # energy: every installed chip draws idle + host power; a busy one draws its J/token x tokens/s
+    # instead of idle, so a token served on d costs ej - idle / rate more than leaving the chip idle
+    idle = np.array([d["idle_power_w_per_chip"] for d in devs])
+    host = np.array([d["host_power_w_per_chip"] for d in devs])
+    usd_per_j = dc["pue"] * dc["usd_per_kwh"] / J_PER_KWH
+    cost += (((idle + host)[None, :, None] * inst).sum(axis=1) * SECONDS_PER_QUARTER * usd_per_j * disc[None, :]).sum(axis=1)
+    marginal = ej - idle / rate
     left = np.ones((len(b), Q))
-    for d in np.argsort(ej, kind="stable"):
+    for d in np.argsort(marginal, kind="stable"):
         share = np.minimum(left, served[:, d, :] / np.where(demand > 0, demand, 1.0)[None, :])
         left -= share
-        cost += (share * demand[None, :] * SECONDS_PER_QUARTER * ej[d] * dc["pue"] * dc["usd_per_kwh"] / J_PER_KWH
-                 * disc[None, :]).sum(axis=1)
+        cost += (share * demand[None, :] * SECONDS_PER_QUARTER * marginal[d] * usd_per_j * disc[None, :]).sum(axis=1)
     return float(cost.min())
 
 
@@ -126,6 +133,8 @@ CASES = [
     dict(power_mw=[0.02, 0.02, 0.03], energy=(5.0, 0.5), usd_per_kwh=2.0),  # power binds, energy matters
     dict(units=(4, 2), budget=200_000.0, rates=(120.0, 200.0)),             # purchase units and a budget
     dict(base=(0, 6), available=(1, 0), lead=(0, 1), discount=0.3),         # availability, lead time, PV
+    dict(idle_w=(300.0, 150.0), host_w=(200.0, 400.0), usd_per_kwh=3.0,     # idle and host energy of every
+         base=(2, 0), power_mw=[0.05, 0.05, 0.05]),                         # installed chip
 ]
 
 
@@ -427,10 +436,10 @@ def test_cli_equals_api_and_outputs(tmp_path):
     out = cli("--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == json.loads(json.dumps(plan(EXAMPLE).to_dict()))
-    out = cli("--what-if", "hbm_supply=-30%", "--what-if", "chip_slip=1", "--json")
+    out = cli("--what-if", "hbm_supply=-10%", "--what-if", "chip_slip=1", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data == json.loads(json.dumps(plan(EXAMPLE, what_if=["hbm_supply=-30%", "chip_slip=1"]).to_dict()))
+    assert data == json.loads(json.dumps(plan(EXAMPLE, what_if=["hbm_supply=-10%", "chip_slip=1"]).to_dict()))
     assert data["what_if"]["diff"]["total_cost_delta_usd"] > 0
     human = cli("--what-if", "h200_price=+10%", "--out", str(tmp_path / "r"))
     assert human.returncode == 0, human.stderr

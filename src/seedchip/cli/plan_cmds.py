@@ -1,7 +1,7 @@
 """CLI command for the fleet and procurement planner:
 
-    seedchip plan SCENARIO.yaml [--what-if KEY=VALUE ...] [--json] [--out DIR]
-                  [--recompute-capacity] [--cache-dir DIR]
+    seedchip plan SCENARIO.yaml [--what-if KEY=VALUE ...] [--sweep KEY=FROM..TO:STEPS]
+                  [--confidence P] [--json] [--out DIR] [--recompute-capacity] [--cache-dir DIR]
 
 A thin wrapper over :func:`seedchip.fleet.plan`: ``--json`` prints exactly the result's
 ``to_dict()``. ``register(app)`` adds the command to the main Typer app.
@@ -22,8 +22,14 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
                  what_if: Optional[List[str]] = typer.Option(
                      None, "--what-if", help="re-solve with a change and show the difference, e.g. hbm_supply=-30%, "
                      "h200_price=+10%, chip_slip=2, demand_growth=+20%, budget=-25%, power=-10% (repeatable)"),
-                 out: Optional[Path] = typer.Option(None, "--out", help="write plan.json, plan.html, plan.png and "
-                                                    "capacity.yaml to DIR"),
+                 sweep: Optional[str] = typer.Option(
+                     None, "--sweep", help="re-solve over a range of one what-if and report where building our chip "
+                     "stops paying off: KEY=FROM..TO:STEPS, e.g. hbm_supply=-90%..0%:10, seedchip_nre=0..8e9:9"),
+                 confidence: Optional[float] = typer.Option(
+                     None, "--confidence", help="plan so that demand is met with this probability (0.5 to below 1): "
+                     "pessimistic capacities (their error bars) and schedules (respins); reports the hedge's cost"),
+                 out: Optional[Path] = typer.Option(None, "--out", help="write plan.json, plan.html, plan.png, "
+                                                    "capacity.yaml (and sweep.png) to DIR"),
                  recompute_capacity: bool = typer.Option(
                      False, "--recompute-capacity", help="simulate every deployment's SLO capacity again instead of "
                      "the scenario's capacity_override and the cache"),
@@ -38,7 +44,7 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
         sys.stderr.flush()
 
     r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
-             out=out, progress=progress)
+             out=out, progress=progress, confidence=confidence, sweep=sweep)
     d = r.to_dict()
     if as_json:
         emit(d)

@@ -51,6 +51,7 @@ class Capacity:
     deployment: dict | None = None     # the deployment used (the chosen candidate)
     candidates: list | None = None     # a candidate search: every candidate's result (None: one deployment)
     choice: str | None = None          # why the chosen candidate won (or why none works)
+    interval80: list | None = None     # 80% interval of tokens_per_s (None: the oracle's error bars apply)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -214,7 +215,7 @@ def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path |
             if o is not None and not (recompute and has_dep):
                 n = o.num_chips or candidates_of(dev.deployments[cls])[0].num_chips
                 out[(dname, cls)] = Capacity(dname, cls, n, o.requests_per_s, o.tokens_per_s, o.energy_j_per_token,
-                                             "override", o.note)
+                                             "override", o.note, interval80=o.interval80)
                 continue
             if not has_dep:
                 continue

@@ -1,6 +1,6 @@
 """A solved program as the plan's figures: per-quarter purchases, installed fleet, service,
-energy (``silicon.tco.energy_usd``), capex, depreciation, power and HBM; the unmet demand, the
-years and the devices. Pure functions of the problem and a solution vector."""
+energy at the planned utilisation (``energy.py``), capex, NRE, depreciation, power and HBM; the
+unmet demand, the years and the devices. Pure functions of the problem and a solution vector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..silicon.tco import energy_usd
+from .energy import avg_power_w, usd_per_watt_quarter
 from .milp import Model
 from .problem import SECONDS_PER_QUARTER, Problem
 
@@ -23,16 +23,20 @@ class Figures:
     served_tok: np.ndarray      # (M, Q) average output tokens/s served
     needed: np.ndarray          # (D, Q) chips busy at the peak
     energy_usd: np.ndarray      # (Q,)
+    avg_power: np.ndarray       # (Q,) average facility MW at the planned utilisation (x PUE)
     capex: np.ndarray           # (Q,) capex of the chips delivered
+    nre: np.ndarray             # (Q,) NRE of the chips built (first quarter)
+    built: np.ndarray           # (D,) bool: own chips with an NRE that the plan builds
     dep: np.ndarray             # (Q,) straight-line depreciation of the whole fleet
     power: np.ndarray           # (Q,) facility MW at nameplate x PUE
     hbm_used: np.ndarray        # (Q,) HBM stacks drawn from the supply
 
 
-def _solution(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(buys, share, unmet) from a solution vector; a share the solver left unassigned
+def _solution(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(buys, share, unmet, built) from a solution vector; a share the solver left unassigned
     (tolerance) counts as unmet."""
     p = model.p
+    built = np.zeros(len(p.devices), dtype=bool)
     units = np.zeros((len(p.devices), p.num_quarters))
     share = np.zeros((len(p.demands), len(p.devices), p.num_quarters))
     unmet = np.zeros((len(p.demands), p.num_quarters))
@@ -43,18 +47,20 @@ def _solution(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
             share[v[1], v[2], v[3]] = max(0.0, float(x[j]))
         elif v[0] == "u":
             unmet[v[1], v[2]] = max(0.0, float(x[j]))
+        elif v[0] == "z":
+            built[v[1]] = round(float(x[j])) == 1
     served_share = share.sum(axis=1)
     demand_mask = p.peak_rate > 0
     unmet = np.where(demand_mask, np.maximum(unmet, 1.0 - served_share), 0.0)
     unmet[unmet < 1e-6] = 0.0
-    return units * p.unit_chips[:, None], share, unmet
+    return units * p.unit_chips[:, None], share, unmet, built
 
 
 def figures(model: Model, x: np.ndarray) -> Figures:
     """Fleet, service, energy, capex, depreciation, power and HBM per quarter of a solution."""
     p = model.p
     Q, D = p.num_quarters, len(p.devices)
-    buys, share, unmet = _solution(model, x)
+    buys, share, unmet, built = _solution(model, x)
     alive = np.zeros((D, Q))
     for d in range(D):
         for q in range(Q):
@@ -62,14 +68,17 @@ def figures(model: Model, x: np.ndarray) -> Figures:
     avg_rate = p.peak_rate / p.peak_to_average[:, None]
     served_tok = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None]).sum(axis=1)       # (M, Q)
     needed = (share * (p.peak_rate[:, None, :] / np.where(p.rate_per_chip > 0, p.rate_per_chip, np.inf)[:, :, None])).sum(axis=0)
-    energy_j = (share * avg_rate[:, None, :] * p.tokens_per_rate[:, :, None] * p.energy_j_per_token[:, :, None]).sum(axis=(0, 1)) * SECONDS_PER_QUARTER
-    capex = (buys * p.capex_per_chip[:, None]).sum(axis=0)
+    it_w = avg_power_w(p, share, alive)
+    capex = (buys * p.capex_dq).sum(axis=0)
+    nre = np.zeros(Q)
+    nre[0] = float((p.nre_usd * built).sum())
     dep = p.base_depreciation_usd.sum(axis=0).copy()
     for d in range(D):
         for q in range(Q):
-            dep[q] += sum(buys[d, k] for k in range(q + 1) if q - k < p.lifetime[d]) * p.capex_per_chip[d] / p.lifetime[d]
+            dep[q] += sum(buys[d, k] * p.capex_dq[d, k] for k in range(q + 1) if q - k < p.lifetime[d]) / p.lifetime[d]
     return Figures(buys=buys, share=share, unmet=unmet, alive=alive, served_tok=served_tok, needed=needed,
-                    energy_usd=energy_usd(energy_j, p.pue, p.usd_per_kwh), capex=capex, dep=dep,
+                   energy_usd=it_w * usd_per_watt_quarter(p), avg_power=it_w * p.pue / 1e6, capex=capex, nre=nre,
+                   built=built, dep=dep,
                     power=(alive * p.power_w[:, None]).sum(axis=0) * p.pue / 1e6,
                     hbm_used=(buys * (p.hbm_stacks * p.draws_hbm)[:, None]).sum(axis=0))
 
@@ -96,9 +105,11 @@ def _quarter(p: Problem, f: Figures, q: int) -> dict:
         "power_limit_mw": float(p.power_mw[q]) if p.power_mw is not None else None,
         "hbm_stacks_used": float(f.hbm_used[q]),
         "hbm_stacks_supply": float(p.hbm_supply[q]) if p.hbm_supply is not None else None,
+        "avg_power_mw": float(f.avg_power[q]),
         "capex_usd": float(f.capex[q]),
+        "nre_usd": float(f.nre[q]),
         "energy_usd": float(en[q]),
-        "spend_usd": float(f.capex[q] + en[q]),
+        "spend_usd": float(f.capex[q] + f.nre[q] + en[q]),
         "depreciation_usd": float(f.dep[q]),
         "served_tokens": tokens,
         "cost_per_million_tokens_usd": float((f.dep[q] + en[q]) / tokens * 1e6) if tokens > 0 else None,

@@ -3,6 +3,7 @@ with HiGHS, for shadow prices).
 
 Variables
     b[d, q]     integer >= 0   purchase units of device d delivered in quarter q (only where it can be bought)
+    z[d]        in {0, 1}      build our chip d (own chips with an NRE only): its NRE is paid once
     s[m, d, q]  in [0, 1]      share of class m's demand in quarter q served by device d's pool
     u[m, q]     in [0, 1]      unmet share (only in the solves of an infeasible plan)
     e[k]        >= 0           violation of resource row k (only in the explanation of an infeasible plan)
@@ -14,12 +15,15 @@ Rows (each ``<=`` unless said)
     hbm[q]         sum_d stacks_per_chip * unit_chips * b[d,q] <= HBM stacks supplied in q
                    (with carry_over: cumulative purchases <= cumulative supply)
     power[q]       facility MW of the installed fleet at nameplate x PUE <= MW available
-    budget[y]      capex delivered in year y <= budget
+    budget[y]      capex delivered in year y <= budget (NRE is programme spend, outside it)
+    build[d, q]    unit_chips * b[d,q] <= (cap or the most chips the demand could use) * z[d]
     demand[m, q]   sum_d s[m,d,q] (+ u[m,q]) == 1                              (equality)
 
 Objective (US$, scaled to $M inside): capex (cash: when delivered; depreciation: the
-straight-line share inside the horizon) + energy (served tokens x J/token x PUE x $/kWh, by
-``silicon.tco.energy_usd``), each quarter's cost weighed by (1 + discount_rate_per_year)^(-q/4).
+straight-line share inside the horizon) + NRE of the chips built (in the first quarter) + energy
+at the planned utilisation (``energy.py``: serving, idle and host power x PUE x $/kWh; the
+installed base's idle and host energy is the constant ``c0``), each quarter's cost weighed by
+(1 + discount_rate_per_year)^(-q/4).
 
 ``build_model`` adds each family of variables and rows with one function (``_add_purchases``,
 ``_add_shares``, ``_add_unmet``, ``_add_pool_rows``, ``_add_production_cap_rows``,
@@ -37,7 +41,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from ..errors import SpecError
-from ..silicon.tco import energy_usd
+from .energy import installed_cost_usd, share_cost_usd
 from .problem import SECONDS_PER_QUARTER, Problem
 
 SCALE = 1e6               # objective in $M
@@ -77,13 +81,12 @@ class Model:
     b_eq: np.ndarray
     eq_rows: list[Row]
     extra: list[tuple[np.ndarray, float]] = field(default_factory=list)   # lexicographic caps
+    c0: float = 0.0                           # $M: cost no decision changes (the installed base's idle and host energy)
 
 
-def _energy_usd_per_share(p: Problem) -> np.ndarray:
-    """(M, D, Q): energy $ of serving all of class m's quarter-q demand on device d."""
-    avg = p.peak_rate / p.peak_to_average[:, None]                                        # (M, Q)
-    tokens = avg[:, None, :] * p.tokens_per_rate[:, :, None] * SECONDS_PER_QUARTER       # (M, D, Q)
-    return energy_usd(tokens * p.energy_j_per_token[:, :, None], p.pue, p.usd_per_kwh)
+def base_energy_usd(p: Problem) -> float:
+    """Present value of the installed base's idle and host energy (no decision changes it)."""
+    return float((p.base_chips * installed_cost_usd(p)[:, None] * p.discount[None, :]).sum())
 
 
 class _Builder:
@@ -133,20 +136,37 @@ class _Builder:
 def _add_purchases(b: _Builder) -> None:
     """b[d, q]: integer purchase units delivered in q, wherever the device can be bought; cost:
     the units' capex at present value (cash: when delivered; depreciation: the straight-line
-    share of the quarters inside the horizon)."""
+    share of the quarters inside the horizon), and the idle and host energy of the units in
+    every quarter they are installed."""
     p = b.p
     Q, D = p.num_quarters, len(p.devices)
     can = p.can_buy
-    capex = p.capex_per_chip * p.unit_chips                                                 # $ per purchase unit
+    capex = p.capex_dq * p.unit_chips[:, None]                                              # $ per purchase unit
+    always = installed_cost_usd(p) * p.unit_chips                                            # $ per unit-quarter
     disc = p.discount
     for d in range(D):
         for q in range(Q):
             if can[d, q]:
-                if p.objective == "cash":
-                    pv = disc[q]
-                else:      # straight-line depreciation of the quarters inside the horizon
-                    pv = sum(disc[k] for k in range(q, min(Q, q + p.lifetime[d]))) / p.lifetime[d]
-                b.add_var(("b", d, q), 0.0, np.inf, True, capex[d] * pv / SCALE)
+                alive = sum(disc[k] for k in range(q, min(Q, q + p.lifetime[d])))
+                pv = disc[q] if p.objective == "cash" else alive / p.lifetime[d]
+                b.add_var(("b", d, q), 0.0, np.inf, True, (capex[d, q] * pv + always[d] * alive) / SCALE)
+
+
+def _add_build(b: _Builder) -> None:
+    """z[d] in {0, 1} for each own chip with an NRE that can be bought; cost: the NRE in the first
+    quarter. Rows build[d, q]: no purchase of d unless it is built (the bound is the production
+    cap, or the most chips the whole demand could keep busy on d)."""
+    p = b.p
+    for d in range(len(p.devices)):
+        buys = [(q, b.index[("b", d, q)]) for q in range(p.num_quarters) if ("b", d, q) in b.index]
+        if not (p.own[d] and p.nre_usd[d] > 0 and buys):
+            continue
+        j = b.add_var(("z", d), 0.0, 1.0, True, p.nre_usd[d] * p.discount[0] / SCALE)
+        rate = p.rate_per_chip[:, d]
+        need = (p.peak_rate[rate > 0] / rate[rate > 0][:, None]).sum(axis=0).max() if (rate > 0).any() else 0.0
+        for q, jb in buys:
+            cap = p.cap_chips[d, q] if np.isfinite(p.cap_chips[d, q]) else need + p.unit_chips[d]
+            b.add_row(Row("build", q, d, rhs=0.0), {jb: p.unit_chips[d], j: -float(cap)})
 
 
 def _add_shares(b: _Builder) -> None:
@@ -154,7 +174,7 @@ def _add_shares(b: _Builder) -> None:
     capacity for m and there is demand); cost: the energy of serving it, at present value."""
     p = b.p
     Q, D, M = p.num_quarters, len(p.devices), len(p.demands)
-    energy = _energy_usd_per_share(p)
+    energy = share_cost_usd(p)
     disc = p.discount
     for m in range(M):
         for d in range(D):
@@ -251,10 +271,10 @@ def _add_budget_rows(b: _Builder) -> None:
     if p.budget_usd is None:
         return
     Q, D = p.num_quarters, len(p.devices)
-    capex = p.capex_per_chip * p.unit_chips                                                 # $ per purchase unit
+    capex = p.capex_dq * p.unit_chips[:, None]                                              # $ per purchase unit
     typical = max(float(p.budget_usd.mean()) / SCALE, 1e-6)
     for y in range(len(p.years)):
-        coefs = {b.index[("b", d, q)]: capex[d] / SCALE for d in range(D) for q in range(Q)
+        coefs = {b.index[("b", d, q)]: capex[d, q] / SCALE for d in range(D) for q in range(Q)
                  if p.year_of[q] == y and ("b", d, q) in b.index}
         if coefs:
             rhs = float(p.budget_usd[y]) / SCALE
@@ -326,6 +346,7 @@ def build_model(p: Problem, *, elastic_demand: bool = False, elastic_resources: 
     power row the installed base alone breaks allows no new chips instead of being infeasible."""
     b = _Builder(p)
     _add_purchases(b)
+    _add_build(b)
     _add_shares(b)
     if elastic_demand:
         _add_unmet(b)
@@ -342,7 +363,7 @@ def build_model(p: Problem, *, elastic_demand: bool = False, elastic_resources: 
     b_ub = np.array([r.rhs for r in b.rows])
     A_eq, b_eq, eq_rows = _demand_rows(b)
     return Model(p, b.var, b.index, np.array(b.lb), np.array(b.ub), np.array(b.integ), np.array(b.cost), c_unmet,
-                 c_viol, c_penalty, A_ub, b_ub, b.rows, A_eq, b_eq, eq_rows)
+                 c_viol, c_penalty, A_ub, b_ub, b.rows, A_eq, b_eq, eq_rows, c0=base_energy_usd(p) / SCALE)
 
 
 @dataclass

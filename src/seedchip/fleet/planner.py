@@ -34,6 +34,9 @@ from .problem import SECONDS_PER_QUARTER, Problem, build_problem, unservable
 from .report import write_outputs
 from .resolve import load_scenario, parse_scenario
 from .scenario import Scenario
+from .economics import economics, gpu_only, has_asic_choice
+from .schedule import respin_taken, z
+from .sweep import parse_sweep, run_sweep
 from .whatif import apply_what_ifs
 
 TIGHT_REL = 1e-7
@@ -75,6 +78,7 @@ class PlanResult:
     total_cost_usd: float | None
     total_capex_usd: float
     total_energy_usd: float
+    usd_per_kwh: float
     lp_relaxation_cost_usd: float | None
     mip_gap: float | None
     quarters: list[dict]
@@ -86,7 +90,10 @@ class PlanResult:
     capacity: list[dict]
     inputs: dict
     notes: list[str]
+    economics: dict = field(default_factory=dict)     # build_asic ... per_device (economics.py), after mip_gap
+    confidence: dict | None = None
     what_if: WhatIf | None = None
+    sweep: dict | None = None
     problem: Problem | None = field(default=None, repr=False, compare=False)
     solve_s: float = field(default=0.0, compare=False)
     base: "PlanResult | None" = field(default=None, repr=False, compare=False)
@@ -97,13 +104,17 @@ class PlanResult:
         d = {"scenario": self.scenario, "status": self.status, "objective": self.objective,
              "discount_rate_per_year": self.discount_rate_per_year, "total_cost_usd": self.total_cost_usd,
              "total_capex_usd": self.total_capex_usd, "total_energy_usd": self.total_energy_usd,
+             "usd_per_kwh": self.usd_per_kwh,
              "lp_relaxation_cost_usd": self.lp_relaxation_cost_usd, "mip_gap": self.mip_gap}
+        d.update(copy.deepcopy(self.economics))
+        d["confidence"] = copy.deepcopy(self.confidence)
         d.update(copy.deepcopy({"quarters": self.quarters, "years": self.years,
                                 "binding_constraints": self.binding_constraints, "unmet_demand": self.unmet_demand}))
         d["infeasibility"] = self.infeasibility.to_dict() if self.infeasibility is not None else None
         d.update(copy.deepcopy({"devices": self.devices, "capacity": self.capacity, "inputs": self.inputs,
                                 "notes": self.notes}))
         d["what_if"] = self.what_if.to_dict() if self.what_if is not None else None
+        d["sweep"] = copy.deepcopy(self.sweep)
         return d
 
 
@@ -280,10 +291,10 @@ def solve_problem(p: Problem) -> PlanResult:
     x = sol.x
     marg, lp_obj = lp_duals(final_model, final_c)
     f = figures(final_model, x)
-    return PlanResult(
+    r = PlanResult(
         scenario=p.name, status=status, objective=p.objective, discount_rate_per_year=p.discount_rate_per_year,
-        total_cost_usd=float(final_model.c_cost @ x) * SCALE, total_capex_usd=float(f.capex.sum()),
-        total_energy_usd=float(f.energy_usd.sum()),
+        total_cost_usd=(float(final_model.c_cost @ x) + final_model.c0) * SCALE, total_capex_usd=float(f.capex.sum()),
+        total_energy_usd=float(f.energy_usd.sum()), usd_per_kwh=p.usd_per_kwh,
         lp_relaxation_cost_usd=lp_obj * SCALE if lp_obj is not None and status != "infeasible" else None,
         mip_gap=sol.mip_gap, quarters=quarters(p, f), years=years(p, f),
         binding_constraints=_binding(final_model, x, marg), unmet_demand=unmet_demand(p, f),
@@ -293,6 +304,18 @@ def solve_problem(p: Problem) -> PlanResult:
                 "num_variables": len(model.var), "num_integer": int(model.integrality.sum()),
                 "num_constraints": int(model.A_ub.shape[0] + model.A_eq.shape[0])},
         notes=list(p.notes), problem=p, solve_s=time.perf_counter() - t0)
+    built = {p.devices[d]: bool(f.built[d] or f.buys[d].sum() > 0) for d in range(len(p.devices)) if p.own[d]}
+    return replace(r, economics=economics(p, r.to_dict(), None, built))
+
+
+def solve_plan(p: Problem) -> PlanResult:
+    """Solve a problem and its GPU-only baseline: the plan with its economics (``economics.py``)."""
+    r = solve_problem(p)
+    if not has_asic_choice(p):
+        return r
+    base = solve_problem(gpu_only(p))
+    return replace(r, economics=economics(p, r.to_dict(), base.to_dict(), r.economics["build"]),
+                   solve_s=r.solve_s + base.solve_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,17 +348,45 @@ def diff_plans(base: dict, new: dict) -> dict:
             "quarters": per_q}
 
 
+def _confidence(s: Scenario, caps: dict, confidence: float, planned: PlanResult) -> dict:
+    """What planning at ``confidence`` assumed and cost: the expected plan's total, the hedge, the
+    capacity factors and the schedules taken pessimistically."""
+    expected = solve_plan(build_problem(s, caps))
+    p = planned.problem
+    factors = {dev: {cls: float(np.exp(-z(confidence) * p.rate_sigma[m, d])) for m, cls in enumerate(p.demands)
+                     if p.rate_per_chip[m, d] > 0} for d, dev in enumerate(p.devices)}
+    e, c = expected.total_cost_usd, planned.total_cost_usd
+    return {"probability": confidence, "z": z(confidence), "expected_status": expected.status,
+            "expected_total_cost_usd": e,
+            "hedge_cost_usd": (c - e) if "infeasible" not in (planned.status, expected.status) else None,
+            "capacity_factors": factors,
+            "respin_assumed": [dev for dev, x in s.devices.items() if respin_taken(x.respin_probability, confidence)]}
+
+
+def check_confidence(confidence: float | None) -> None:
+    if confidence is not None and not (isinstance(confidence, (int, float)) and 0.5 <= confidence < 1.0):
+        raise SpecError(f"--confidence {confidence!r}: give a probability from 0.5 (the expected plan) to below 1, "
+                        "e.g. 0.9")
+
+
 def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[str, ...] | None = None,
          recompute_capacity: bool = False, cache_dir: str | Path | None = None, out: str | Path | None = None,
-         progress: Callable[[str], None] | None = None) -> PlanResult:
+         progress: Callable[[str], None] | None = None, confidence: float | None = None,
+         sweep: str | None = None) -> PlanResult:
     """Plan purchases quarter by quarter for a scenario (a YAML path, YAML text parsed to a dict,
-    or a Scenario); see `seedchip plan --help`.
+    or a Scenario), with its GPU-only baseline; see `seedchip plan --help`.
 
     what_if: ``key=value`` changes (``hbm_supply=-30%``, ``chip_slip=2``, ...): the result is the
     changed plan, with ``what_if`` holding the changes and the difference to the base plan.
+    confidence: plan so that demand is met with this probability (pessimistic capacities and
+    schedules, ``schedule.py``); ``confidence`` in the result says what the hedge costs.
+    sweep: ``KEY=FROM..TO:STEPS``: re-solve over a range of one what-if (``sweep.py``).
     recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
     ``capacity_override`` and the cache. out: a folder for plan.json, plan.html, plan.png and
-    capacity.yaml."""
+    capacity.yaml (and sweep.png)."""
+    check_confidence(confidence)
+    if sweep is not None:
+        parse_sweep(sweep)                   # a bad sweep is refused before any work
     if out is not None:
         from ..outputs import check_dir
         check_dir(out)                       # before the work: an unwritable place loses nothing
@@ -346,13 +397,18 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
     else:
         s = load_scenario(scenario)
     caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress)
-    p = build_problem(s, caps)
-    result = solve_problem(p)
+    p = build_problem(s, caps, confidence)
+    result = solve_plan(p)
+    if confidence is not None:
+        result = replace(result, confidence=_confidence(s, caps, confidence, result))
     if what_if:
         q, changes = apply_what_ifs(p, list(what_if))
-        changed = solve_problem(q)
+        changed = replace(solve_plan(q), confidence=result.confidence)
         result = replace(changed, base=result,
                          what_if=WhatIf(changes=changes, diff=diff_plans(result.to_dict(), changed.to_dict())))
+        p = q
+    if sweep is not None:
+        result = replace(result, sweep=run_sweep(p, sweep, solve_plan))
     if out is not None:
         result = replace(result, outputs=write_outputs(result, Path(out)))
     return result

@@ -112,8 +112,55 @@ def whatif_table(d: dict):
     return t
 
 
+def economics_lines(d: dict) -> list[str]:
+    """The build decision, the baseline, the saving, the payback and the hedge, as sentences."""
+    out = []
+    build = d.get("build") or {}
+    if d.get("baseline") is not None:
+        b = d["baseline"]
+        verdict = "build" if d["build_asic"] else "do not build"
+        nre = f" (NRE {_usd(d['nre_usd'])} paid)" if d["nre_usd"] else ""
+        sav = d["asic_savings_usd"]
+        if sav is None:
+            why = ("the GPU-only baseline cannot meet demand" if b["status"] == "infeasible"
+                   else "the plan cannot meet demand")
+            out.append(f"our chip: {verdict}{nre}; no saving figure: {why} "
+                       f"(baseline total {_usd(b['total_cost_usd'])})")
+        else:
+            pb = d["payback_quarter"]
+            out.append(f"our chip: {verdict}{nre}; GPU-only baseline {_usd(b['total_cost_usd'])} -> saving "
+                       f"{_usd(sav)} ({d['asic_savings_pct']:+.1f}%)"
+                       + (f", paid back by {pb}" if pb else (", not paid back within the horizon" if d["build_asic"] else "")))
+    elif build:
+        out.append("our chip: " + ", ".join(f"{k} {'built' if v else 'not built'}" for k, v in build.items()))
+    c = d.get("confidence")
+    if c:
+        hedge = (f"hedge {_usd(c['hedge_cost_usd'])} over the expected plan ({_usd(c['expected_total_cost_usd'])})"
+                 if c["hedge_cost_usd"] is not None else "no hedge figure: demand cannot be met at this confidence "
+                 "(see the unmet demand)")
+        out.append(f"planned for demand met with probability {c['probability']:g}: {hedge}"
+                   + (f"; respin assumed for {', '.join(c['respin_assumed'])}" if c["respin_assumed"] else ""))
+    return out
+
+
+def sweep_table(d: dict):
+    from rich.table import Table
+    sw = d["sweep"]
+    t = Table(title=f"Sweep {_esc(sw['sweep'])}" + "".join(
+        f"  | {f['flips']} flips at {_esc(f['what_if'])}" for f in sw["break_even"]), header_style="bold")
+    for col in ("value", "status", "build", "our chips", "total cost", "saving", "payback"):
+        t.add_column(col, justify="left" if col in ("value", "status", "payback") else "right")
+    for pt in sw["points"]:
+        t.add_row(_esc(pt["what_if"].split("=", 1)[1]), pt["status"], "yes" if pt["build_asic"] else "no",
+                  f"{pt['own_chips_purchased']:,}", _usd(pt["total_cost_usd"]), _usd(pt["asic_savings_usd"]),
+                  pt["payback_quarter"] or "-")
+    return t
+
+
 def render(d: dict, console) -> None:
     console.print(quarter_table(d))
+    for line in economics_lines(d):
+        console.print(_esc(line))
     if d["binding_constraints"]:
         console.print(binding_table(d))
     inf = d.get("infeasibility")
@@ -140,6 +187,8 @@ def render(d: dict, console) -> None:
             plan_txt = (f"{chosen['label']}: {_si(chosen['tokens_per_s_per_chip'])} tokens/s per chip"
                         if chosen else "[red]no capacity[/red]")
             console.print(f"deployment {_esc(c['device'])} x {_esc(c['demand'])}: {plan_txt} ({_esc(c['choice'])})")
+    if d.get("sweep"):
+        console.print(sweep_table(d))
     srcs = sorted({c["source"] for c in d["capacity"]})
     console.print(f"capacities: {len(d['capacity'])} device x class pairs ({', '.join(srcs)}); "
                   f"{d['inputs']['num_variables']} variables ({d['inputs']['num_integer']} integer), "
@@ -306,6 +355,10 @@ def write_outputs(result, out: Path) -> dict:
         written["png"] = str(out / "plan.png")
     else:
         written["note_png"] = "matplotlib is not installed: no plan.png (pip install matplotlib)"
+    if d.get("sweep"):
+        from .sweep import sweep_png
+        if sweep_png(d["sweep"], out / "sweep.png"):
+            written["sweep_png"] = str(out / "sweep.png")
     caps = [Capacity(**{k: v for k, v in c.items() if k != "tokens_per_s_per_chip"}) for c in d["capacity"]]
     write_text(out / "capacity.yaml", override_yaml(caps))
     written["capacity_yaml"] = str(out / "capacity.yaml")

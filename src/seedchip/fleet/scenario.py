@@ -9,7 +9,8 @@
     discount_rate_per_year: 0.08  # present value of costs (0: plain sum; above 0 purchases come just in time)
     datacenter: {power_mw: [..], pue: 1.25, usd_per_kwh: 0.08}     # facility MW (IT x PUE) per quarter
     budget: {capex_usd_per_year: [20e9, 22e9]}                      # per 4-quarter year from start
-    hbm: {supply_stacks: [..], carry_over: false}                  # stacks per quarter, all HBM users
+    hbm: {supply_stacks: [..], carry_over: false}                  # stacks per quarter: one market, our
+                                                                   # chips and the GPUs we buy draw on it
     demand:
       chat:
         model: llama-3.1-70b
@@ -24,6 +25,10 @@
         available_from: 2027Q1
         production_cap_chips: [5000, 20000, ...]
         unit_cost_usd: 9000       # omit for an own chip: the silicon model's unit cost
+        nre_usd: 6.0e8            # programme cost still to spend if built: the plan builds only if it pays
+        qualification_quarters: 1 # samples (available_from) -> volume
+        respin_probability: 0.25  # with respin_delay_quarters: 2 (expected ramp; --confidence: the respin)
+        yield_learning: {first_defect_density_per_cm2: 0.2, halving_quarters: 2}
         purchase_unit_chips: 16
         deployments:
           chat: {num_chips: 8, tp: 8, weight_format: fp8, kv_format: fp8}
@@ -260,6 +265,13 @@ def candidates_of(dep) -> list[DeploymentSpec]:
     return list(dep) if isinstance(dep, (list, tuple)) else [dep]
 
 
+class YieldLearning(FrozenSpec):
+    """Defect density from first silicon (``available_from``) down to the node's mature one:
+    D0(t) = D0_mature + (first - D0_mature) x 2^(-t / halving_quarters), t in quarters."""
+    first_defect_density_per_cm2: float = Field(gt=0, le=10, description="at first silicon")
+    halving_quarters: float = Field(gt=0, le=MAX_QUARTERS, description="quarters for the excess over mature to halve")
+
+
 class Device(FrozenSpec):
     """A device option: one of our chip generations (kind own) or a GPU we buy (kind gpu)."""
     kind: Literal["own", "gpu"]
@@ -271,9 +283,27 @@ class Device(FrozenSpec):
     unit_cost_usd: float | None = Field(None, gt=0, description="per chip; own chips default to the silicon model")
     system_cost_usd_per_chip: float = Field(0.0, ge=0, description="server, network and rack share per chip")
     hbm_stacks_per_chip: int | None = Field(None, ge=0, le=64, description="default: the chip spec's stacks")
-    draws_hbm_supply: bool | None = Field(None, description="counts against hbm.supply_stacks (default: own yes, gpu no)")
-    power_w_per_chip: float | None = Field(None, gt=0, description="default: the chip spec's TDP")
-    host_power_w_per_chip: float = Field(0.0, ge=0, description="host, network and cooling fans per chip")
+    draws_hbm_supply: bool = Field(True, description="its stacks count against hbm.supply_stacks (one market: "
+                                   "default yes for GPUs too, whose vendor buys from the same memory makers)")
+    power_w_per_chip: float | None = Field(None, gt=0, description="nameplate (facility sizing); default: the chip spec's TDP")
+    idle_power_w_per_chip: float | None = Field(None, ge=0, description="an installed chip serving nothing; default: "
+                                                "the chip spec's idle_w")
+    host_power_w_per_chip: float = Field(0.0, ge=0, description="host, network and cooling fans per chip (drawn "
+                                         "whether the chip is busy or not)")
+    nre_usd: float = Field(0.0, ge=0, description="own chips: programme cost still to spend if we build it (design, "
+                           "masks, IP, bring-up, software), paid once in the first quarter; the plan builds only if the "
+                           "chip saves more than it")
+    hbm_usd_per_chip: float | None = Field(None, ge=0, description="HBM content of the unit cost, what an hbm_price "
+                                           "what-if scales (default: the silicon model's HBM cost of the chip)")
+    hbm_price_pass_through: float = Field(1.0, ge=0, le=10, description="share of an HBM price change that reaches "
+                                          "the unit cost (own chips: 1; a GPU: what its vendor passes on)")
+    qualification_quarters: int = Field(0, ge=0, le=MAX_QUARTERS, description="quarters from available_from (first "
+                                        "samples) to volume deliveries")
+    respin_probability: float = Field(0.0, ge=0, le=1, description="chance that first silicon needs a respin")
+    respin_delay_quarters: int = Field(0, ge=0, le=MAX_QUARTERS, description="how much later a respin makes "
+                                       "availability and the ramp")
+    yield_learning: YieldLearning | None = Field(None, description="defect density falling from first silicon: the "
+                                                 "silicon model's unit cost per quarter")
     purchase_unit_chips: int = Field(1, gt=0, le=1 << 20, description="chips per purchase (a node, a rack)")
     lifetime_quarters: int | None = Field(None, gt=0, le=MAX_QUARTERS, description="default: the scenario's")
     deployments: dict[str, Deployments] = Field(default_factory=dict, description="per demand class: one "
@@ -296,7 +326,16 @@ class CapacityOverride(FrozenSpec):
     requests_per_s: float | None = Field(None, ge=0, description="max request rate meeting the SLOs")
     tokens_per_s: float = Field(ge=0, description="output tokens/s at that rate")
     energy_j_per_token: float = Field(ge=0, description="joules per output token at that rate")
+    interval80: list[float] | None = Field(None, min_length=2, max_length=2, description="80% interval [low, high] "
+                                           "of tokens_per_s (default: from the oracle's error bars)")
     note: str | None = None
+
+    @field_validator("interval80")
+    @classmethod
+    def _iv(cls, v):
+        if v is not None and not (0 < v[0] <= v[1] < math.inf):
+            raise ValueError(f"interval80 {v!r}: give [low, high] with 0 < low <= high")
+        return v
 
 
 class Datacenter(FrozenSpec):

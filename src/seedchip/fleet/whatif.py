@@ -1,6 +1,9 @@
 """What-ifs: ``key=value`` changes applied to a resolved problem (a copy) before re-solving.
 
     hbm_supply=-30%          HBM stacks supplied, every quarter (a number sets stacks per quarter)
+    hbm_price=+50%           HBM price: each device's unit cost moves by its HBM content x the change
+                             x its pass-through (our chips and, by default, GPUs)
+    nre=+100%                NRE of every own chip (a number sets it); DEVICE_nre=... one chip
     power=-10%               facility MW available (alias power_mw)
     budget=+25%              capex budget per year
     demand=+20%              every class's demand; CLASS_demand=+20% one class
@@ -30,10 +33,11 @@ import numpy as np
 
 from ..errors import SpecError
 from .problem import Problem, check_magnitudes
+from .schedule import shift
 
-GLOBAL_KEYS = ("hbm_supply", "power", "budget", "demand", "demand_growth", "chip_slip", "pue", "usd_per_kwh",
-               "capacity_derate")
-DEVICE_SUFFIXES = ("price", "cap", "production", "slip", "lead_time", "capacity")
+GLOBAL_KEYS = ("hbm_supply", "hbm_price", "power", "budget", "demand", "demand_growth", "chip_slip", "nre", "pue",
+               "usd_per_kwh", "capacity_derate")
+DEVICE_SUFFIXES = ("price", "nre", "cap", "production", "slip", "lead_time", "capacity")
 ALIASES = {"hbm": "hbm_supply", "power_mw": "power", "energy_price": "usd_per_kwh", "derate": "capacity_derate",
            "slip": "chip_slip"}
 
@@ -87,15 +91,6 @@ def _devices(p: Problem, target: str, key: str) -> list[int]:
                             "use the full device name")
     if not out:
         raise SpecError(f"--what-if {key}: no device matches {target!r}; devices: {', '.join(p.devices)}")
-    return out
-
-
-def _shift(arr: np.ndarray, n: int, fill) -> np.ndarray:
-    out = np.empty_like(arr)
-    if n <= 0:
-        return arr.copy()
-    out[:n] = fill
-    out[n:] = arr[:-n] if n < len(arr) else arr[:0]
     return out
 
 
@@ -157,7 +152,36 @@ def _capacity_derate(c: _Change, target: str | None) -> str:
     return f"capacity derate {p.capacity_derate:.3g} -> {new:.3g}"
 
 
+def _hbm_price(c: _Change, target: str | None) -> str:
+    """HBM price per stack: every device's unit cost moves by its HBM content x the change x its
+    pass-through (our chips 1; a GPU what its vendor passes on)."""
+    p, q = c.p, c.q
+    if c.kind == "abs":
+        raise SpecError(f"--what-if {c.raw_key}={c.text}: give a relative change such as +50% or x1.5")
+    f = c.factor()
+    q.unit_cost_usd = p.unit_cost_usd + p.hbm_usd * (f - 1.0) * p.hbm_pass
+    q.hbm_usd = p.hbm_usd * f
+    moved = [f"{p.devices[d]} {q.unit_cost_usd[d] - p.unit_cost_usd[d]:+,.0f} $" for d in range(len(p.devices))
+             if p.hbm_usd[d] > 0 and p.hbm_pass[d] > 0]
+    return f"HBM price x{f:.3g}: unit cost " + (", ".join(moved) if moved else "unchanged (no device has an HBM cost)")
+
+
 # ---- per-device and per-class changes (the target is the key's prefix) ----------------------
+def _nre(c: _Change, target: str | None) -> str:
+    p, q = c.p, c.q
+    ds = [d for d in _devices(p, target or "chip", c.raw_key) if p.own[d]]
+    if not ds:
+        raise SpecError(f"--what-if {c.raw_key}: NRE belongs to our own chips; {target!r} is a GPU")
+    for d in ds:
+        if c.kind == "abs":
+            if c.v < 0:
+                raise SpecError(f"--what-if {c.raw_key}={c.text}: NRE must be >= 0")
+            q.nre_usd[d] = c.v
+        else:
+            q.nre_usd[d] = p.nre_usd[d] * c.factor()
+    return "NRE of " + ", ".join(f"{p.devices[d]} ${q.nre_usd[d]:,.0f}" for d in ds)
+
+
 def _slip(c: _Change, target: str | None) -> str:
     p, q = c.p, c.q
     n = int(round(c.v))
@@ -166,7 +190,7 @@ def _slip(c: _Change, target: str | None) -> str:
     ds = _devices(p, target, c.raw_key)
     for d in ds:
         q.available_from[d] = p.available_from[d] + n
-        q.cap_chips[d] = _shift(p.cap_chips[d], n, 0.0)
+        q.cap_chips[d] = shift(p.cap_chips[d], n, 0.0)
     return f"{', '.join(p.devices[d] for d in ds)} {n} quarter{'s' if n != 1 else ''} later (availability and ramp)"
 
 
@@ -225,6 +249,8 @@ Handler = Callable[[_Change, str | None], str]       # (the change, its target) 
 # keys matched whole (after aliases)
 GLOBAL_HANDLERS: dict[str, Handler] = {
     "hbm_supply": _scaled_field("hbm_supply", "HBM supply per quarter"),
+    "hbm_price": _hbm_price,
+    "nre": _nre,                        # every own chip
     "power": _scaled_field("power_mw", "facility power (MW)"),
     "budget": _scaled_field("budget_usd", "budget per year"),
     "demand": _scaled_field("peak_rate", "demand of every class"),
@@ -239,6 +265,7 @@ GLOBAL_HANDLERS: dict[str, Handler] = {
 SUFFIX_HANDLERS: dict[str, Handler] = {
     "slip": _slip,
     "demand": _class_demand,
+    "nre": _nre,
     "production": _production_cap,
     "lead_time": _lead_time,
     "capacity": _served_rate,
