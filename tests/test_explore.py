@@ -324,9 +324,9 @@ def test_example_space_loads():
     sp = parse_space((root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml")
     assert sp.baseline.chip == "h200-sxm"
     assert {w.model for w in sp.workload} == {"llama-3.1-70b", "qwen3-235b-a22b"}
-    # hand count: bf16 3 x sram 2 x stacks 3 x generation 2 x height 2 x link 2 x node 2
-    assert sp.grid_size() == 288
-    assert len({point_key(p) for p in sp.grid()}) == 288
+    # hand count: bf16 3 x sram 2 x stacks 3 x generation 2 x height 2 x link 2 x node 3
+    assert sp.grid_size() == 432
+    assert len({point_key(p) for p in sp.grid()}) == 432
     Context.build(sp)
 
 
@@ -411,3 +411,83 @@ def test_goodput_example_space_loads():
     assert "slo_goodput_per_chip" in sp.objectives and sp.workload[0].serving.num_requests == 1000
     assert "slo_goodput_per_chip" not in parse_space(
         (root / "examples/explore/inference_asic.yaml").read_text(), "inference_asic.yaml").objectives
+
+
+# --- what a design buys: deployment and batch chosen per point, NRE and time to market -------
+
+CHOICE = """\
+name: choice
+base_chip: seedchip-ref
+baseline: null
+axes:
+  hbm_stacks: [4]
+  hbm_height: [8, 12]
+  hbm_generation: [hbm3e, hbm4]
+tco: {{nre_usd: 4.0e8, nre_usd_by_node: {{tsmc-n4: 5.0e8}}, volume_units: 100000, design_quarters: 2}}
+workload:
+  - model: llama-3.1-70b
+    weight_format: fp8
+    kv_format: fp8
+    choose: {choose}
+    deployments: [{{num_chips: 8, tp: 8}}, {{num_chips: 2, tp: 2}}]
+    scenarios:
+      - {{name: chat, batch: 16, max_batch: {max_batch}, input_len: 2048, output_len: 512{slo}}}
+objectives: [tokens_per_usd, time_to_market]
+"""
+
+
+def _point(choose="best", max_batch=1024, slo="", **params):
+    sp = parse_space(CHOICE.format(choose=choose, max_batch=max_batch, slo=slo))
+    from seedchip.explore.evaluate import evaluate_point
+    p = {"hbm_stacks": 4, "hbm_height": 8, "hbm_generation": "hbm3e", **params}
+    return evaluate_point(Context.build(sp), p)
+
+
+@pytest.mark.unit
+def test_best_deployment_and_largest_batch_within_memory_and_slo():
+    first = _point(choose="first")
+    best = _point()
+    assert first["metrics"]["workload"]["llama-3.1-70b/chat"]["num_chips"] == 8
+    assert best["metrics"]["workload"]["llama-3.1-70b/chat"]["num_chips"] == 2      # cheaper per token
+    assert best["objectives"]["tokens_per_usd"] > first["objectives"]["tokens_per_usd"]
+    # 12-Hi stacks hold 1.5x the KV of 8-Hi: the batch grows with the memory, the tokens per $ with it
+    b8 = best["metrics"]["workload"]["llama-3.1-70b/chat"]["batch"]
+    tall = _point(hbm_height=12)
+    b12 = tall["metrics"]["workload"]["llama-3.1-70b/chat"]["batch"]
+    assert 16 <= b8 < b12 <= 1024
+    # the batch is the largest that fits: twice as many sequences would not
+    chip = load_chip("seedchip-ref")
+    from seedchip.explore.variant import make_variant as mv
+    from seedchip.silicon.data import chip_silicon
+    var, _ = mv(chip, {"hbm_stacks": 4, "hbm_height": 8, "hbm_generation": "hbm3e"}, load_silicon_data(),
+                chip_silicon(chip.id))
+    dep = make_deployment(var, num_chips=2, tp=2, weight_format="fp8", kv_format="fp8")
+    static_estimate(load_model("llama-3.1-70b"), dep, b8, 2048, 512)
+    if b8 * 2 <= 1024:
+        from seedchip.errors import DoesNotFitError
+        with pytest.raises(DoesNotFitError):
+            static_estimate(load_model("llama-3.1-70b"), dep, b8 * 2, 2048, 512)
+    # a TPOT limit the largest batches break: a smaller batch is chosen, and it meets the limit
+    untimed = best["metrics"]["workload"]["llama-3.1-70b/chat"]
+    limit = untimed["tpot_s"] * 0.9
+    tight = _point(slo=f", max_tpot_s: {limit * 1e3:.6f} ms")["metrics"]["workload"]["llama-3.1-70b/chat"]
+    assert tight["num_chips"] == 2 and tight["batch"] < b8 and tight["tpot_s"] <= limit
+    # a limit no batch on two chips meets: the eight-chip deployment is chosen instead
+    small = load_model("llama-3.1-70b")
+    dep16 = make_deployment(var, num_chips=2, tp=2, weight_format="fp8", kv_format="fp8")
+    floor = static_estimate(small, dep16, 16, 2048, 512).tpot_s
+    wide = _point(slo=f", max_tpot_s: {floor * 0.9 * 1e3:.6f} ms")
+    assert wide["feasible"], wide["reason"]
+    assert wide["metrics"]["workload"]["llama-3.1-70b/chat"]["num_chips"] == 8
+
+
+@pytest.mark.unit
+def test_nre_by_node_and_time_to_market():
+    r = _point()
+    assert r["metrics"]["nre_usd"] == 5.0e8                               # tsmc-n4 from nre_usd_by_node
+    assert r["metrics"]["technology_available"] == "2024Q1"               # HBM3E after N4 (2022Q1)
+    assert r["objectives"]["time_to_market"] == pytest.approx(2024.0 + 2 / 4)
+    later = _point(hbm_generation="hbm4")
+    assert later["objectives"]["time_to_market"] == pytest.approx(2026.0 + 2 / 4)
+    with pytest.raises(SpecError, match="nre_usd_by_node"):
+        parse_space(CHOICE.format(choose="best", max_batch=64, slo="").replace("tsmc-n4: 5.0e8", "tsmc-n9: 5.0e8"))

@@ -70,55 +70,119 @@ def _figures(r) -> dict:
             "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
 
 
-def _run(ctx: Context, chip: ChipSpec, w, d, sc) -> dict:
+def _run(ctx: Context, chip: ChipSpec, w, d, sc, batch: int) -> dict:
     model = ctx.models[w.model]
     dep = make_deployment(chip, num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep, weight_format=w.weight_format,
                           act_format=w.act_format, kv_format=w.kv_format, calibration=ctx.space.fidelity.calibration)
     n = ctx.space.fidelity.decode_samples
     if n:
-        return sampled_estimate(model, dep, sc.batch, sc.input_len, sc.output_len, n)
-    return _figures(static_estimate(model, dep, sc.batch, sc.input_len, sc.output_len))   # what seedchip.estimate runs
+        return sampled_estimate(model, dep, batch, sc.input_len, sc.output_len, n)
+    return _figures(static_estimate(model, dep, batch, sc.input_len, sc.output_len))   # what seedchip.estimate runs
+
+
+def batches(sc) -> list[int]:
+    """The batches a scenario may run at, largest first: ``batch`` alone, or ``batch`` doubling up to
+    ``max_batch``."""
+    if sc.max_batch is None or sc.max_batch <= sc.batch:
+        return [sc.batch]
+    out, b = [], sc.batch
+    while b < sc.max_batch:
+        out.append(b)
+        b *= 2
+    return [sc.max_batch] + out[::-1]
+
+
+def _slo_miss(w, sc, r: dict) -> str | None:
+    if sc.max_ttft_s is not None and r["ttft_s"] > sc.max_ttft_s:
+        return f"{w.model} {sc.name}: TTFT {r['ttft_s']:.3g} s over the SLO {sc.max_ttft_s:.3g} s"
+    if sc.max_tpot_s is not None and r["tpot_s"] > sc.max_tpot_s:
+        return f"{w.model} {sc.name}: TPOT {r['tpot_s']:.3g} s over the SLO {sc.max_tpot_s:.3g} s"
+    return None
+
+
+def _scenario(ctx: Context, chip: ChipSpec, w, d, sc) -> tuple[int | None, dict | None, str | None]:
+    """(batch, figures, why none): the largest batch of the scenario that fits the deployment's
+    memory and meets its SLOs. DoesNotFitError when not even the smallest fits."""
+    miss = None
+    for b in batches(sc):
+        try:
+            r = _run(ctx, chip, w, d, sc, b)
+        except DoesNotFitError:
+            if b == sc.batch:
+                raise
+            continue
+        miss = _slo_miss(w, sc, r)
+        if miss is None:
+            return b, r, None
+    return None, None, miss
+
+
+def _deployment_cost(ctx: Context, chip: ChipSpec, w, d, unit_cost_usd: float, tco: TcoInputs, total_w: float):
+    """(usd, joule, chip_s per token of the model's share of the mix, per-scenario detail) of one
+    deployment, or (None, why) when a scenario meets its SLO at no batch."""
+    usd = joule = chip_s = 0.0
+    detail = {}
+    for sc in w.scenarios:
+        b, r, miss = _scenario(ctx, chip, w, d, sc)
+        if b is None:
+            return None, miss
+        share = w.weight * sc.weight / total_w
+        c = token_cost(num_chips=d.num_chips, tokens_per_s=r["throughput_tokens_per_s"],
+                       energy_j_per_token=r["energy_j"] / (b * sc.output_len), unit_cost_usd=unit_cost_usd, inputs=tco)
+        usd += share * c.usd_per_token
+        joule += share * c.energy_j_per_token
+        chip_s += share * c.chip_s_per_token
+        detail[f"{w.model}/{sc.name}"] = {"num_chips": d.num_chips, "tp": d.tp, "ep": d.ep, "batch": b, **r,
+                                          "usd_per_million_tokens": c.usd_per_token * 1e6}
+    return (usd, joule, chip_s, detail), None
+
+
+def _choose(ctx: Context, chip: ChipSpec, w, unit_cost_usd: float, tco: TcoInputs, total_w: float):
+    """The model's deployment: the first that fits (``choose: first``) or the one with the lowest $
+    per token of those that fit and meet the SLOs (``choose: best``; ties: listed order).
+    (deployment, its figures) or (None, why none works)."""
+    best, why, last_fit = None, None, None
+    for d in w.deployments:
+        try:
+            figs, miss = _deployment_cost(ctx, chip, w, d, unit_cost_usd, tco, total_w)
+        except DoesNotFitError as e:
+            last_fit = e
+            continue
+        if figs is None:
+            why = why or miss
+            if w.choose == "first":
+                return None, miss
+            continue
+        if best is None or figs[0] < best[1][0]:
+            best = (d, figs)
+        if w.choose == "first":
+            break
+    if best is not None:
+        return best
+    if why is not None:
+        return None, why
+    biggest = max(w.deployments, key=lambda x: x.num_chips)
+    return None, (f"{w.model} fits none of its deployments (largest {biggest.num_chips} chips): "
+                  f"{one_line(last_fit) if last_fit else ''}")
 
 
 def workload_metrics(ctx: Context, chip: ChipSpec, unit_cost_usd: float, tco: TcoInputs,
                      chosen_out: dict | None = None) -> tuple[dict | None, str | None, dict]:
-    """(objective values, infeasible reason, per-scenario detail) of the workload mix on ``chip``;
-    ``chosen_out`` (when given) gets model -> the deployment used."""
+    """(objective values, infeasible reason, per-scenario detail) of the workload mix on ``chip``:
+    each model on its chosen deployment (``_choose``), each scenario at its largest batch within
+    memory and SLO (``batches``); ``chosen_out`` (when given) gets model -> the deployment used."""
     total_w = sum(w.weight * sc.weight for w in ctx.space.workload for sc in w.scenarios)
     usd = joule = chip_s = 0.0
     detail: dict = {}
     for w in ctx.space.workload:
-        chosen = None
-        last = None
-        for d in w.deployments:
-            try:
-                runs = [(sc, _run(ctx, chip, w, d, sc)) for sc in w.scenarios]
-            except DoesNotFitError as e:
-                last = e
-                continue
-            chosen = (d, runs)
-            break
-        if chosen is None:
-            biggest = max(w.deployments, key=lambda x: x.num_chips)
-            return None, (f"{w.model} fits none of its deployments (largest {biggest.num_chips} chips): "
-                          f"{one_line(last) if last else ''}"), detail
-        d, runs = chosen
+        d, figs = _choose(ctx, chip, w, unit_cost_usd, tco, total_w)
+        if d is None:
+            return None, figs, detail
         if chosen_out is not None:
             chosen_out[w.model] = d
-        for sc, r in runs:
-            share = w.weight * sc.weight / total_w
-            if sc.max_ttft_s is not None and r["ttft_s"] > sc.max_ttft_s:
-                return None, f"{w.model} {sc.name}: TTFT {r['ttft_s']:.3g} s over the SLO {sc.max_ttft_s:.3g} s", detail
-            if sc.max_tpot_s is not None and r["tpot_s"] > sc.max_tpot_s:
-                return None, f"{w.model} {sc.name}: TPOT {r['tpot_s']:.3g} s over the SLO {sc.max_tpot_s:.3g} s", detail
-            out_tokens = sc.batch * sc.output_len
-            c = token_cost(num_chips=d.num_chips, tokens_per_s=r["throughput_tokens_per_s"],
-                           energy_j_per_token=r["energy_j"] / out_tokens, unit_cost_usd=unit_cost_usd, inputs=tco)
-            usd += share * c.usd_per_token
-            joule += share * c.energy_j_per_token
-            chip_s += share * c.chip_s_per_token
-            detail[f"{w.model}/{sc.name}"] = {"num_chips": d.num_chips, "tp": d.tp, "ep": d.ep, **r,
-                                              "usd_per_million_tokens": c.usd_per_token * 1e6}
+        u, j, c, det = figs
+        usd, joule, chip_s = usd + u, joule + j, chip_s + c
+        detail.update(det)
     return {"tokens_per_usd": 1.0 / usd, "tokens_per_joule": 1.0 / joule, "throughput_per_chip": 1.0 / chip_s}, None, detail
 
 
@@ -166,6 +230,22 @@ def _row(key, params, feasible, reason, objectives, metrics, t0, baseline=False)
             "metrics": metrics, "eval_s": time.perf_counter() - t0, "is_baseline": baseline}
 
 
+def _decimal_year(quarter: str) -> float:
+    return int(quarter[:4]) + (int(quarter[-1]) - 1) / 4.0
+
+
+def programme(sp, chip: ChipSpec, data) -> dict:
+    """What building the design commits to beyond its unit cost: its NRE (the node's, else the
+    space's), the quarter its node and HBM generation are both in volume, and time_to_market
+    (that quarter plus the design time, as a decimal year)."""
+    node = data.node(chip.process_node)
+    hbm = data.hbm_generation(chip.hbm.generation)
+    first = max(node.available_from, hbm.available_from)
+    return {"nre_usd": sp.tco.nre_usd_by_node.get(chip.process_node, sp.tco.nre_usd),
+            "technology_available": first,
+            "time_to_market": _decimal_year(first) + sp.tco.design_quarters / 4.0}
+
+
 def evaluate_point(ctx: Context, params: dict) -> dict:
     """One stored row: key, params, feasible, reason, objectives (None when infeasible), metrics."""
     t0 = time.perf_counter()
@@ -180,7 +260,7 @@ def evaluate_point(ctx: Context, params: dict) -> dict:
     m = {"die_area_mm2": rep.die_area_mm2, "yield": rep.die_yield, "unit_cost_usd": rep.unit_cost_usd,
          "tdp_w": rep.tdp_w, "hbm_capacity_gb": chip.hbm_capacity_bytes / 1e9,
          "hbm_bw_tb_per_s": chip.hbm_bw_bytes_per_s / 1e12, "bf16_tflop_per_s": chip.matrix.peak_flops_per_s["bf16"] / 1e12,
-         "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash()}
+         "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash(), **programme(sp, chip, data)}
     reasons = list(rep.reasons)
     c = sp.constraints
     if c.max_die_area_mm2 is not None and rep.area.die_mm2 > c.max_die_area_mm2:
@@ -194,8 +274,9 @@ def evaluate_point(ctx: Context, params: dict) -> dict:
     if reasons:
         return _row(key, params, False, "; ".join(reasons), None, m, t0)
     chosen: dict = {}
+    tco = ctx.tco.model_copy(update={"nre_usd": m["nre_usd"]}) if m["nre_usd"] is not None else ctx.tco
     try:
-        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, ctx.tco, chosen)
+        objs, reason, detail = workload_metrics(ctx, chip, rep.unit_cost_usd, tco, chosen)
     except (ParallelismError, SeedChipError) as e:
         return _row(key, params, False, one_line(e), None, m, t0)
     m["workload"] = detail

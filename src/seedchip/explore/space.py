@@ -13,8 +13,8 @@
         weight: 0.5
         weight_format: fp8
         kv_format: fp8
-        deployments: [{num_chips: 2, tp: 2}, {num_chips: 4, tp: 4}]   # the first that fits
-        scenarios: [{name: chat, batch: 64, input_len: 1024, output_len: 256}]
+        deployments: [{num_chips: 2, tp: 2}, {num_chips: 4, tp: 4}]   # the cheapest per token that fits
+        scenarios: [{name: chat, batch: 64, max_batch: 256, input_len: 1024, output_len: 256}]
         serving: {workload: chat, num_requests: 200, slo_ttft_p99: 2 s, slo_tpot_p99: 50 ms}
     objectives: [tokens_per_usd, tokens_per_joule, throughput_per_chip]   # + slo_goodput_per_chip
     search: {method: grid}
@@ -71,6 +71,8 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "unit_cost_usd": ("min", "manufacturing cost of one accelerator module"),
     "die_area_mm2": ("min", "total logic die area"),
     "tdp_w": ("min", "power the design needs"),
+    "time_to_market": ("min", "first quarter both the process node and the HBM generation are in volume, plus "
+                              "tco.design_quarters, as a decimal year (2026.0 = 2026Q1)"),
 }
 
 
@@ -90,6 +92,8 @@ class Scenario(FrozenSpec):
     weight: float = Field(1.0, gt=0, description="share of this model's output tokens")
     max_ttft_s: float | str | None = Field(None, description="SLO: static-batch TTFT at most this")
     max_tpot_s: float | str | None = Field(None, description="SLO: static-batch TPOT at most this")
+    max_batch: int | None = Field(None, gt=0, le=1 << 20, description="run at the largest of batch, 2 x batch, ... up "
+                                  "to this that fits the chip's memory and meets the SLOs (default: batch only)")
 
     @field_validator("max_ttft_s", "max_tpot_s")
     @classmethod
@@ -129,7 +133,9 @@ class WorkloadModel(FrozenSpec):
     weight_format: str = "fp8"
     kv_format: str = "fp8"
     act_format: str | None = None
-    deployments: list[DeploymentOption] = Field(min_length=1, description="tried in order; the first that fits is used")
+    deployments: list[DeploymentOption] = Field(min_length=1, description="the parallel plans to try")
+    choose: Literal["best", "first"] = Field("best", description="best: the deployment with the lowest $ per token "
+                                             "of those that fit and meet the SLOs; first: the first that fits")
     scenarios: list[Scenario] = Field(min_length=1)
     serving: Serving = Serving()
 
@@ -164,7 +170,19 @@ class Tco(FrozenSpec):
     usd_per_kwh: float | None = Field(None, ge=0)
     system_share_usd: float | None = Field(None, ge=0)
     nre_usd: float | None = Field(None, ge=0, description="our chip: design + masks spread over volume_units")
+    nre_usd_by_node: dict[str, float] = Field(default_factory=dict, description="NRE per process node (a node not "
+                                              "listed takes nre_usd): masks and design cost more on newer nodes")
     volume_units: float | None = Field(None, gt=0)
+    design_quarters: int = Field(0, ge=0, le=40, description="from the later of node and HBM availability to our "
+                                 "first shipments (time_to_market)")
+
+    @field_validator("nre_usd_by_node")
+    @classmethod
+    def _nre(cls, v: dict) -> dict:
+        for node, usd in v.items():
+            if not (isinstance(usd, (int, float)) and 0 <= usd < math.inf):
+                raise ValueError(f"nre_usd_by_node.{node}: {usd!r} must be a number of dollars >= 0")
+        return v
 
 
 class Search(FrozenSpec):
@@ -384,6 +402,9 @@ def _check_names(space: Space, marks: dict, origin: str) -> None:
     for i, v in enumerate(space.axes.get("hbm_generation", [])):
         if v not in data.hbm.generations:
             fail(("axes", "hbm_generation", i), str(UnknownNameError("HBM generation", v, data.hbm.generations)))
+    for node in space.tco.nre_usd_by_node:
+        if node not in data.nodes:
+            fail(("tco", "nre_usd_by_node", node), str(UnknownNameError("process node", node, data.nodes)))
     goodput = "slo_goodput_per_chip" in space.objectives
     for i, w in enumerate(space.workload):
         if goodput:

@@ -89,6 +89,7 @@ class HbmGeneration(FrozenSpec):
     phy_edge_mm: float = Field(ge=0, description="die edge one stack's PHY takes (shoreline)")
     pj_per_bit: float = Field(gt=0)
     footprint_mm2: float = Field(ge=0, description="package footprint of one stack on the interposer")
+    available_from: str = Field(pattern=QUARTER, description="first quarter of volume supply, e.g. 2024Q1")
     interposer: bool = Field(True, description="needs a 2.5D interposer (HBM) or sits on an organic package (LPDDR)")
 
     @model_validator(mode="after")
