@@ -55,14 +55,28 @@ class ItlHistogram:
                 "max": float(centres[nz[-1]])}
 
 
+CDF_POINTS = 101                    # quantiles 0, 1%, ..., 100% of each latency: a CDF of bounded size
+
+
+def cdf(values: np.ndarray) -> list[float] | None:
+    """The 0..100% quantiles (CDF_POINTS of them) of ``values``, to 6 significant digits."""
+    if len(values) == 0:
+        return None
+    q = np.percentile(values, np.linspace(0.0, 100.0, CDF_POINTS))
+    return [float(f"{v:.6g}") for v in q]
+
+
 class Series:
-    """Time series in fixed-width bins; the width doubles (bins merge) past max_bins."""
+    """Time series in fixed-width bins; the width doubles (bins merge) past max_bins. Per bin:
+    the largest KV use, running and waiting counts, and the sums of preemptions, output tokens
+    and step energy (so throughput and power are those sums over the bin width)."""
 
     def __init__(self, dt: float = 1.0, max_bins: int = 2000):
         self.dt, self.max_bins = dt, max_bins
         self.bins: dict[int, list] = {}
 
-    def add(self, t: float, kv_used: float, running: int, waiting: int, preemptions: int) -> None:
+    def add(self, t: float, kv_used: float, running: int, waiting: int, preemptions: int, tokens: int = 0,
+            energy_j: float = 0.0) -> None:
         i = int(t // self.dt)
         b = self.bins.get(i)
         if b is None:
@@ -71,17 +85,20 @@ class Series:
                 i = int(t // self.dt)
                 b = self.bins.get(i)
             if b is None:
-                b = self.bins[i] = [0.0, 0, 0, 0]
+                b = self.bins[i] = [0.0, 0, 0, 0, 0, 0.0]
         b[0] = max(b[0], kv_used)
         b[1] = max(b[1], running)
         b[2] = max(b[2], waiting)
         b[3] += preemptions
+        b[4] += tokens
+        b[5] += energy_j
 
     def _merge(self) -> None:
         merged: dict[int, list] = {}
         for i, b in self.bins.items():
-            m = merged.setdefault(i // 2, [0.0, 0, 0, 0])
+            m = merged.setdefault(i // 2, [0.0, 0, 0, 0, 0, 0.0])
             m[0], m[1], m[2], m[3] = max(m[0], b[0]), max(m[1], b[1]), max(m[2], b[2]), m[3] + b[3]
+            m[4], m[5] = m[4] + b[4], m[5] + b[5]
         self.bins, self.dt = merged, self.dt * 2
 
     def to_dict(self) -> dict:
@@ -90,7 +107,9 @@ class Series:
                 "kv_used_max": [round(self.bins[k][0], 6) for k in keys],
                 "running_max": [self.bins[k][1] for k in keys],
                 "waiting_max": [self.bins[k][2] for k in keys],
-                "preemptions": [self.bins[k][3] for k in keys]}
+                "preemptions": [self.bins[k][3] for k in keys],
+                "output_tokens_per_s": [round(self.bins[k][4] / self.dt, 3) for k in keys],
+                "step_power_w": [round(self.bins[k][5] / self.dt, 3) for k in keys]}
 
 
 class Collector:

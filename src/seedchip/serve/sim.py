@@ -20,7 +20,7 @@ from ..perf import ops
 from ..perf.memory import kv_bytes_per_token_total
 from ..perf.pricer import idle_energy_j
 from .engine import Engine
-from .metrics import Collector, steady, summary
+from .metrics import CDF_POINTS, Collector, cdf, steady, summary
 from .workload import Request, WorkloadSpec, requests
 
 ARRIVAL, TRANSFER, STEP_END = 0, 1, 2
@@ -92,6 +92,7 @@ class Simulation:
         self.counter = 0
         self.version = [0] * len(engines)
         self.transfers: list[float] = []
+        self.seen: dict[int, tuple[int, float]] = {}     # per engine: output tokens and step energy in the series
         self.collector = Collector()
         self.rr = 0
         self.trace: list | None = [] if trace_out else None
@@ -206,12 +207,15 @@ class Simulation:
                 self._record_step(e)
                 pre = e.stats.preemptions - e.preemptions_seen
                 e.preemptions_seen = e.stats.preemptions
+                tok0, en0 = self.seen.get(idx, (0, 0.0))
                 e.finish(t)
                 self._drain_finished(e, t)
                 for r in e.handed_off:
                     self._transfer(e, r, t)
                 e.handed_off.clear()
-                self.collector.series.add(t, e.kv.used_fraction(), len(e.running), len(e.waiting), pre)
+                self.collector.series.add(t, e.kv.used_fraction(), len(e.running), len(e.waiting), pre,
+                                          e.stats.tokens_out - tok0, e.stats.energy_j - en0)
+                self.seen[idx] = (e.stats.tokens_out, e.stats.energy_j)
                 self.start(e, t)
         wall = time.perf_counter() - wall0
         return self._result(wall)
@@ -303,6 +307,7 @@ class Simulation:
             "steady": steady(a, self._mode()),
             "engines": engines,
             "series": self.collector.series.to_dict(),
+            "cdf": {"quantiles": CDF_POINTS, "ttft_s": cdf(ttft), "tpot_s": cdf(tpot_valid), "e2e_s": cdf(e2e)},
         }
         if self.slo.any():
             ok = self.slo.met_by(ttft, tpot)
