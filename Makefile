@@ -3,8 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the report's browser tests drive the system Chromium (the OS package; Playwright never downloads one)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install bench calibrate clean
+.PHONY: run test install browser bench calibrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,10 +21,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/seedchip run
+	$(BIN)/seedchip run --report seedchip-run.html
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -m "slow or not slow"
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing: install the OS package chromium"; exit 1; }
+
+# SEEDCHIP_REQUIRE_BROWSER=1: the browser tests fail rather than skip when Chromium or Playwright is missing
+test: $(STAMP) browser
+	SEEDCHIP_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -m "slow or not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_oracle.py

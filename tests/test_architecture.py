@@ -21,6 +21,7 @@ LAYERS = [
     {"calibrate", "validate"},
     {"explore", "fleet", "emulate"},
     {"api", "headline"},
+    {"report"},
     {"cli", "__init__"},
 ]
 MAX_FILE_LINES = 500

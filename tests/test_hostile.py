@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "calibration" / "data" / "cpu_smoke.csv"
 SPACE = ROOT / "examples" / "explore" / "inference_asic.yaml"
 SCENARIO = ROOT / "examples" / "plan" / "two_year_plan.yaml"
+GOLDEN_SIM = ROOT / "tests" / "golden" / "sim__h100-sxm__llama-3.1-70b__trtllm_tp4_offline.json"
 TIME_LIMIT_S = 30          # a bad input is refused before any work: far less than this
 
 pytestmark = pytest.mark.e2e
@@ -109,6 +110,7 @@ def bases(tmp: Path) -> dict[str, list[str]]:
         "calibrate fit": ["calibrate", "fit", str(SMOKE), "--chip", "h200-sxm", "--out", str(tmp / "c.yaml"),
                           "--allow-cpu"],
         "validate kernels": ["validate", "kernels", str(SMOKE), "--chip", "h200-sxm"],
+        "report": ["report", str(GOLDEN_SIM), "--out", str(tmp / "r.html")],
     }
 
 
@@ -146,7 +148,7 @@ def _options() -> list[tuple[str, str, str]]:
 OPTIONS = _options()
 # values that are fine for some options (and what they mean)
 VALID = {"--seed": {"0"}, "--window": {"0"}}
-OUTPUTS = {"--out", "--trace-out", "--cache-dir"}
+OUTPUTS = {"--out", "--trace-out", "--cache-dir", "--report"}
 
 
 def bad_ints(opt: str):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .. import api
+from . import report_cmds
 from .common import JSON, emit
 
 # (parameter, annotation, typer option): shared by simulate and capacity, in this order
@@ -99,16 +101,19 @@ def simulate(qps: Optional[float] = typer.Option(None, "--qps", help="arrival ra
                                                  "limits for the most output tokens/s (reported under 'tuned')"),
              interval: bool = typer.Option(True, "--interval/--no-interval", help="80%% intervals on throughput, "
                                            "mean TTFT and TPOT from perturbed runs (interval80)"),
-             as_json: bool = JSON, **kw) -> None:
+             report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON, **kw) -> None:
     """Simulate serving a request stream (trace or synthetic) on a deployment."""
     from .render import sim_tables
+    report_cmds.check(report)
     res = api.simulate(qps=qps, num_requests=num_requests, offline=offline, max_concurrency=max_concurrency,
                        trace_out=trace_out, max_throughput=max_throughput, interval=interval, **kw)
-    _show(res.to_dict(), as_json, sim_tables)
+    d = res.to_dict()
+    _show(d, as_json, sim_tables)
     if not as_json:
         from ..units import fmt
         from .render import console
         console.print(f"simulated in {fmt(res.wall_s, 's')} of wall time")
+    report_cmds.write(report, d, as_json)
 
 
 @with_options(SHARED)
@@ -118,12 +123,14 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
              price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
              interval: bool = typer.Option(True, "--interval/--no-interval", help="max_qps_interval80 from the same "
                                            "search under perturbed models (several more runs)"),
-             as_json: bool = JSON, **kw) -> None:
+             report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON, **kw) -> None:
     """The highest request rate the deployment sustains within the SLO percentiles, in steady state."""
     from .render import capacity_tables
+    report_cmds.check(report)
     r = api.capacity(num_requests=num_requests, max_requests=max_requests, price_per_chip_hour=price_per_chip_hour,
                      interval=interval, **kw).to_dict()
     _show(r, as_json, capacity_tables)
+    report_cmds.write(report, r, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,22 @@ class Store:
         self.con.execute(SCHEMA)
         self._seq = self.con.execute("SELECT coalesce(max(seq), 0) FROM points").fetchone()[0]
 
+    @classmethod
+    def read_only(cls, directory: str | Path) -> "Store":
+        """A stored sweep opened for reading only (a report reads it; nothing is written)."""
+        self = cls.__new__(cls)
+        self.dir = Path(directory)
+        self.path = self.dir / "results.duckdb"
+        duckdb = _duckdb()
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=True)
+            self.con.execute("SELECT count(*) FROM points").fetchone()
+        except duckdb.Error as e:
+            raise SpecError(f"{str(self.path)!r} cannot be read as a sweep store ({str(e).splitlines()[0][:160]}); "
+                            f"give a folder written by seedchip explore, and wait for a running sweep to end") from None
+        self._seq = 0
+        return self
+
     # ---- meta --------------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:
         r = self.con.execute("SELECT value FROM meta WHERE name = ?", [name]).fetchone()
