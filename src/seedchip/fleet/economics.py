@@ -23,10 +23,23 @@ from .problem import SECONDS_PER_QUARTER, Problem
 
 
 def gpu_only(p: Problem) -> Problem:
-    """The baseline: the same problem with none of our own chips purchasable."""
+    """The baseline: the same problem with none of our own chips purchasable (their NRE and unit
+    cost then change nothing, and are zeroed so that equal baselines compare equal)."""
     q = p.copy()
     q.purchasable = p.purchasable & ~p.own
+    q.nre_usd = np.where(p.own, 0.0, p.nre_usd)
+    q.unit_cost_usd = np.where(p.own, 0.0, p.unit_cost_usd)
+    q.unit_cost_extra_usd = np.where(p.own[:, None], 0.0, p.unit_cost_extra_usd)
+    q.hbm_usd = np.where(p.own, 0.0, p.hbm_usd)
+    q.notes = []
     return q
+
+
+def fingerprint(p: Problem) -> str:
+    """A digest of a problem's numbers: equal problems (a sweep's baselines) are solved once."""
+    import hashlib
+    import pickle
+    return hashlib.sha256(pickle.dumps(p, protocol=4)).hexdigest()
 
 
 def has_asic_choice(p: Problem) -> bool:
@@ -94,4 +107,4 @@ def economics(p: Problem, plan: dict, base: dict | None, built: dict[str, bool])
     return out
 
 
-__all__ = ["gpu_only", "has_asic_choice", "payback_quarter", "per_device", "economics"]
+__all__ = ["gpu_only", "fingerprint", "has_asic_choice", "payback_quarter", "per_device", "economics"]

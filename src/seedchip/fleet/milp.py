@@ -153,15 +153,16 @@ def _add_purchases(b: _Builder) -> None:
 
 
 def _add_build(b: _Builder) -> None:
-    """z[d] in {0, 1} for each own chip with an NRE that can be bought; cost: the NRE in the first
-    quarter. Rows build[d, q]: no purchase of d unless it is built (the bound is the production
+    """z[d] in {0, 1} for each own chip with an NRE that can be bought (held at ``p.fixed_build[d]``
+    when given); cost: the NRE in the first quarter. Rows build[d, q]: no purchase of d unless it is built (the bound is the production
     cap, or the most chips the whole demand could keep busy on d)."""
     p = b.p
     for d in range(len(p.devices)):
         buys = [(q, b.index[("b", d, q)]) for q in range(p.num_quarters) if ("b", d, q) in b.index]
         if not (p.own[d] and p.nre_usd[d] > 0 and buys):
             continue
-        j = b.add_var(("z", d), 0.0, 1.0, True, p.nre_usd[d] * p.discount[0] / SCALE)
+        lo, hi = (float(p.fixed_build[d]),) * 2 if d in p.fixed_build else (0.0, 1.0)
+        j = b.add_var(("z", d), lo, hi, True, p.nre_usd[d] * p.discount[0] / SCALE)
         rate = p.rate_per_chip[:, d]
         need = (p.peak_rate[rate > 0] / rate[rate > 0][:, None]).sum(axis=0).max() if (rate > 0).any() else 0.0
         for q, jb in buys:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from .problem import SECONDS_PER_QUARTER, Problem, build_problem, unservable
 from .report import write_outputs
 from .resolve import load_scenario, parse_scenario
 from .scenario import Scenario
-from .economics import economics, gpu_only, has_asic_choice
+from .economics import economics, fingerprint, gpu_only, has_asic_choice
 from .schedule import respin_taken, z
 from .sweep import parse_sweep, run_sweep
 from .whatif import apply_what_ifs
@@ -308,12 +309,47 @@ def solve_problem(p: Problem) -> PlanResult:
     return replace(r, economics=economics(p, r.to_dict(), None, built))
 
 
-def solve_plan(p: Problem) -> PlanResult:
-    """Solve a problem and its GPU-only baseline: the plan with its economics (``economics.py``)."""
-    r = solve_problem(p)
+MAX_ENUMERATED_BUILDS = 3
+
+
+def _feasible_first(r: PlanResult) -> tuple:
+    return (r.status == "infeasible", r.total_cost_usd if r.total_cost_usd is not None else math.inf)
+
+
+def solve_builds(p: Problem) -> PlanResult:
+    """The least-cost plan over the build decisions of our chips with an NRE. With up to
+    ``MAX_ENUMERATED_BUILDS`` such chips each combination is solved with its decision held fixed
+    (exact, and fast: near a break-even the free binary makes the solver prove two nearly equal
+    plans apart); beyond that the MILP decides them itself. Ties go to building less."""
+    nre = [d for d in range(len(p.devices)) if p.own[d] and p.nre_usd[d] > 0 and p.can_buy[d].any()
+           and d not in p.fixed_build]
+    if not nre or len(nre) > MAX_ENUMERATED_BUILDS:
+        return solve_problem(p)
+    best = None
+    for bits in itertools.product((0, 1), repeat=len(nre)):
+        q = p.copy()
+        q.fixed_build = {**p.fixed_build, **dict(zip(nre, bits))}
+        r = solve_problem(q)
+        if best is None or _feasible_first(r) < _feasible_first(best[0]):
+            best = (r, q)
+    r, q = best
+    q.fixed_build = dict(p.fixed_build)
+    return replace(r, problem=p)
+
+
+def solve_plan(p: Problem, baselines: dict | None = None) -> PlanResult:
+    """Solve a problem and its GPU-only baseline: the plan with its economics (``economics.py``).
+    ``baselines``: solved baselines by problem fingerprint (a sweep solves each one once)."""
+    r = solve_builds(p)
     if not has_asic_choice(p):
         return r
-    base = solve_problem(gpu_only(p))
+    g = gpu_only(p)
+    key = fingerprint(g) if baselines is not None else None
+    base = baselines.get(key) if key is not None else None
+    if base is None:
+        base = solve_problem(g)
+        if key is not None:
+            baselines[key] = base
     return replace(r, economics=economics(p, r.to_dict(), base.to_dict(), r.economics["build"]),
                    solve_s=r.solve_s + base.solve_s)
 
@@ -408,7 +444,8 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
                          what_if=WhatIf(changes=changes, diff=diff_plans(result.to_dict(), changed.to_dict())))
         p = q
     if sweep is not None:
-        result = replace(result, sweep=run_sweep(p, sweep, solve_plan))
+        seen: dict = {}
+        result = replace(result, sweep=run_sweep(p, sweep, lambda q: solve_plan(q, seen)))
     if out is not None:
         result = replace(result, outputs=write_outputs(result, Path(out)))
     return result

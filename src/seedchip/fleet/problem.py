@@ -79,6 +79,7 @@ class Problem:
     time_limit_s: float
     mip_rel_gap: float
     confidence: float | None = None     # None: expected schedule and nominal capacities
+    fixed_build: dict = field(default_factory=dict)   # device index -> 0/1: the build decision held fixed
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -6,7 +6,7 @@ FROM and TO are what-if values of one kind (``-90%``, ``x0.6`` or a number); STE
 (2-201) are spread evenly between them, ends included. Each point is a full plan with its
 GPU-only baseline (``economics.py``). Where two neighbouring points disagree on building our chip
 (``build_asic``) or on feasibility, the value where it flips is found by bisection
-(``REFINE`` more solves) and reported as a break-even.
+(``REFINE`` more solves, to 1/64 of a step) and reported as a break-even.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from .problem import Problem
 from .whatif import apply_what_if, parse_value
 
 MAX_STEPS = 201
-REFINE = 8
+REFINE = 6
+REFINE_GAP = 1e-3
 SWEEP_RE = re.compile(r"^\s*([^=]+?)\s*=\s*(.+?)\s*\.\.\s*(.+?)\s*:\s*(\S+)\s*$")
 
 
@@ -72,7 +73,11 @@ def _decision(pt: dict) -> tuple:
 
 
 def _refine(p: Problem, key: str, kind: str, lo: dict, hi: dict, solve) -> dict:
-    """The flip between two neighbouring points, by bisection on the value."""
+    """The flip between two neighbouring points, by bisection on the value. Near a break-even the
+    two decisions cost nearly the same and proving either optimal is slow: these solves stop at a
+    relative gap of ``REFINE_GAP`` (the flip is then placed within that share of the total cost)."""
+    p = p.copy()
+    p.mip_rel_gap = max(p.mip_rel_gap, REFINE_GAP)
     a, b = lo, hi
     for _ in range(REFINE):
         mid = _point(p, key, kind, 0.5 * (a["value"] + b["value"]), solve)
