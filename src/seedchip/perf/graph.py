@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..formats import get_format
 from ..model.arch import ModelArch
-from . import kernels, ops
+from . import kernels, ops, routing
 from .deployment import Deployment
 from .ops import OpCost
 
@@ -100,12 +100,13 @@ def _gemm(dep: Deployment, name: str, m: int, n: int, k: int, *, weight: bool = 
 
 
 def _gated_up(dep: Deployment, model: ModelArch, name: str, t: int, up: int, h: int, act_name: str,
-              act_elems: float, groups: int = 1) -> list[OpCost]:
+              act_elems: float, groups: int = 1, fused: bool | None = None) -> list[OpCost]:
     """The up (gate + up) projection and its activation. With the runtime's gated-
-    activation fusion the activation runs in the GEMM's epilogue: no activation kernel,
-    and the epilogue writes one value per pair of columns (priced as the 2w-column GEMM
-    writing one byte per column, the bytes of w bf16 values)."""
-    if model.mlp_gated and dep.runtime.fuse_gated_act:
+    activation fusion (``fused``; default: the runtime's dense-MLP setting) the
+    activation runs in the GEMM's epilogue: no activation kernel, and the epilogue writes
+    one value per pair of columns (priced as the 2w-column GEMM writing one byte per
+    column, the bytes of w bf16 values)."""
+    if model.mlp_gated and (dep.runtime.fuse_gated_act if fused is None else fused):
         return [_gemm(dep, name, t, up, h, groups=groups, out_fmt="fp8")]
     return [_gemm(dep, name, t, up, h, groups=groups),
             _vector(dep, act_name, act_elems, 6, (2 if model.mlp_gated else 1) * 2 + 2)]
@@ -233,42 +234,76 @@ def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int
 
 
 def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> list[OpCost]:
-    """Routed experts (grouped GEMM over the experts the batch touches), shared
-    experts, router, and the all-to-all dispatch/combine when experts are spread."""
+    """Routed experts, shared experts, router, and the all-to-all dispatch/combine when
+    experts are spread: the kernels an MoE layer runs (:func:`routed_expert_ops`)."""
     h = model.hidden_size
     e, k = model.num_experts, model.num_experts_per_tok
-    ep, moe_tp = dep.ep, dep.moe_tp
+    ep = dep.ep
     out = [_vector(dep, "mlp_norm", t_replica * h, 4, 6),
            _gemm(dep, "router", t_replica, e, h, weight=False, a_fmt="bf16", b_fmt="bf16"),
            _vector(dep, "topk", t_replica * e, 4, 4)]
     out += _quant(dep, "norm", t_replica * h, "experts_quant")
-    local = e // ep
-    # expected distinct local experts hit when t_all tokens each pick k of e (uniform routing)
-    touched = local * (1.0 - (1.0 - k / e) ** t_all)
-    groups = max(1, math.ceil(touched - 1e-9))
-    # rows per expert GEMM of the group (a whole number of experts); the tiny epsilon keeps
-    # an exact quotient from rounding up through floating-point noise
-    per_expert = max(1, math.ceil(t_all * k / ep / groups - 1e-9))
-    w = model.moe_intermediate_size // moe_tp
-    up = 2 * w if model.mlp_gated else w
     chips_per_token = dep.tp * dep.dp // max(1, dep.dp)  # tokens of a replica are split over its tp chips
     t_chip = math.ceil(t_replica / chips_per_token) if ep > 1 else t_replica
     if ep > 1:
         size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
-    out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", t_all * k / ep * w, groups)
-    out += _quant(dep, "act", t_all * k / ep * w, "experts_down_quant")
-    out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
+    out += routed_expert_ops(model, dep, t_replica, t_all)
     if ep > 1:
         size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
     if model.shared_expert_intermediate_size:
         out += dense_mlp_ops(model, dep, t_replica, model.shared_expert_intermediate_size, dep.tp, "shared_expert",
                              reduce=False, norm=False)
-    reduce_over = dep.tp if ep == 1 else moe_tp
+    reduce_over = dep.tp if ep == 1 else dep.moe_tp
     if reduce_over > 1:
         out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t_replica * h * 2.0, reduce_over,
                                   "moe_allreduce"))
+    return out
+
+
+def routed_expert_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> list[OpCost]:
+    """The routed experts on the busiest chip, as MoE runtimes run them:
+
+    1. ``moe_sort``: the (token, expert) rows are sorted by expert (a radix sort of
+       32-bit keys and 32-bit row ids, 8-bit digits, each pass reading and writing both)
+       and each expert's first row is found, so every expert's rows are contiguous.
+    2. ``moe_permute`` (runtime ``moe_permute: copy``, TensorRT-LLM's CUTLASS MoE): an
+       expand kernel copies each token's activation once per chosen expert into that
+       order; with ``gather`` (vLLM's and SGLang's fused_moe) the grouped GEMM reads rows
+       through the sorted index and there is no copy.
+    3. The grouped up projection over the experts the batch touches; its gated
+       activation runs as a kernel of its own unless the runtime fuses it into the
+       grouped GEMM (``moe_fuse_gated_act``), then the grouped down projection.
+    4. ``moe_finalize``: each token's k expert outputs (16-bit) are un-permuted, scaled
+       by their router weights and summed.
+
+    Rows per chip: under expert parallelism the experts sit on ``ep`` chips and the step
+    waits for the busiest, so a chip's rows are the expected maximum of the multinomial
+    load of ``t_all x k`` rows over ``ep`` chips (:func:`routing.expected_max_load`); with
+    ``ep = 1`` every chip holds a tensor slice of every expert and gets all of them."""
+    h = model.hidden_size
+    e, k = model.num_experts, model.num_experts_per_tok
+    ep, rt = dep.ep, dep.runtime
+    rows = routing.expected_max_load(int(t_all * k), ep)
+    touched = routing.expected_distinct(t_all, k, e, e // ep)
+    groups = max(1, math.ceil(touched - 1e-9))
+    # rows per expert GEMM of the group (a whole number of experts); the tiny epsilon keeps
+    # an exact quotient from rounding up through floating-point noise
+    per_expert = max(1, math.ceil(rows / groups - 1e-9))
+    w = model.moe_intermediate_size // dep.moe_tp
+    up = 2 * w if model.mlp_gated else w
+    act_bytes = get_format(dep.act).bytes_per_element
+    sorted_rows = t_replica * k
+    passes = max(1, math.ceil(math.log2(e + 1) / 8))
+    out = [ops.vector(dep.chip, dep.calibration, 0.0, sorted_rows * 16.0 * passes, "moe_sort")]
+    if rt.moe_permute == "copy":
+        out.append(ops.vector(dep.chip, dep.calibration, 0.0, (t_replica + rows) * h * act_bytes, "moe_permute"))
+    out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", rows * w, groups,
+                     fused=rt.moe_fuse_gated_act)
+    out += _quant(dep, "act", rows * w, "experts_down_quant")
+    out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
+    out.append(ops.vector(dep.chip, dep.calibration, 2.0 * rows * h, (rows + t_replica) * h * 2.0, "moe_finalize"))
     return out
 
 

@@ -12,7 +12,8 @@ values for a given engine are data with sources in the engine profiles
 (``seedchip/serve/engines.yaml``).
 
 The default ``Runtime()`` is the bare oracle: kernels as measured, activation
-quantization fused, nothing else fused, no launch or host time.
+quantization fused, nothing else fused (an MoE layer's grouped GEMMs read their rows
+through the sorted index), no launch or host time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class Runtime(FrozenSpec):
                                   "that reads and writes), or a dynamic per-tensor scale (an amax pass first)")
     fuse_gated_act: bool = Field(False, description="the gated activation (SwiGLU) runs in the up-projection GEMM's "
                                                     "epilogue: no activation kernel, half the GEMM output written")
+    moe_fuse_gated_act: bool = Field(
+        False, description="an MoE layer's grouped up-projection runs the gated activation in its epilogue (False: "
+                           "the grouped GEMM writes gate and up, an activation kernel follows)")
+    moe_permute: Literal["copy", "gather"] = Field(
+        "gather", description="how an MoE layer's grouped GEMM gets its rows in expert order: 'copy': an expand kernel "
+                              "writes each token's activation once per chosen expert; 'gather': the GEMM reads them "
+                              "through the sorted index (a sort and a finalize kernel run in both)")
     fuse_rotary: bool = Field(False, description="rotary embedding is applied inside the attention kernel")
     graph_max_tokens: int = Field(0, ge=0, description="steps of at most this many tokens replay a captured "
                                                        "graph (0: never); others launch kernel by kernel")
