@@ -234,16 +234,17 @@ def _decimal_year(quarter: str) -> float:
     return int(quarter[:4]) + (int(quarter[-1]) - 1) / 4.0
 
 
-def programme(sp, chip: ChipSpec, data) -> dict:
+def programme(sp, chip: ChipSpec, data, bought: bool = False) -> dict:
     """What building the design commits to beyond its unit cost: its NRE (the node's, else the
     space's), the quarter its node and HBM generation are both in volume, and time_to_market
-    (that quarter plus the design time, as a decimal year)."""
+    (that quarter plus the design time, as a decimal year). A chip we buy (``bought``) has no NRE
+    and no design time: it is on the market once its technology is."""
     node = data.node(chip.process_node)
     hbm = data.hbm_generation(chip.hbm.generation)
     first = max(node.available_from, hbm.available_from)
-    return {"nre_usd": sp.tco.nre_usd_by_node.get(chip.process_node, sp.tco.nre_usd),
-            "technology_available": first,
-            "time_to_market": _decimal_year(first) + sp.tco.design_quarters / 4.0}
+    design = 0 if bought else sp.tco.design_quarters
+    return {"nre_usd": 0.0 if bought else sp.tco.nre_usd_by_node.get(chip.process_node, sp.tco.nre_usd),
+            "technology_available": first, "time_to_market": _decimal_year(first) + design / 4.0}
 
 
 def evaluate_point(ctx: Context, params: dict) -> dict:
@@ -301,7 +302,7 @@ def evaluate_baseline(ctx: Context) -> dict | None:
          "tdp_w": chip.tdp_w, "hbm_capacity_gb": chip.hbm_capacity_bytes / 1e9,
          "hbm_bw_tb_per_s": chip.hbm_bw_bytes_per_s / 1e12, "bf16_tflop_per_s": chip.matrix.peak_flops_per_s["bf16"] / 1e12,
          "num_cores": chip.matrix.num_cores, "chip_hash": chip.spec_hash(), "purchase_price_usd": price,
-         "usd_per_hour": b.usd_per_hour}
+         "usd_per_hour": b.usd_per_hour, **programme(ctx.space, chip, load_silicon_data(), bought=True)}
     params = {"baseline": chip.id}
     chosen: dict = {}
     try:
