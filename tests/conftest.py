@@ -29,14 +29,38 @@ def rounded(x):
     return x
 
 
+TINY_SPACE = """\
+name: tiny
+base_chip: seedchip-ref
+baseline: {chip: h200-sxm}
+axes:
+  bf16_flops_per_s: [400 TFLOP/s, 800 TFLOP/s, 1200 TFLOP/s]
+  sram_mb: [32, 256]
+  hbm_stacks: [4, 8]
+  hbm_generation: [hbm3e, hbm4]
+workload:
+  - {model: llama-3.1-8b, weight_format: fp8, kv_format: fp8, deployments: [{num_chips: 1}],
+     scenarios: [{name: chat, batch: 4, input_len: 128, output_len: 16}]}
+objectives: [tokens_per_usd, tokens_per_joule]
+search: {method: grid}
+"""
+
+
 @pytest.fixture(scope="session")
-def results(tmp_path_factory) -> dict[str, object]:
+def tiny_space(tmp_path_factory) -> Path:
+    """A design space of 24 points that sweeps in a few seconds."""
+    p = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    p.write_text(TINY_SPACE)
+    return p
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory, tiny_space) -> dict[str, object]:
     """Small results of the computing commands, and an explore and a plan folder (report tests)."""
     import json
 
     import seedchip
     from test_hostile import run_cli
-    space = ROOT / "examples" / "explore" / "inference_asic.yaml"
     scenario = ROOT / "examples" / "plan" / "two_year_plan.yaml"
     d = tmp_path_factory.mktemp("report-sources")
     out: dict[str, object] = {
@@ -49,8 +73,8 @@ def results(tmp_path_factory) -> dict[str, object]:
     code, text, err = run_cli(["silicon", "--chip", "seedchip-ref", "--json"])
     assert code == 0, err
     out["silicon"] = json.loads(text)
-    code, _, err = run_cli(["explore", str(space), "--out", str(d / "sweep"), "--search", "random", "--trials", "4",
-                            "--no-plot", "--no-progress", "--json"])
+    code, _, err = run_cli(["explore", str(tiny_space), "--out", str(d / "sweep"), "--search", "random", "--trials",
+                            "6", "--no-plot", "--no-progress", "--json"])
     assert code == 0, err
     out["explore"] = d / "sweep"
     code, _, err = run_cli(["plan", str(scenario), "--out", str(d / "plan"), "--json"])

@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+from . import report_cmds
 from .common import JSON, emit
 
 
@@ -62,10 +63,13 @@ def fit_command(measured: Path, chip: str, out: Path, start: Optional[str], cal_
     console.print(t)
 
 
-def validate_command(measured: Path, chip: str, calibration: Optional[str], as_json: bool) -> None:
+def validate_command(measured: Path, chip: str, calibration: Optional[str], as_json: bool,
+                     report: Optional[Path] = None) -> None:
     from ..calibrate.check_measured import validate_measured
     from ..units import fmt
+    report_cmds.check(report)
     r = validate_measured(measured, chip, calibration)
+    report_cmds.write(report, r.to_dict(), as_json)
     if as_json:
         emit(r.to_dict())
         return
@@ -101,12 +105,14 @@ def validate_command(measured: Path, chip: str, calibration: Optional[str], as_j
 
 
 def e2e_command(table: Path, engine: str, calibration: Optional[str], kv_memory_fraction: Optional[float],
-                build_for_largest: bool, interval: bool, as_json: bool) -> None:
+                build_for_largest: bool, interval: bool, as_json: bool, report: Optional[Path] = None) -> None:
     from ..validate.replay import validate_e2e
     from .progress import progress_bar
+    report_cmds.check(report)
     with progress_bar("replaying rows", enabled=not as_json) as tick:
         r = validate_e2e(str(table), engine=engine, calibration=calibration, kv_memory_fraction=kv_memory_fraction,
                          build_for_largest=build_for_largest, interval=interval, progress=tick).to_dict()
+    report_cmds.write(report, r, as_json)
     if as_json:
         emit(r)
         return
@@ -150,18 +156,18 @@ def register(app: typer.Typer, calibrate_app: typer.Typer) -> None:
                 interval: bool = typer.Option(
                     False, "--interval", help="also each row's 80%% interval and the share of measurements inside "
                     "(perturbed runs: several times slower)"),
-                as_json: bool = JSON) -> None:
+                report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON) -> None:
         """Replay a table of measured end-to-end results as they were run; median and p90 absolute error."""
-        e2e_command(table, engine, calibration, kv_memory_fraction, build_for_largest, interval, as_json)
+        e2e_command(table, engine, calibration, kv_memory_fraction, build_for_largest, interval, as_json, report)
 
     @validate_app.command("kernels")
     def validate_cmd(measured: Path = typer.Argument(..., help="CSV written by calibration/gpu_microbench.py"),
                      chip: str = typer.Option(..., "--chip", help="the chip that was measured (catalog id or YAML)"),
                      calibration: Optional[str] = typer.Option(
                          None, "--calibration", help="fitted calibration to judge (default: fit now on the training split)"),
-                     as_json: bool = JSON) -> None:
+                     report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON) -> None:
         """The oracle's error against measured microbenchmarks, per op class and shape region."""
-        validate_command(measured, chip, calibration, as_json)
+        validate_command(measured, chip, calibration, as_json, report)
 
 
 __all__ = ["register", "fit_command", "validate_command"]

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from ..units import fmt
+from . import report_cmds
 from .common import JSON, emit
 
 
@@ -71,16 +72,17 @@ def register(app: typer.Typer) -> None:
                 act_format: Optional[str] = typer.Option(None, "--act-format", help="GEMM activation format (default: like the weights for 8/4-bit, else bf16)"),
                 kv_format: Optional[str] = typer.Option(None, "--kv-format", help="KV cache format (default: --format when it is fp8, else full precision)"),
                 prompt_len: int = typer.Option(128, "--prompt-len", help="random prompt length when there is no --prompt"),
-                max_new_tokens: int = typer.Option(16, "--max-new-tokens"),
+                max_new_tokens: int = typer.Option(16, "--max-new-tokens", help="tokens to generate (decode steps)"),
                 prompt: Optional[str] = typer.Option(None, "--prompt", help="text prompt (needs a tokenizer in the model directory)"),
                 text: Optional[Path] = typer.Option(None, "--text", help="text file for a perplexity comparison"),
                 calibration: Optional[str] = typer.Option(None, "--calibration", help="calibration id, YAML path, or 'ideal'"),
-                dtype: str = typer.Option("float32", "--dtype", help="host dtype: float32, bfloat16 (less memory)"),
-                seed: int = typer.Option(0, "--seed"),
-                as_json: bool = JSON) -> None:
+                dtype: str = typer.Option("float32", "--dtype", help="host dtype: float32, bfloat16 or float16 (less memory)"),
+                seed: int = typer.Option(0, "--seed", help="random seed for weights and prompt, >= 0"),
+                report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON) -> None:
         """Run a real PyTorch model on the virtual chip: per-op time and numerics."""
-        from .. import emulate as emu
         from ..errors import SpecError
+        report_cmds.check(report)
+        from .. import emulate as emu
         for opt, v in (("--format", format), ("--act-format", act_format), ("--kv-format", kv_format)):
             if v is not None and not v.strip():
                 raise SpecError(f"{opt} '' is empty: give a format, or leave it out for the default")
@@ -98,3 +100,4 @@ def register(app: typer.Typer) -> None:
             emit(d)
         else:
             render(d)
+        report_cmds.write(report, d, as_json)

@@ -95,9 +95,10 @@ def explore_command(space: Optional[Path] = typer.Argument(None, help="design-sp
                     out: Optional[Path] = typer.Option(None, "--out", help="run directory (results.duckdb, plots)"),
                     search: Optional[str] = typer.Option(None, "--search", help="grid, random, tpe or nsga2 (default: the YAML's)"),
                     trials: Optional[int] = typer.Option(None, "--trials", help="points for random / tpe / nsga2"),
-                    seed: Optional[int] = typer.Option(None, "--seed"),
+                    seed: Optional[int] = typer.Option(None, "--seed", help="random seed, >= 0 (default: the YAML's)"),
                     workers: int = typer.Option(1, "--workers", help="local worker processes"),
-                    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the sweep stored in DIR"),
+                    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the sweep stored in DIR "
+                                                          "(with the search settings stored there)"),
                     use_ray: bool = typer.Option(False, "--ray", help="run on a Ray cluster (pip install 'seedchip[ray]')"),
                     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local)"),
                     plot: bool = typer.Option(True, "--plot/--no-plot", help="write pareto.html (and pareto.png)"),

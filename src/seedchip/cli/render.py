@@ -12,20 +12,29 @@ if not console.is_terminal:          # piped or captured: do not squeeze tables 
     console = Console(width=160)
 
 
+def _fixed(value: float | None, scale: float) -> str:
+    """``value / scale`` with 3 significant digits (a column whose header carries the unit)."""
+    if value is None:
+        return "—"
+    v = value / scale
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def chips_table(rows: list[dict]) -> Table:
-    t = Table(title="Chip catalog (dense peaks; * = some figures are estimates)", header_style="bold")
-    for col in ("id", "vendor", "year", "process", "bf16", "fp8", "fp4", "HBM", "HBM BW", "SRAM", "link/dir", "TDP",
-                "sources"):
-        t.add_column(col, justify="right" if col not in ("id", "vendor", "process", "sources") else "left",
-                     no_wrap=col != "vendor")
+    """The catalog in ~100 columns: each header carries its unit, decimal prefixes throughout."""
+    t = Table(title="Chip catalog (dense peaks; * = some figures are estimates; decimal units: 1 GB = 10^9 bytes)",
+              header_style="bold")
+    cols = ("chip", "year", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "HBM GB", "HBM TB/s", "SRAM MB",
+            "link GB/s", "TDP W", "sources")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("chip", "sources") else "right")
     for r in rows:
         n_est = sum(1 for s in r["sources"] if s["estimate"])
-        t.add_row(r["id"] + ("*" if r["has_estimates"] else ""), r["vendor"], str(r["year"]), r["process_node"],
-                  fmt(r["bf16_flops_per_s"], "flop/s"), fmt(r["fp8_flops_per_s"], "flop/s"),
-                  fmt(r["fp4_flops_per_s"], "flop/s"), fmt(r["hbm_capacity_bytes"], "bytes"),
-                  fmt(r["hbm_bw_bytes_per_s"], "bytes/s"), fmt(r["sram_bytes"], "bytes"),
-                  fmt(r["link_bw_per_direction_bytes_per_s"], "bytes/s"), fmt(r["tdp_w"], "w"),
-                  f"{len(r['sources'])}" + (f" ({n_est} estimate{'s' if n_est > 1 else ''})" if n_est else ""))
+        t.add_row(r["id"] + ("*" if r["has_estimates"] else ""), str(r["year"]),
+                  *(_fixed(r[f"{f}_flops_per_s"], 1e12) for f in ("bf16", "fp8", "fp4")),
+                  _fixed(r["hbm_capacity_bytes"], 1e9), _fixed(r["hbm_bw_bytes_per_s"], 1e12),
+                  _fixed(r["sram_bytes"], 1e6), _fixed(r["link_bw_per_direction_bytes_per_s"], 1e9),
+                  _fixed(r["tdp_w"], 1.0), f"{len(r['sources'])}" + (f" ({n_est} est.)" if n_est else ""))
     return t
 
 
@@ -62,8 +71,10 @@ def op_table(d: dict) -> Table:
     t.add_row("inputs", ", ".join(f"{k}={v}" for k, v in d["inputs"].items()))
     t.add_row("time", fmt(d["time_s"], "s"))
     t.add_row("bound", d["bound"])
-    t.add_row("compute / memory / comm / overhead",
+    t.add_row("alone: compute / memory / comm / overhead",
               " / ".join(fmt(d[k], "s") for k in ("compute_s", "memory_s", "comm_s", "overhead_s")))
+    t.add_row("", "[dim]each term by itself; they overlap and tiles add fixed costs, so they do not sum "
+              "to the time[/dim]")
     t.add_row("work", f"{fmt(d['flops'], 'flop')}, {fmt(d['bytes'], 'bytes')} HBM"
               + (f", {fmt(d['comm_bytes'], 'bytes')} on links" if d["comm_bytes"] else ""))
     if d["flops"]:

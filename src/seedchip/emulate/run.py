@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import SeedChipError, SpecError
+from ..outputs import read_text
 from ..perf.deployment import make_deployment
 from ..perf.step import decode_step, prefill_step, step_cost
 from . import hf_models
@@ -104,6 +105,19 @@ MAX_NEW_TOKENS = 4096      # a real model on the host CPU: thousands of tokens a
 MAX_PROMPT = 1 << 17
 
 
+def _check_before_building(src, tok, dtype: str, prompt: str | None, text_file) -> None:
+    """Refuse what would fail only after the model is built and run (tens of seconds)."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise SpecError(f"--dtype {dtype!r}: use float32, bfloat16 or float16")
+    if prompt is not None and tok is None:
+        raise SpecError(f"--prompt needs a tokenizer; {src.model_id!r} has none in its directory "
+                        "(use --prompt-len N to run on random token ids)")
+    if text_file is not None:
+        read_text(text_file, "--text")                    # exists, is a text file
+        if tok is None:
+            raise SpecError(f"--text (perplexity) needs a tokenizer; {src.model_id!r} has none in its directory")
+
+
 def emulate(model: str, *, chip: str = "seedchip-ref", formats=None, layers: int | None = None,
             prompt_len: int = 128, max_new_tokens: int = 16, prompt: str | None = None,
             text_file: str | Path | None = None, calibration: str | None = None, seed: int = 0,
@@ -122,6 +136,8 @@ def emulate(model: str, *, chip: str = "seedchip-ref", formats=None, layers: int
     dep = make_deployment(chip, weight_format=pf.weights, act_format=pf.activations, kv_format=pf.kv,
                           calibration=calibration)
     src = hf_models.resolve(model, layers)
+    tok = hf_models.tokenizer_for(src)
+    _check_before_building(src, tok, dtype, prompt, text_file)
     notes: list[str] = []
     try:
         arch = hf_models.arch_of(src)
@@ -129,7 +145,6 @@ def emulate(model: str, *, chip: str = "seedchip-ref", formats=None, layers: int
         arch = None
         notes.append(f"no config-path comparison: {e}")
     net = hf_models.build(src, dtype=dtype, seed=seed)
-    tok = hf_models.tokenizer_for(src)
     vocab = int(getattr(net.config, "vocab_size", 0) or (arch.vocab_size if arch else 32000))
     ids = _prompt_ids(src, tok, prompt, prompt_len, vocab, seed)
     quant = None if policy.is_identity else Quantizer(policy)

@@ -421,6 +421,15 @@ def _frontier(store: Store, sp: Space) -> tuple[list[dict], list[dict], dict | N
     return rows, front, base
 
 
+def _resumed(store: Store, resume, search: str | None, trials: int | None, seed: int | None) -> tuple:
+    """(search, trials, seed): on --resume, what the stored run used unless given again."""
+    stored = json.loads(store.get_meta("run_options") or "{}") if resume is not None else {}
+    search = search if search is not None else stored.get("search")
+    if trials is None and search == stored.get("search") and search != "grid":
+        trials = stored.get("trials")
+    return search, trials, seed if seed is not None else stored.get("seed")
+
+
 def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
     directory = Path(resume) if resume is not None else (Path(out) if out is not None else None)
     if directory is None:
@@ -450,7 +459,8 @@ def explore(space: str | Path | Space | None = None, *, out: str | Path | None =
     store = Store(directory)
     try:
         sp = _open_space(store, given, directory)
-        method, n, sd = run_options(sp, search, trials, seed, workers)
+        method, n, sd = run_options(sp, *_resumed(store, resume, search, trials, seed), workers)
+        store.set_meta("run_options", json.dumps({"search": method, "trials": n, "seed": sd}, sort_keys=True))
         backend = _backend(sp, workers, use_ray, address)
         try:
             _add_baseline(sp, store, backend)
