@@ -143,6 +143,28 @@ def economics_lines(d: dict) -> list[str]:
     return out
 
 
+def per_device_table(d: dict):
+    """Unit cost and, per class, output tokens/s per chip (derated) and $ per million tokens within SLO."""
+    from rich.table import Table
+    pd = d["per_device"]
+    classes = sorted({c for v in pd.values() for c in v["classes"]})
+    t = Table(title="Per device: output tokens/s per chip at the SLOs (derated) and $ per million tokens "
+                    "(capex over the lifetime + energy)", header_style="bold")
+    t.add_column("device")
+    t.add_column("unit $", justify="right")
+    for c in classes:
+        t.add_column(_esc(f"{c} tok/s"), justify="right")
+        t.add_column(_esc(f"{c} $/Mtok"), justify="right")
+    for dev, v in pd.items():
+        cells = []
+        for c in classes:
+            x = v["classes"].get(c)
+            cells += [_si(x["tokens_per_s_per_chip"]) if x else "-",
+                      f"${x['usd_per_million_tokens']:.3f}" if x else "-"]
+        t.add_row(_esc(dev), _usd(v["unit_cost_usd"]), *cells)
+    return t
+
+
 def sweep_table(d: dict):
     from rich.table import Table
     sw = d["sweep"]
@@ -161,6 +183,8 @@ def render(d: dict, console) -> None:
     console.print(quarter_table(d))
     for line in economics_lines(d):
         console.print(_esc(line))
+    if d.get("per_device"):
+        console.print(per_device_table(d))
     if d["binding_constraints"]:
         console.print(binding_table(d))
     inf = d.get("infeasibility")
