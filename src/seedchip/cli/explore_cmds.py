@@ -11,6 +11,7 @@ Thin wrappers over :func:`seedchip.silicon.silicon_report` and
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -102,7 +103,8 @@ def explore_command(space: Optional[Path] = typer.Argument(None, help="design-sp
                     use_ray: bool = typer.Option(False, "--ray", help="run on a Ray cluster (pip install 'seedchip[ray]')"),
                     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local)"),
                     plot: bool = typer.Option(True, "--plot/--no-plot", help="write pareto.html (and pareto.png)"),
-                    progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bar on stderr"),
+                    progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bar on stderr "
+                                                  "(only on a terminal, never with --json)"),
                     as_json: bool = JSON) -> None:
     """Search a design space: every point's area, cost, power and workload objectives, the Pareto frontier."""
     from ..errors import SpecError
@@ -110,7 +112,8 @@ def explore_command(space: Optional[Path] = typer.Argument(None, help="design-sp
     if space is None and resume is None:
         raise SpecError("give a design-space YAML, or --resume DIR to continue a stored sweep")
     r = explore(space, out=out, search=search, trials=trials, seed=seed, workers=workers, resume=resume,
-                use_ray=use_ray, address=address, plot=plot, progress=progress and not as_json)
+                use_ray=use_ray, address=address, plot=plot,
+                progress=progress and not as_json and sys.stderr.isatty())
     d = r.to_dict()
     if as_json:
         emit(d)

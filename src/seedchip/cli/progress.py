@@ -1,5 +1,6 @@
 """A progress bar for long work: Rich, on stderr, only when stderr is a terminal and the
-output is not JSON (so pipes and --json stay clean)."""
+output is not JSON (so pipes and --json stay clean). A total of 0 (or None) shows a bar that
+pulses, with the count of steps done (a search whose length is not known in advance)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,5 @@ def progress_bar(what: str, enabled: bool = True) -> Iterator[Callable[[int, int
         task = p.add_task(what, total=None, label="")
 
         def tick(done: int, total: int, label: str) -> None:
-            p.update(task, completed=done, total=total, label=label)
+            p.update(task, completed=done, total=total or None, label=label)
         yield tick

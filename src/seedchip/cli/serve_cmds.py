@@ -105,8 +105,10 @@ def simulate(qps: Optional[float] = typer.Option(None, "--qps", help="arrival ra
     """Simulate serving a request stream (trace or synthetic) on a deployment."""
     from .render import sim_tables
     report_cmds.check(report)
-    res = api.simulate(qps=qps, num_requests=num_requests, offline=offline, max_concurrency=max_concurrency,
-                       trace_out=trace_out, max_throughput=max_throughput, interval=interval, **kw)
+    from .progress import progress_bar
+    with progress_bar("simulating", enabled=not as_json) as tick:
+        res = api.simulate(qps=qps, num_requests=num_requests, offline=offline, max_concurrency=max_concurrency,
+                           trace_out=trace_out, max_throughput=max_throughput, interval=interval, progress=tick, **kw)
     d = res.to_dict()
     _show(d, as_json, sim_tables)
     if not as_json:
@@ -127,8 +129,10 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
     """The highest request rate the deployment sustains within the SLO percentiles, in steady state."""
     from .render import capacity_tables
     report_cmds.check(report)
-    r = api.capacity(num_requests=num_requests, max_requests=max_requests, price_per_chip_hour=price_per_chip_hour,
-                     interval=interval, **kw).to_dict()
+    from .progress import progress_bar
+    with progress_bar("capacity search", enabled=not as_json) as tick:
+        r = api.capacity(num_requests=num_requests, max_requests=max_requests, price_per_chip_hour=price_per_chip_hour,
+                         interval=interval, progress=tick, **kw).to_dict()
     _show(r, as_json, capacity_tables)
     report_cmds.write(report, r, as_json)
 

@@ -119,14 +119,16 @@ def simulate(*, chip: str = "h200-sxm", model: str | ModelArch = "llama-3.1-8b",
              replicas: int = 1, router: str = "least-work", disaggregate: str | None = None,
              slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
              trace_out: str | None = None, max_throughput: bool = False, interval: bool = True,
-             perturbation: Perturbation | None = None) -> SimResult:
+             perturbation: Perturbation | None = None, progress=None) -> SimResult:
     """Simulate serving a request stream; see `seedchip simulate --help`. ``max_throughput``
     (offline only): search the engine's batch limits for the most output tokens/s and
     report the run with the best ones (and the search, under ``tuned``). ``interval``: add
     80% intervals on throughput, mean TTFT and mean TPOT from perturbed runs.
-    ``perturbation``: run with one draw of the model's error (how intervals are made)."""
-    kw = {k: v for k, v in locals().items() if k not in ("max_throughput", "interval", "perturbation")}
-    res = _max_throughput(kw) if max_throughput else _simulate(**kw, perturbation=perturbation)
+    ``perturbation``: run with one draw of the model's error (how intervals are made).
+    ``progress``: called as ``progress(done, total, label)`` while the run goes (a progress bar)."""
+    kw = {k: v for k, v in locals().items() if k not in ("max_throughput", "interval", "perturbation", "progress")}
+    res = (_max_throughput(kw) if max_throughput
+           else _simulate(**kw, perturbation=perturbation, progress=progress))
     if interval and perturbation is None:
         res = res.with_(interval80=_interval(kw, res))
     return res
@@ -191,7 +193,7 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
               workload, input_len, output_len, range_ratio, qps, num_requests, offline, max_concurrency, arrival,
               burstiness, seed, scheduler, max_num_seqs, max_batched_tokens, block_size, kv_memory_fraction,
               prefix_caching, replicas, router, disaggregate, slo_ttft_p99, slo_tpot_p99, trace_out,
-              perturbation=None) -> SimResult:
+              perturbation=None, progress=None) -> SimResult:
     spec = WorkloadSpec(trace=trace, workload=workload, input_len=input_len, output_len=output_len,
                         range_ratio=range_ratio, qps=qps, num_requests=num_requests, offline=offline,
                         max_concurrency=max_concurrency, arrival=arrival, burstiness=burstiness, seed=seed).validate()
@@ -216,7 +218,7 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
                             overrides=overrides, scheduler=scheduler, replicas=replicas, disaggregate=disaggregate,
                             workload=spec, perturbation=perturbation)
     sim = Simulation(arch, engines, spec, router=router, slo=slo, trace_out=trace_out is not None,
-                     disaggregated=bool(disaggregate))
+                     disaggregated=bool(disaggregate), progress=progress)
     res = sim.run()
     e0 = engines[0]
     profile = resolve_engine(engine, e0.dep.chip, e0.dep.tp, offline).summary()

@@ -85,16 +85,25 @@ class CapacityResult:
 
 
 class _Search:
-    def __init__(self, base: dict, slo: Slo, perturbation: Perturbation | None = None):
+    def __init__(self, base: dict, slo: Slo, perturbation: Perturbation | None = None, progress=None,
+                 label: str = "search"):
         self.base, self.slo, self.points = dict(base, interval=False, perturbation=perturbation), slo, []
+        self.progress, self.label = progress, label
+
+    def tell(self, what: str) -> None:
+        """Tell the progress callback (a bar) which run starts: ``progress(runs done, 0, label)``."""
+        if self.progress is not None:
+            self.progress(len(self.points), 0, f"{self.label}: {what}")
 
     def saturated(self, n: int) -> tuple[float, dict]:
         """The request rate of an offline run: the first bracket's top (ramp and drain
         weigh on it, so the search goes past it by HEADROOM)."""
+        self.tell(f"offline run of {n:,} requests")
         d = simulate(**self.base, num_requests=n, offline=True).to_dict()
         return d["steady"]["completed_per_s"], d
 
     def point(self, q: float, n: int) -> RatePoint:
+        self.tell(f"{q:.4g} req/s x {n:,} requests")
         d = simulate(**self.base, qps=q, num_requests=n).to_dict()
         s = d["steady"]
         failed = []
@@ -196,16 +205,18 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
     return best, fail
 
 
-def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int) -> dict:
+def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, progress=None) -> dict:
     """80% interval on the answer: the same search under ``DRAWS`` draws of the model's
     error (kernel classes, host time, engine residual), at a shorter run length, each
     relative to the unperturbed search at that length."""
     n = min(n, INTERVAL_REQUESTS)
-    nominal = _refine(_Search(base, slo), answer, n, INTERVAL_TOLERANCE)[0].qps
+    nominal = _refine(_Search(base, slo, None, progress, "interval"), answer, n, INTERVAL_TOLERANCE)[0].qps
     ratios = []
-    for p in draws(load_calibration(base.get("calibration")), metrics["engine"]["step_sigma"]):
+    ps = draws(load_calibration(base.get("calibration")), metrics["engine"]["step_sigma"])
+    for i, p in enumerate(ps, 1):
         try:
-            ratios.append(_refine(_Search(base, slo, p), answer, n, INTERVAL_TOLERANCE)[0].qps / nominal)
+            search = _Search(base, slo, p, progress, f"interval draw {i}/{len(ps)}")
+            ratios.append(_refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps / nominal)
         except SpecError:          # no rate meets the SLO under this draw
             ratios.append(LOW_FRACTION)
     return {"max_qps": interval80(answer, [answer * r for r in ratios]), "draws": len(ratios), "num_requests": n}
@@ -214,14 +225,15 @@ def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int) -> dic
 def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
              num_requests: int | None = None, max_requests: int = MAX_REQUESTS,
              price_per_chip_hour: float | None = None, tolerance: float = 0.01, interval: bool = True,
-             **kw) -> CapacityResult:
+             progress=None, **kw) -> CapacityResult:
     """The highest steady arrival rate meeting the SLO percentiles (see module doc).
     ``num_requests``: the first run length (default 4,000); it doubles, up to
     ``max_requests``, until two successive answers agree within 1.5%. ``interval``: add
-    ``max_qps_interval80`` from perturbed searches (several more runs)."""
+    ``max_qps_interval80`` from perturbed searches (several more runs). ``progress``: called as
+    ``progress(runs done, 0, label)`` before each run (a progress bar)."""
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
-    search = _Search(_base(dict(kw), slo), slo)
+    search = _Search(_base(dict(kw), slo), slo, None, progress)
     best, fail, sat = _first(search, n, tolerance)
     history = [{"num_requests": n, "max_qps": best.qps}]
     while n * 2 <= max_requests:
@@ -241,7 +253,8 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     inputs = dict(best.metrics["inputs"], slo_ttft_p99_s=slo.ttft_p99_s, slo_tpot_p99_s=slo.tpot_p99_s,
                   price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
     answer = min(best.qps, observed)
-    band = _interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"]) if interval else None
+    band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"], progress) if interval
+            else None)
     return CapacityResult(max_qps=answer, binding=binding, saturated_requests_per_s=observed,
                           metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,
                           inputs=dict(inputs, interval=interval), interval=band)

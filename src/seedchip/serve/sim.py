@@ -82,8 +82,9 @@ class SimResult:
 
 class Simulation:
     def __init__(self, model: ModelArch, engines: list[Engine], workload: WorkloadSpec, router: str = "least-work",
-                 slo: Slo = Slo(), trace_out: bool = False, disaggregated: bool = False, stream=None):
-        """``stream``: the requests, in arrival order (default: those ``workload`` generates)."""
+                 slo: Slo = Slo(), trace_out: bool = False, disaggregated: bool = False, stream=None, progress=None):
+        """``stream``: the requests, in arrival order (default: those ``workload`` generates);
+        ``progress(done, total, label)``: told the completed requests now and then (a progress bar)."""
         if router not in ROUTERS:
             raise UnknownNameError("router", router, ROUTERS)
         self.model, self.engines, self.workload, self.router = model, engines, workload.validate(), router
@@ -93,6 +94,7 @@ class Simulation:
         self.version = [0] * len(engines)
         self.transfers: list[float] = []
         self.seen: dict[int, tuple[int, float]] = {}     # per engine: output tokens and step energy in the series
+        self.progress = progress
         self.collector = Collector()
         self.rr = 0
         self.trace: list | None = [] if trace_out else None
@@ -185,9 +187,13 @@ class Simulation:
         self.next_arrival = next(self.stream, None)
         self._schedule_arrival(0.0)
         decode_pool = [e for e in self.engines if e.role == "decode"]
+        total, events = self.workload.num_requests or 0, 0
         while self.heap:
             t, kind, _, payload = heapq.heappop(self.heap)
             self.now = t
+            events += 1
+            if self.progress is not None and events % 1024 == 0:
+                self.progress(len(self.collector.id), total, f"{t:,.0f} s simulated")
             if kind == ARRIVAL:
                 self._arrive(t)
             elif kind == TRANSFER:
