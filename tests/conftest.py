@@ -70,6 +70,11 @@ def results(tmp_path_factory, tiny_space) -> dict[str, object]:
         "op": seedchip.op("attention", chip="h200-sxm", phase="decode", batch=8, seq_len=2048, num_heads=32,
                           num_kv_heads=8, head_dim=128).to_dict(),
     }
+    out["capacity"] = seedchip.capacity(model="llama-3.1-8b", workload="chat", slo_ttft_p99="1s", slo_tpot_p99="50ms",
+                                        num_requests=100, max_requests=100, interval=False).to_dict()
+    code, text, err = run_cli(["run", "--out", str(d / "run.json"), "--json"])
+    assert code == 0, err
+    out["run"] = json.loads(text)
     code, text, err = run_cli(["silicon", "--chip", "seedchip-ref", "--json"])
     assert code == 0, err
     out["silicon"] = json.loads(text)

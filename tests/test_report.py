@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_kind_is_recognised(results):
-    for kind in ("simulate", "estimate", "op", "silicon"):
+    for kind in ("simulate", "estimate", "op", "silicon", "capacity", "run"):
         assert kind_of(results[kind]) == kind
     assert kind_of(json.loads((results["plan"] / "plan.json").read_text())) == "plan"
     assert kind_of({"something": 1}) is None and kind_of([1, 2]) is None

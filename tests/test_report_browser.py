@@ -65,8 +65,7 @@ def check_page(browser, html: Path, result: dict, shot: Path) -> dict:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
     page.goto(html.as_uri())
-    page.wait_for_function("Array.from(document.querySelectorAll('.plot')).every(d => d.querySelector('svg.main-svg'))",
-                           timeout=20000)
+    page.wait_for_function("document.body.dataset.drawn === 'all'", timeout=20000)     # every figure drawn
     plots = page.eval_on_selector_all(".plot", "ds => ds.map(d => [d.id, d.querySelectorAll('svg.main-svg .trace, "
                                                "svg.main-svg .point, svg.main-svg .bars path').length, "
                                                "d.getBoundingClientRect().height])")
@@ -105,7 +104,7 @@ def _page(results, kind: str, tmp_path: Path) -> tuple[Path, dict]:
 
 
 @pytest.mark.parametrize("kind, min_plots", [("simulate", 2), ("silicon", 4), ("explore", 2), ("plan", 4),
-                                             ("estimate", 2), ("op", 1)])
+                                             ("estimate", 2), ("op", 1), ("capacity", 3), ("run", 1)])
 def test_page_renders_in_chromium(browser, results, tmp_path, kind, min_plots):
     html, result = _page(results, kind, tmp_path)
     got = check_page(browser, html, result, tmp_path / f"{kind}.png")

@@ -77,8 +77,15 @@ def _template_js() -> str:
     import plotly.io as pio
     from plotly.io.json import to_json_plotly
     t = pio.templates["plotly_white"].to_plotly_json()
+    # the figures are drawn one per task after the first paint (the page shows its numbers at once),
+    # all at once before printing; body[data-drawn] says when every one is drawn
     return (f"const SC_TEMPLATE={to_json_plotly(t)};const SC_CONFIG={json.dumps(FIG_CONFIG, sort_keys=True)};"
-            "function draw(id,data,layout){layout.template=SC_TEMPLATE;Plotly.newPlot(id,data,layout,SC_CONFIG);}")
+            "const SC_QUEUE=[];function draw(id,data,layout){SC_QUEUE.push([id,data,layout]);}"
+            "function drawNext(){const f=SC_QUEUE.shift();if(!f){document.body.dataset.drawn='all';return false;}"
+            "f[2].template=SC_TEMPLATE;Plotly.newPlot(f[0],f[1],f[2],SC_CONFIG);return true;}"
+            "function drawLater(){if(drawNext())setTimeout(drawLater,0);}"
+            "window.addEventListener('beforeprint',()=>{while(drawNext());});"
+            "requestAnimationFrame(()=>setTimeout(drawLater,0));")
 
 
 def esc(x) -> str:
@@ -180,12 +187,12 @@ class Page:
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                 f"<meta name=\"generator\" content=\"seedchip {esc(__version__)}\">"
-                f"<title>{esc(self.title)}</title><style>{CSS}</style>\n"
-                f"<script>{get_plotlyjs()}</script></head>\n"
+                f"<title>{esc(self.title)}</title><style>{CSS}</style></head>\n"
                 f'<body data-kind="{esc(self.kind)}"><header><div class="brand">SeedChip report · {esc(self.kind)}'
                 f'</div><h1>{esc(self.title)}</h1>{sub}</header><main>{kpis}{head}{"".join(self.body)}</main>'
                 f"<footer>seedchip {esc(__version__)} · self-contained page (Plotly inlined, no network) · "
-                f"hover a plot for values, drag to zoom, double-click to reset</footer>\n{draw}</body></html>\n")
+                f"hover a plot for values, drag to zoom, double-click to reset</footer>\n"
+                f"<script>{get_plotlyjs()}</script>\n{draw}</body></html>\n")
 
 
 __all__ = ["Page", "show", "plotly", "PALETTE", "esc"]

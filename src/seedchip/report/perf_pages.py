@@ -97,6 +97,9 @@ def _run(d: dict) -> Page:
             iv = r.get(f"{k}_interval80")
             p.kpi(f"{label}: {name.replace('_vs_', ' / ')}", r[k], "x", f"ratios.{name}.{k}",
                   f"80%: {iv[0]:.3g}-{iv[1]:.3g}x" if iv else "")
+    for j, r in enumerate(rows):
+        p.kpi(f"{r['chip']} throughput", r["throughput_tokens_per_s"], "tok/s", f"rows.{j}.throughput_tokens_per_s",
+              f"TPOT {show(r['tpot_s'], 's')}")
     p.facts("Inputs", i)
     p.facts("Provenance", {"calibration": rows[0].get("calibration") if rows else None})
     metrics = (("throughput_tokens_per_s", "throughput (tok/s)", "throughput_tokens_per_s"),
