@@ -109,3 +109,10 @@ def test_plan_fields_render_when_present_and_are_optional(results):
                                                                                        "build_asic": True}]}
     html = report_html(rich)
     assert "savings from our chip" in html and "2028Q1" in html and "Sweep" in html
+    swept = {**lean, "sweep": {"key": "hbm_supply", "kind": "rel", "points": [
+        {"value": -0.5, "what_if": "hbm_supply=-50%", "status": "optimal", "total_cost_usd": 2e10,
+         "baseline_total_cost_usd": 3e10},
+        {"value": 0.0, "what_if": "hbm_supply=+0%", "status": "optimal", "total_cost_usd": 1.9e10,
+         "baseline_total_cost_usd": 2.8e10}], "break_even": [{"flips": "build", "value": -0.2}]}}
+    html = report_html(swept)
+    assert "Break-evens" in html and html.count('draw("fig-') == report_html(lean).count('draw("fig-') + 1

@@ -9,7 +9,8 @@ from .page import PALETTE, Page, plotly, show
 from .tables import any_table
 
 # fields the planner may add; each is rendered when present (a scalar as a key number, the rest as a table)
-EXTRA_SCALARS = (("asic_savings_usd", "savings from our chip", "usd"), ("nre_usd", "NRE", "usd"),
+EXTRA_SCALARS = (("asic_savings_usd", "savings from our chip", "usd"), ("asic_savings_pct", "savings", ""),
+                 ("nre_usd", "NRE", "usd"),
                  ("payback_quarter", "payback quarter", ""), ("build_asic", "build our chip", ""))
 EXTRA_TABLES = (("baseline", "Baseline (no chip of our own)"), ("per_device", "Per device"), ("sweep", "Sweep"))
 
@@ -117,6 +118,33 @@ def _baseline(page: Page, d: dict) -> None:
     page.figure(fig, "Cumulative spend (undiscounted): this plan against the baseline.", height=320)
 
 
+def _sweep(page: Page, sw: dict) -> None:
+    """Total cost with and without our chip over the swept values; where the decision flips."""
+    pts = [x for x in sw.get("points") or [] if isinstance(x, dict) and "value" in x]
+    if not pts:
+        return
+    go = plotly()
+    xs = [x["value"] for x in pts]
+    fig = go.Figure()
+    for key, name, c in (("total_cost_usd", "this plan", 0), ("baseline_total_cost_usd", "baseline (GPUs only)", 1)):
+        if any(x.get(key) is not None for x in pts):
+            fig.add_trace(go.Scatter(x=xs, y=[x.get(key) for x in pts], name=name, mode="lines+markers",
+                                     line=dict(color=PALETTE[c]), text=[f"{x.get('what_if')}: {x.get('status')}"
+                                                                         for x in pts],
+                                     hovertemplate="%{text}<br>$%{y:,.0f}<extra></extra>"))
+    for b in sw.get("break_even") or []:
+        if isinstance(b, dict) and b.get("value") is not None:
+            fig.add_vline(x=b["value"], line=dict(color="#b8354a", dash="dash"),
+                          annotation_text=f"{b.get('flips', 'flips')} at {b.get('what_if', b['value'])}")
+    fig.update_xaxes(title_text=f"{sw.get('key', 'swept value')} ({'relative change' if sw.get('kind') == 'rel' else 'value'})",
+                     tickformat=".0%" if sw.get("kind") == "rel" else None)
+    fig.update_yaxes(title_text="total cost ($)")
+    page.figure(fig, f"Sweep {sw.get('sweep', '')}: total cost per point; dashed: where the decision flips.", height=360)
+    any_table(page, pts, "Sweep points")
+    if sw.get("break_even"):
+        any_table(page, sw["break_even"], "Break-evens")
+
+
 def _extras(page: Page, d: dict) -> None:
     for key, title in EXTRA_TABLES:
         if d.get(key) not in (None, [], {}):
@@ -124,6 +152,8 @@ def _extras(page: Page, d: dict) -> None:
             if key == "baseline" and isinstance(d[key], dict):
                 _baseline(page, d)
                 any_table(page, {k: v for k, v in d[key].items() if k != "quarters"}, title)
+            elif key == "sweep" and isinstance(d[key], dict):
+                _sweep(page, d[key])
             else:
                 any_table(page, d[key], title)
 

@@ -34,7 +34,7 @@ table.data caption { text-align: left; font-size: 12px; color: var(--muted); pad
 table.data th { background: var(--bg); text-align: left; border-bottom: 1px solid var(--line); padding: 5px 8px; }
 table.data td { border-bottom: 1px solid var(--line); padding: 4px 8px; }
 table.data tr { break-inside: avoid; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
+.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .note { color: var(--muted); font-size: 12.5px; margin: 2px 0 8px; }
 .warn { color: #8a4b00; background: #fff4e0; border: 1px solid #f0d3a0; padding: 6px 10px; border-radius: 4px; }
 ul.notes { font-size: 12.5px; color: var(--muted); }

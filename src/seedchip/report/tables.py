@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-from .page import Page, show
+from .page import Page, compact, show
 
 MAX_ROWS = 200
 
 
 def _cell(key: str, v) -> str:
     if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True)[:160]
+        return json.dumps(compact(v), sort_keys=True)[:160]
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return show(v)
     if key.endswith("_usd"):
@@ -46,19 +46,28 @@ def _head(c: str) -> str:
     return c.replace("_", " ")
 
 
+def _numeric(rows: list[dict], cols: list[str], offset: int = 0) -> set[int]:
+    """Indices of the columns holding numbers only (aligned right)."""
+    def num(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    return {i + offset for i, c in enumerate(cols) if all(num(r.get(c)) for r in rows)}
+
+
 def any_table(page: Page, value, caption: str = "") -> None:
     """``value`` as a table: a list of records, a dict of records, a dict of scalars or a list of scalars."""
     if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
         recs = [_flat(r) for r in value[:MAX_ROWS]]
         cols = _columns(recs)
-        page.table([_head(c) for c in cols], [[_cell(c, r.get(c)) for c in cols] for r in recs], caption)
+        page.table([_head(c) for c in cols], [[_cell(c, r.get(c)) for c in cols] for r in recs], caption,
+                   _numeric(recs, cols))
     elif isinstance(value, dict) and value and all(isinstance(r, dict) for r in value.values()):
         recs = {k: _flat(r) for k, r in list(value.items())[:MAX_ROWS]}
         cols = _columns(list(recs.values()))
         page.table(["", *map(_head, cols)], [[k, *(_cell(c, r.get(c)) for c in cols)] for k, r in recs.items()],
-                   caption)
+                   caption, _numeric(list(recs.values()), cols, 1))
     elif isinstance(value, dict):
-        page.table(["field", "value"], [[k, _cell(k, v)] for k, v in list(value.items())[:MAX_ROWS]], caption)
+        page.table(["field", "value"], [[_head(k), _cell(k, v)] for k, v in list(value.items())[:MAX_ROWS]], caption,
+                   numeric=set())
     elif isinstance(value, list):
         page.table(["#", "value"], [[i, _cell("", v)] for i, v in enumerate(value[:MAX_ROWS])], caption, numeric={0})
     else:
