@@ -174,7 +174,9 @@ def sweep_table(d: dict):
         t.add_column(col, justify="left" if col in ("value", "status", "payback") else "right")
     for pt in sw["points"]:
         t.add_row(_esc(pt["what_if"].split("=", 1)[1]), pt["status"], "yes" if pt["build_asic"] else "no",
-                  f"{pt['own_chips_purchased']:,}", _usd(pt["total_cost_usd"]), _usd(pt["asic_savings_usd"]),
+                  f"{pt['own_chips_purchased']:,}", _usd(pt["total_cost_usd"]),
+                  "GPU-only short" if pt["asic_savings_usd"] is None and pt["baseline_status"] == "infeasible"
+                  else _usd(pt["asic_savings_usd"]),
                   pt["payback_quarter"] or "-")
     return t
 

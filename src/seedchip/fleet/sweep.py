@@ -65,7 +65,8 @@ def _point(p: Problem, key: str, kind: str, v: float, solve) -> dict:
     return {"value": v, "what_if": f"{key}={value_text(kind, v)}", "applied": applied, "status": d["status"],
             "total_cost_usd": d["total_cost_usd"], "build_asic": d["build_asic"], "own_chips_purchased": own,
             "nre_usd": d["nre_usd"], "asic_savings_usd": d["asic_savings_usd"], "payback_quarter": d["payback_quarter"],
-            "baseline_total_cost_usd": d["baseline"]["total_cost_usd"] if d["baseline"] else None}
+            "baseline_total_cost_usd": d["baseline"]["total_cost_usd"] if d["baseline"] else None,
+            "baseline_status": d["baseline"]["status"] if d["baseline"] else None}
 
 
 def _decision(pt: dict) -> tuple:
