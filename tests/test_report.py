@@ -116,3 +116,20 @@ def test_plan_fields_render_when_present_and_are_optional(results):
          "baseline_total_cost_usd": 2.8e10}], "break_even": [{"flips": "build", "value": -0.2}]}}
     html = report_html(swept)
     assert "Break-evens" in html and html.count('draw("fig-') == report_html(lean).count('draw("fig-') + 1
+
+
+def test_a_large_sweep_stays_under_the_page_budget(results):
+    """Thousands of designs: the page samples those off the frontier and stays under 5 MB."""
+    import copy
+    from seedchip.explore.stored import stored_run
+    d = stored_run(results["explore"])
+    base = next(p for p in d["points"] if p["feasible"])
+    extra = []
+    for i in range(2000):
+        p = copy.deepcopy(base)
+        p["key"], p["on_frontier"] = f"synthetic{i:05d}", False
+        p["objectives"] = {k: v * (0.5 + (i % 97) / 200) for k, v in p["objectives"].items()}
+        extra.append(p)
+    html = report_html({**d, "points": d["points"] + extra})
+    assert len(html.encode()) < MAX_PAGE_BYTES
+    assert "evenly sampled" in html

@@ -120,8 +120,8 @@ def _emulate(d: dict) -> Page:
     steps = d.get("decode_step_times_s") or []
     if steps:
         fig = go.Figure(go.Scatter(x=list(range(1, len(steps) + 1)), y=steps, mode="lines+markers"))
-        fig.update_xaxes(title_text="decode step")
-        fig.update_yaxes(title_text="seconds")
+        fig.update_xaxes(title_text="decode step", dtick=1 if len(steps) <= 20 else None)
+        fig.update_yaxes(title_text="seconds", rangemode="tozero")
         p.figure(fig, "Time of each decode step.", height=280)
     p.section("Numerics")
     any_table(p, n, "Against the full-precision run (per-layer deltas are not in the result)")

@@ -11,6 +11,7 @@ from ..explore.report import SHORT, fmt_obj, fmt_param
 from .page import PALETTE, Page, plotly, show
 
 TOP = 25
+MAX_OTHERS = 300      # designs off the frontier drawn at most (evenly sampled): the page stays under 5 MB
 
 
 def _value(r: dict, name: str):
@@ -28,18 +29,33 @@ def _hover(r: dict, objs: list[str]) -> str:
     return "<br>".join(parts)
 
 
+def _brief(r: dict) -> str:
+    """A design in one short line (the hover of a point off the frontier)."""
+    return " · ".join(f"{SHORT.get(k, k)} {fmt_param(k, v)}" for k, v in r["params"].items())
+
+
+def others(d: dict, points: list[dict]) -> list[dict]:
+    """The feasible designs off the frontier, at most MAX_OTHERS of them, evenly sampled."""
+    keys = {r["key"] for r in d["frontier"]}
+    rest = [r for r in points if r["key"] not in keys and r.get("feasible", True) and r.get("objectives")]
+    if len(rest) <= MAX_OTHERS:
+        return rest
+    step = len(rest) / MAX_OTHERS
+    return [rest[int(i * step)] for i in range(MAX_OTHERS)]
+
+
 def _pareto(page: Page, d: dict, points: list[dict]) -> None:
     go = plotly()
     objs = d["objectives"]
     x, y = (objs[0], objs[1]) if len(objs) >= 2 else (objs[0], "unit_cost_usd")
     front = sorted(d["frontier"], key=lambda r: _value(r, x))
-    keys = {r["key"] for r in front}
-    rest = [r for r in points if r["key"] not in keys and r.get("feasible", True)]
+    rest = others(d, points)
     fig = go.Figure()
     if rest:
         fig.add_trace(go.Scatter(x=[_value(r, x) for r in rest], y=[_value(r, y) for r in rest], mode="markers",
                                  name="feasible designs", marker=dict(color="#aab4bd", size=6),
-                                 text=[_hover(r, objs) for r in rest], hovertemplate="%{text}<extra></extra>"))
+                                 text=[_brief(r) for r in rest], hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}"
+                                                                                 "<extra></extra>"))
     fig.add_trace(go.Scatter(x=[_value(r, x) for r in front], y=[_value(r, y) for r in front],
                              mode="lines+markers" if len(objs) == 2 else "markers", name="Pareto frontier",
                              marker=dict(color=PALETTE[0], size=10), line=dict(color=PALETTE[0]),
@@ -53,6 +69,9 @@ def _pareto(page: Page, d: dict, points: list[dict]) -> None:
     fig.update_xaxes(title_text=x.replace("_", " "))
     fig.update_yaxes(title_text=y.replace("_", " "))
     more = f" (frontier over {len(objs)} objectives, drawn on the first two)" if len(objs) > 2 else ""
+    off = sum(1 for r in points if r["key"] not in {f["key"] for f in front} and r.get("feasible", True))
+    if off > len(rest):
+        more += f"; {len(rest)} of the {off} designs off the frontier, evenly sampled"
     page.figure(fig, f"Every feasible design{more}; hover a point for its design.", height=460)
 
 
@@ -90,10 +109,9 @@ def _parallel(page: Page, d: dict, points: list[dict]) -> None:
     fig = go.Figure()
     keys = {r["key"] for r in d["frontier"]}
     gx, gy = [], []
-    for r in feas:
-        if r["key"] not in keys:
-            gx += xs + [None]
-            gy += line(r) + [None]
+    for r in others(d, points):
+        gx += xs + [None]
+        gy += [None if v is None else round(v, 3) for v in line(r)] + [None]
     if gx:
         fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", name="other feasible designs", hoverinfo="skip",
                                  line=dict(color="rgba(150,160,170,0.35)", width=1)))
