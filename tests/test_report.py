@@ -133,3 +133,13 @@ def test_a_large_sweep_stays_under_the_page_budget(results):
     html = report_html({**d, "points": d["points"] + extra})
     assert len(html.encode()) < MAX_PAGE_BYTES
     assert "evenly sampled" in html
+
+
+def test_a_long_timeline_is_drawn_coarser():
+    from seedchip.report.serve_pages import MAX_BINS, coarser
+    n = 2000
+    s = {"bin_s": 1.0, "t_s": [float(i) for i in range(n)], "running_max": list(range(n)), "preemptions": [1] * n,
+         "output_tokens_per_s": [10.0] * n}
+    c = coarser(s)
+    assert len(c["t_s"]) <= MAX_BINS and c["bin_s"] == 4.0
+    assert c["running_max"][0] == 3 and sum(c["preemptions"]) == n and c["output_tokens_per_s"][0] == 10.0

@@ -72,8 +72,28 @@ def percentile_table(page: Page, d: dict) -> None:
     page.table(["latency", *SUMMARY], rows, "Over every completed request (the steady window is in the JSON).")
 
 
+MAX_BINS = 500        # a timeline drawn with at most this many points (the page stays small)
+MEAN_SERIES = ("output_tokens_per_s", "step_power_w")
+
+
+def coarser(s: dict, limit: int = MAX_BINS) -> dict:
+    """The series with groups of k bins merged so at most ``limit`` remain: the largest value of
+    the *_max series, the sum of preemptions, the mean of the rates."""
+    t = s.get("t_s") or []
+    k = -(-len(t) // limit)
+    if k <= 1:
+        return s
+    out = {"bin_s": s.get("bin_s", 0) * k, "t_s": t[::k]}
+    for key, v in s.items():
+        if isinstance(v, list) and len(v) == len(t) and key != "t_s":
+            groups = [v[i:i + k] for i in range(0, len(v), k)]
+            merge = (lambda g: sum(g) / len(g)) if key in MEAN_SERIES else (sum if key == "preemptions" else max)
+            out[key] = [merge(g) for g in groups]
+    return out
+
+
 def timeline(page: Page, d: dict) -> None:
-    s = d.get("series") or {}
+    s = coarser(d.get("series") or {})
     t = s.get("t_s") or []
     if not t:
         page.note("This result holds no time series.")
