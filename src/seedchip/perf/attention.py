@@ -30,6 +30,7 @@ units pays a fixed time (load the query, page table, write the partials).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from ..hardware.spec import ChipSpec
 from . import kernels
@@ -186,5 +187,79 @@ def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, contex
     fixed = kernels.smooth_waves(ctas, cores * resident_units(chip, cal)) * per_wave
     overhead = _kernel_value(a.decode_overhead_s, grouped, narrow)
     time = kernels.pnorm(memory, compute, a.decode_overlap_p) + fixed + overhead
+    return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
+            "overhead_s": overhead, "matrix_class": used}
+
+
+@lru_cache(maxsize=1024)
+def _decode_constants(chip: ChipSpec, cal: Calibration, heads, kv_heads, flops_per_pair_per_head, kv_elems_per_token,
+                      act_bytes, kv_bytes, q_elems_per_head, matrix_class) -> tuple:
+    """What :func:`decode_attention_model` computes from the kernel's shape alone (neither
+    the batch nor the keys), in its own expressions."""
+    peak, used = chip.peak_flops(matrix_class)
+    a = cal.attention
+    cores = chip.matrix.num_cores
+    h, k = F(heads), F(kv_heads)
+    grouped, per_unit, narrow = decode_kernel(heads, kv_heads, kv_elems_per_token, q_elems_per_head, kv_bytes,
+                                              a.decode_max_group_heads)
+    per_seq = k if grouped else h
+    inv = k / h
+    reread = 1.0 if grouped else inv + (1.0 - inv) / a.l2_reread_speedup
+    kv_token_bytes = F(kv_elems_per_token) / k * kv_bytes * reread
+    rows = float(chip.matrix.array_rows) if not cal.roofline else 1.0
+    padded = float(math.ceil(per_unit / rows)) * rows / per_unit
+    per_wave = _kernel_value(a.decode_unit_s, grouped, narrow) + a.decode_unit_s_per_head_dim * per_unit * \
+        q_elems_per_head / 128.0
+    return (grouped, per_seq, h, kv_token_bytes, F(kv_elems_per_token), padded, peak * a.decode_compute_efficiency,
+            per_wave, cores * resident_units(chip, cal), _kernel_value(a.decode_overhead_s, grouped, narrow),
+            chip.hbm_bw_bytes_per_s * cal.vector.memory_efficiency, core_stream_bytes_per_s(chip, cal), cores,
+            a.decode_split_min_tokens, a.decode_split_target_waves, a.decode_overlap_p, used)
+
+
+def _splits_scalar(grouped: bool, units: float, context: float, cores: int, min_tokens: float,
+                   target_waves: float) -> float:
+    """:func:`_splits` for one op (:func:`kernels.xqa_splits`, :func:`kernels.fill_splits`)."""
+    if grouped:
+        n = max(context / min_tokens, 1.0)
+        n = min(n, math.sqrt(n * 8.0))
+        excess = units * n / (cores * target_waves)
+        return max(n / max(excess, 1.0), 1.0)
+    return min(max(cores / units, 1.0), max(context / min_tokens, 1.0))
+
+
+def decode_attention_scalar(chip: ChipSpec, cal: Calibration, *, num_seqs, context_tokens, heads, kv_heads,
+                            flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes, q_elems_per_head,
+                            matrix_class="bf16", max_context_tokens=None, window=0.0) -> dict:
+    """:func:`decode_attention_model` for one op in plain Python, the same expressions in
+    the same order (tested equal), with what depends on the kernel's shape alone
+    computed once (:func:`_decode_constants`): the oracle's hot path."""
+    (grouped, per_seq, h, kv_token_bytes, kv_elems, padded, compute_rate, per_wave, slots, overhead, bw, core_rate,
+     cores, min_tokens, target_waves, overlap_p, used) = _decode_constants(
+        chip, cal, heads, kv_heads, flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes,
+        q_elems_per_head, matrix_class)
+    seqs, ctx = float(num_seqs), float(context_tokens)
+    units = seqs * per_seq
+    if max_context_tokens is None:
+        splits = _splits_scalar(grouped, units, ctx / seqs, cores, min_tokens, target_waves)
+        active = min(float(cores), per_seq * _splits_scalar(grouped, per_seq, ctx, cores, min_tokens, target_waves))
+        core_bytes = ctx * per_seq * kv_token_bytes / active
+    else:
+        capped = float(max_context_tokens)
+        if float(window) > 0.0:
+            capped = min(capped, float(window))
+        splits = _splits_scalar(grouped, units, capped, cores, min_tokens, target_waves)
+        mean = min(ctx / seqs, capped)
+        u = units * splits
+        waves = (max(u / cores, 1.0) if u > 0.0 else 0.0) * (mean / splits)
+        core_bytes = max(waves, capped / splits) * kv_token_bytes
+    ctas = units * splits
+    hbm = ctx * kv_elems * kv_bytes + 2.0 * seqs * h * q_elems_per_head * act_bytes
+    memory = hbm / bw
+    if core_rate is not None:
+        memory = max(memory, core_bytes / core_rate)
+    flops = ctx * h * flops_per_pair_per_head
+    compute = flops * padded / compute_rate
+    fixed = (max(ctas / slots, 1.0) if ctas > 0.0 else 0.0) * per_wave
+    time = kernels.pnorm_scalar(memory, compute, overlap_p) + fixed + overhead
     return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
             "overhead_s": overhead, "matrix_class": used}

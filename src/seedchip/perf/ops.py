@@ -17,7 +17,7 @@ from ..errors import SpecError, UnknownNameError
 from ..formats import NumericFormat, get_format, wider
 from ..hardware.spec import ChipSpec
 from . import kernels
-from .attention import decode_attention_model, prefill_attention_model
+from .attention import decode_attention_scalar, prefill_attention_model
 from .calibration import COLLECTIVES, Calibration
 
 BOUNDS = ("compute", "memory", "communication", "overhead", "power")
@@ -214,11 +214,11 @@ def decode_attention(chip: ChipSpec, cal: Calibration, num_seqs: int, context_to
     sizes its partitions by the longest sequence and the busiest core streams its share
     (without them the op bounds it from the totals, which is exact for one sequence)."""
     fa, fk = get_format(act_fmt), get_format(kv_fmt)
-    r = decode_attention_model(chip, cal, num_seqs=num_seqs, context_tokens=context_tokens, heads=heads,
-                               kv_heads=kv_heads, flops_per_pair_per_head=flops_per_pair_per_head,
-                               kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
-                               kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head,
-                               max_context_tokens=max_context_tokens, window=window)
+    r = decode_attention_scalar(chip, cal, num_seqs=num_seqs, context_tokens=context_tokens, heads=heads,
+                                kv_heads=kv_heads, flops_per_pair_per_head=flops_per_pair_per_head,
+                                kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
+                                kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head,
+                                max_context_tokens=max_context_tokens, window=window)
     return _attention_cost(chip, cal, r, name, float(r["overhead_s"]),
                            f"decode {num_seqs} seq, {int(context_tokens)} ctx tok, {heads}/{kv_heads} heads")
 

@@ -1,0 +1,43 @@
+"""The oracle's plain-Python hot paths against the vectorised models they stand for:
+equal to the last bit (the simulator's results depend on it), over every chip, the
+ideal and the measured calibration, grouped, per-head and latent (MLA) kernels, 8- and
+16-bit caches, sliding windows, and with and without the longest sequence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import seedchip
+from seedchip.hardware import catalog_ids
+from seedchip.perf import attention
+from seedchip.perf.calibration import IDEAL, load_calibration
+
+pytestmark = pytest.mark.unit
+
+# (heads, kv_heads, flops per pair per head, KV elements per token, query elements per head)
+SHAPES = [(8, 1, 512.0, 256, 128), (32, 8, 512.0, 2048, 128), (64, 64, 512.0, 16384, 128), (16, 1, 2304.0, 576, 576),
+          (4, 4, 256.0, 512, 64), (64, 8, 512.0, 2048, 64)]
+
+
+@pytest.mark.parametrize("chip_id", catalog_ids())
+@pytest.mark.parametrize("cal", [IDEAL, load_calibration("h100-sxm")], ids=["ideal", "h100"])
+def test_decode_attention_scalar_equals_model(chip_id, cal):
+    chip = seedchip.load_chip(chip_id)
+    rnd = random.Random(chip_id)
+    for heads, kv_heads, fpp, kve, q in SHAPES:
+        for kv_bytes in (1.0, 2.0):
+            for _ in range(25):
+                n = rnd.choice([1, 2, 3, 7, 17, 64, 255, 1024])
+                longest = float(rnd.randint(1, 200_000))
+                window = rnd.choice([0, 0, 128, 4096])
+                keys = min(longest, window) if window else longest
+                ctx = float(rnd.randint(int(keys), int(keys) * n))
+                for mx in (None, longest):
+                    kw = dict(num_seqs=n, context_tokens=ctx, heads=heads, kv_heads=kv_heads,
+                              flops_per_pair_per_head=fpp, kv_elems_per_token=kve, act_bytes=2.0, kv_bytes=kv_bytes,
+                              q_elems_per_head=q, max_context_tokens=mx, window=window)
+                    want = attention.decode_attention_model(chip, cal, **kw)
+                    got = attention.decode_attention_scalar(chip, cal, **kw)
+                    assert got == want, (kw, got, want)
