@@ -9,9 +9,14 @@ bisection over the rate between a low rate that must pass and the saturated rate
 steady completion rate of an offline run, an upper bound no answer exceeds); each point
 is a simulation of the same request stream (same seed) rescaled in time. The run length
 is then doubled, and the bracket around the last answer re-searched, until two
-successive answers agree within ``CONVERGED`` (or the run length reaches
-``MAX_REQUESTS``, or a trace runs out): the answer does not depend on how long you
-simulate. ``binding`` names the limit that fails just above the answer.
+successive answers agree within ``CONVERGED`` and both were judged on a settled steady
+window (or the run length reaches ``MAX_REQUESTS``, or a trace runs out): the answer
+does not depend on how long you simulate. A run that starts empty fills up first; with
+requests lasting minutes that takes many sojourns (a fuller batch steps more slowly),
+so when the answer's window still held part of the fill-up the next run length is
+sized from the measured warm-up (it ends ``MIN_WINDOW_SOJOURNS`` mean sojourns after
+it) rather than only doubled. ``binding`` names the limit that fails just above the
+answer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..errors import SpecError
 from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Perturbation, draws, interval80
 from .api import seconds, simulate
+from .metrics import MIN_WINDOW_SOJOURNS
 from .sim import Slo
 from .workload import MAX_REQUESTS as RUN_LIMIT
 
@@ -48,7 +54,7 @@ class RatePoint:
         s = self.metrics["steady"]
         return {"qps": self.qps, "num_requests": self.num_requests, "ttft_p99_s": s["ttft_s"]["p99"],
                 "tpot_p99_s": s["tpot_s"]["p99"], "completed_per_s": s["completed_per_s"], "met": self.ok,
-                "failed": list(self.failed)}
+                "failed": list(self.failed), "settled": s["settled"]}
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class CapacityResult:
         the end of a trace) stopped the doubling first, and a longer run may move the answer
         by about its last step in ``convergence``."""
         h = self.convergence
-        return len(h) >= 2 and not h[-1].get("note") and abs(h[-1]["max_qps"] - h[-2]["max_qps"]) <= CONVERGED * h[-1]["max_qps"]
+        return len(h) >= 2 and _agree(h[-2], h[-1])
 
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
@@ -205,6 +211,31 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
     return best, fail
 
 
+def _entry(n: int, best: RatePoint) -> dict:
+    s = best.metrics["steady"]
+    return {"num_requests": n, "max_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"]}
+
+
+def _agree(prev: dict, last: dict) -> bool:
+    """Two successive run lengths agree within ``CONVERGED``, each judged on a steady
+    window that starts after the fill-up (``settled``; None: no window, e.g. a closed loop)."""
+    return (not last.get("note") and prev.get("settled") is not False and last.get("settled") is not False
+            and abs(last["max_qps"] - prev["max_qps"]) <= CONVERGED * last["max_qps"])
+
+
+def _next_length(n: int, best: RatePoint, max_requests: int) -> int:
+    """The next run length: double, and more while the answer's window did not settle:
+    enough requests that arrivals run on ``MIN_WINDOW_SOJOURNS`` mean sojourns past the
+    measured warm-up (arrivals are spread evenly over a run, the window ends at the 80th
+    percentile of arrivals). Never past ``max_requests``."""
+    s, m = best.metrics["steady"], 2 * n
+    if s["settled"] is False:
+        need = n * (s["warmup_end_s"] + MIN_WINDOW_SOJOURNS * s["sojourn_s"]) / s["window_s"][1]
+        while m < need and m * 2 <= max_requests:
+            m *= 2
+    return m
+
+
 def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, progress=None) -> dict:
     """80% interval on the answer: the same search under ``DRAWS`` draws of the model's
     error (kernel classes, host time, engine residual), at a shorter run length, each
@@ -235,17 +266,17 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
     search = _Search(_base(dict(kw), slo), slo, None, progress)
     best, fail, sat = _first(search, n, tolerance)
-    history = [{"num_requests": n, "max_qps": best.qps}]
+    history = [_entry(n, best)]
     while n * 2 <= max_requests:
-        n *= 2
+        n = _next_length(n, best, max_requests)
         prev = best
         best, fail = _refine(search, prev.qps, n, tolerance)
         if best.metrics["num_requests"] < n:       # a trace shorter than n: no longer run exists
             history.append({"num_requests": best.metrics["num_requests"], "max_qps": best.qps,
                             "note": "the trace has no more requests"})
             break
-        history.append({"num_requests": n, "max_qps": best.qps})
-        if abs(best.qps - prev.qps) <= CONVERGED * best.qps:
+        history.append(_entry(n, best))
+        if _agree(history[-2], history[-1]):
             break
     final = [p for p in search.points if p.num_requests == history[-1]["num_requests"]]
     observed = max([sat] + [p.metrics["steady"]["completed_per_s"] for p in final])

@@ -149,27 +149,34 @@ class Collector:
 
 
 STEADY_WINDOW = (0.2, 0.8)   # share of the requests (by arrival, or by completion for offline runs) that counts
+MIN_WINDOW_SOJOURNS = 4.0    # the steady window spans at least this many mean sojourn times when the run allows
 
 
 def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     """Steady-state figures of a run, warm-up and drain excluded.
 
-    ``open`` loop: the requests that arrived between the 20th and 80th percentile of
-    arrivals: their TTFT/TPOT percentiles, the rate they were offered at, and the
-    completions per second (of any request) over that stretch; a run that keeps up
-    completes requests as fast as they come: its backlog does not grow by more than
-    ``MAX_GROWTH`` of the arrival rate beyond the slope's own noise (a stable queue
-    relaxes slowly near saturation; with long requests the backlog is large and slow to
-    change, so a short window cannot tell a small slope from chance). ``closed`` loop: the same window
-    (arrival is when a client sends). ``offline`` (every request at once): the whole
-    run, as offline benchmarks report it (the ramp and drain weigh less as the run
+    ``open`` loop: the requests that arrived in the steady window: their TTFT/TPOT
+    percentiles, the rate they were offered at, and the completions per second (of any
+    request) over that stretch; a run that keeps up completes requests as fast as they
+    come: its backlog does not grow by more than ``MAX_GROWTH`` of the arrival rate
+    beyond the slope's own noise (a stable queue relaxes slowly near saturation; with
+    long requests the backlog is large and slow to change, so a short window cannot tell
+    a small slope from chance). The window ends at the 80th percentile of arrivals and
+    starts at the later of the 20th percentile and the end of the warm-up
+    (:func:`warmup_end`: when the in-flight count reaches its plateau), but no later
+    than ``MIN_WINDOW_SOJOURNS`` mean sojourns before its end; ``settled`` says whether
+    the warm-up ended before the window starts (False: the run is too short to show the
+    steady state; its window still holds part of the fill-up). ``closed`` loop: the same
+    window (arrival is when a client sends). ``offline`` (every request at once): the
+    whole run, as offline benchmarks report it (the ramp and drain weigh less as the run
     grows; engines that prefill everything before decoding have no shorter stretch
     that stands for the run)."""
     n = len(a["finish"])
     out = a["output_len"].astype(float)
     res = {"mode": mode, "window_s": None, "num_requests": 0, "offered_per_s": None, "completed_per_s": 0.0,
            "output_tokens_per_s": 0.0, "ttft_s": summary(np.array([])), "tpot_s": summary(np.array([])),
-           "backlog_growth": None, "backlog_growth_noise": None, "keeps_up": None}
+           "backlog_growth": None, "backlog_growth_noise": None, "keeps_up": None, "warmup_end_s": None,
+           "sojourn_s": None, "window_sojourns": None, "settled": None}
     if n < 5:
         return res
     if mode == "offline":
@@ -177,16 +184,19 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
         return dict(res, window_s=[0.0, t1], num_requests=n, completed_per_s=n / t1,
                     output_tokens_per_s=float(out.sum()) / t1)
     lo_q, hi_q = STEADY_WINDOW
-    arrival = np.sort(a["arrival"])
-    t0, t1 = arrival[int(lo_q * (n - 1))], arrival[int(hi_q * (n - 1))]
-    if t1 <= t0:
+    arrival, finish = np.sort(a["arrival"]), np.sort(a["finish"])
+    p20, t1 = arrival[int(lo_q * (n - 1))], arrival[int(hi_q * (n - 1))]
+    if t1 <= p20:
         return res
+    band = (a["arrival"] >= p20) & (a["arrival"] <= t1)
+    sojourn = float(np.mean((a["finish"] - a["arrival"])[band]))
+    warm = warmup_end(arrival, finish, t1, sojourn)
+    t0 = max(p20, min(warm, t1 - MIN_WINDOW_SOJOURNS * sojourn))
     sel = (a["arrival"] >= t0) & (a["arrival"] <= t1)
     offered = float(sel.sum()) / (t1 - t0)
     done = (a["finish"] >= t0) & (a["finish"] <= t1)
     completed = float(done.sum()) / (t1 - t0)
-    sojourn = float(np.mean((a["finish"] - a["arrival"])[sel]))
-    slope, noise = backlog_growth(arrival, np.sort(a["finish"]), t0, t1, sojourn)
+    slope, noise = backlog_growth(arrival, finish, t0, t1, sojourn)
     growth, noise = slope / offered, noise / offered
     ttft = (a["first_token"] - a["arrival"])[sel]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -196,7 +206,30 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
                 output_tokens_per_s=float(out[done].sum()) / (t1 - t0), ttft_s=summary(ttft),
                 tpot_s=summary(tpot[~np.isnan(tpot)]), backlog_growth=growth if mode == "open" else None,
                 backlog_growth_noise=noise if mode == "open" else None,
-                keeps_up=bool(growth <= MAX_GROWTH + NOISE_Z * noise) if mode == "open" else None)
+                keeps_up=bool(growth <= MAX_GROWTH + NOISE_Z * noise) if mode == "open" else None,
+                warmup_end_s=float(warm), sojourn_s=sojourn, window_sojourns=float((t1 - t0) / sojourn),
+                settled=bool(warm <= t0))
+
+
+def warmup_end(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t1: float, sojourn_s: float) -> float:
+    """When a run that starts empty has filled up: the first arrival at which the backlog
+    (arrived, not finished), averaged over the preceding mean sojourn ``sojourn_s`` (its
+    correlation time), reaches the plateau: the mean backlog seen by the arrivals of the
+    last quarter of the requests up to ``t1``. Short requests fill up within a few
+    seconds; requests lasting minutes take many sojourns, because a fuller batch steps
+    more slowly and so keeps its requests longer (at 1.8 req/s of the reasoning workload
+    on deepseek-r1, ~9 sojourns, over an hour). A backlog that never levels off
+    (overload) reaches its late mean only near ``t1``."""
+    ta = arrival_sorted[arrival_sorted <= t1]
+    if len(ta) < 8:
+        return float(arrival_sorted[0])
+    backlog = np.arange(1, len(ta) + 1) - np.searchsorted(finish_sorted, ta, side="right")
+    plateau = float(np.mean(backlog[(3 * len(ta)) // 4:]))
+    csum = np.concatenate(([0.0], np.cumsum(backlog, dtype=float)))
+    start = np.searchsorted(ta, ta - sojourn_s, side="left")        # arrivals of the preceding sojourn
+    mean = (csum[1:] - csum[start]) / (np.arange(1, len(ta) + 1) - start)
+    reached = np.nonzero((mean >= plateau) & (ta >= ta[0] + sojourn_s))[0]
+    return float(ta[reached[0]]) if len(reached) else float(t1)
 
 
 def backlog_growth(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t0: float, t1: float,
