@@ -122,6 +122,9 @@ def _unconverged(history: list[dict]) -> str:
     if len(history) < 2:
         return f"one run length only ({history[-1]['num_requests']:,} requests): raise max_requests"
     a, b = history[-2], history[-1]
+    if b.get("settled") is False:
+        return (f"not converged: at {b['num_requests']:,} requests the steady window still held the fill-up "
+                "(requests that long need a longer run; raise max_requests)")
     return (f"not converged: {a['num_requests']:,} -> {b['num_requests']:,} requests moved it "
             f"{(b['max_qps'] / a['max_qps'] - 1) * 100:+.1f}% (raise max_requests)")
 
