@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
@@ -16,6 +17,7 @@ class FrozenSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
     _hash: str | None = PrivateAttr(default=None)
+    _hash_int: int | None = PrivateAttr(default=None)   # __hash__ of the content hash, kept (specs key hot caches)
 
     def spec_hash(self) -> str:
         """A stable short hash of the spec's content, for provenance in every result."""
@@ -27,12 +29,17 @@ class FrozenSpec(BaseModel):
         return h
 
     def __hash__(self) -> int:  # specs key caches; dict fields make the default unhashable
-        return hash((type(self).__name__, self.spec_hash()))
+        private = self.__pydantic_private__
+        h = private.get("_hash_int")
+        if h is None:   # from the content hash and the type's name alone: the same in every process
+            h = private["_hash_int"] = int(self.spec_hash(), 16) ^ zlib.crc32(type(self).__name__.encode())
+        return h
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
         """A copy; its content hash is computed afresh (the copied one would be stale)."""
         out = super().model_copy(update=update, deep=deep)
         out.__pydantic_private__["_hash"] = None
+        out.__pydantic_private__["_hash_int"] = None
         return out
 
     def __eq__(self, other: object) -> bool:  # content equality; the cached hash is not content
