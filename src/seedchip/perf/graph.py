@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..formats import get_format
 from ..model.arch import ModelArch
@@ -20,12 +20,11 @@ from .deployment import Deployment
 from .ops import OpCost
 
 
-@dataclass(frozen=True)
-class ReplicaBatch:
+class ReplicaBatch(NamedTuple):
     """One DP replica's share of a step, aggregated for pricing. ``decode_keys[i]``:
     keys the decode sequences attend in a layer of window ``windows[i]`` (the sum over
     sequences of min(context + 1, window), 0 = no window); ``prefill``: (new tokens,
-    cached context) chunks."""
+    cached context) chunks. A named tuple: two are made every simulated step."""
     num_tokens: int
     num_seqs: int
     num_logits: int                     # sequences sampled this step
@@ -38,19 +37,15 @@ class ReplicaBatch:
     def from_seqs(seqs, windows: tuple[int, ...] = (0,), advance: int = 0) -> "ReplicaBatch":
         """Aggregate (new tokens, cached context, sampled) per sequence. ``advance``:
         price the decode sequences that many steps later (their contexts grown by it)."""
-        tokens = logits = ndec = 0
-        ctx = []
-        prefill = []
-        for n, c, s in seqs:
-            tokens += n
-            if s:
-                logits += 1
-            if n == 1:
-                ndec += 1
-                ctx.append(c + 1 + advance)
-            else:
-                prefill.append((n, c))
-        return ReplicaBatch(tokens, len(seqs), logits, ndec, window_keys(ctx, windows), tuple(prefill),
+        step = 1 + advance
+        ctx = [c + step for n, c, _ in seqs if n == 1]
+        logits = sum(1 for _, _, s in seqs if s)
+        if len(ctx) == len(seqs):          # all decode
+            tokens, prefill = len(seqs), ()
+        else:
+            tokens = sum(n for n, _, _ in seqs)
+            prefill = tuple((n, c) for n, c, _ in seqs if n != 1)
+        return ReplicaBatch(tokens, len(seqs), logits, len(ctx), window_keys(ctx, windows), prefill,
                             float(max(ctx)) if ctx else 0.0)
 
 
@@ -72,6 +67,17 @@ def split_replicas(seqs: tuple, dp: int) -> list[tuple]:
 def aggregate(seqs: tuple, windows: tuple[int, ...], dp: int, advance: int = 0) -> list[ReplicaBatch]:
     """A step's sequences as per-replica aggregates (the only place that does it)."""
     return [ReplicaBatch.from_seqs(r, windows, advance) for r in split_replicas(seqs, dp)]
+
+
+def advance_batches(replicas: list[ReplicaBatch], seqs: tuple, windows: tuple[int, ...], dp: int,
+                    advance: int) -> list[ReplicaBatch]:
+    """:func:`aggregate` of ``seqs`` with ``advance`` (its decode sequences that many steps
+    on), from their aggregates ``replicas`` when no layer has a window: the keys grow by
+    ``advance`` per decode sequence (whole numbers, exact in floating point)."""
+    if windows != (0,):
+        return aggregate(seqs, windows, dp, advance)
+    return [r._replace(decode_keys=(r.decode_keys[0] + r.num_decode * advance,), decode_max=r.decode_max + advance)
+            if r.num_decode else r for r in replicas]
 
 
 def model_windows(model: ModelArch) -> tuple[int, ...]:

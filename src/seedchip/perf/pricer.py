@@ -86,6 +86,7 @@ class StepPricer:
         self._widx = {w: i for i, w in enumerate(self.windows)}
         self.idle_w = dep.chip.energy.idle_w
         self._cache: dict = {}
+        self._steps: dict = {}      # whole steps (no detail) by what prices them: see _step_key
 
     # ---- cached parts -------------------------------------------------------
     def _part(self, key, build) -> Part:
@@ -137,18 +138,42 @@ class StepPricer:
             parts.append(self._prefill(r.prefill, window))
         return parts
 
+    def _step_key(self, r: graph.ReplicaBatch) -> tuple:
+        """What a replica's share of a step is priced by: its counts, its decode keys and
+        longest sequence as :meth:`_decode` sees them (bucketed in bucketed mode) and its
+        prefill chunks."""
+        if not r.num_decode:
+            return r.num_tokens, r.num_seqs, r.num_logits, 0, (), 0.0, r.prefill
+        if self.bucketed:
+            return (r.num_tokens, r.num_seqs, r.num_logits, r.num_decode, tuple(bucket(k) for k in r.decode_keys),
+                    bucket(r.decode_max), r.prefill)
+        return r.num_tokens, r.num_seqs, r.num_logits, r.num_decode, r.decode_keys, r.decode_max, r.prefill
+
     def price_batches(self, replicas: list[graph.ReplicaBatch], detail: bool = False) -> Priced:
-        """Price a step given as per-replica aggregates (see :func:`graph.aggregate`)."""
+        """Price a step given as per-replica aggregates (see :func:`graph.aggregate`);
+        steps priced by the same quantities (:meth:`_step_key`) come from a cache."""
+        if detail:
+            return self._price_batches(replicas, True)
+        key = tuple(self._step_key(r) for r in replicas)
+        v = self._steps.get(key)
+        if v is None:
+            if len(self._steps) >= MAX_CACHED_PARTS:
+                self._steps.clear()
+            v = self._steps[key] = self._price_batches(replicas, False)
+        return v
+
+    def _price_batches(self, replicas: list[graph.ReplicaBatch], detail: bool) -> Priced:
         dep = self.dep
         t_all = sum(r.num_tokens for r in replicas)
         kernel_s = dyn = flops = hbm = 0.0
         kernels = 0
         critical: list[OpCost] = []
-        stages = [(count, [self._replica_layer(r, moe, w, t_all) for r in replicas]) for (moe, w), count in self.kinds]
-        stages.append((1, [list(self._head(r.num_tokens, r.num_logits)) for r in replicas]))
-        for count, per_replica in stages:
+        stages = [(moe, w, count) for (moe, w), count in self.kinds] + [(None, 0, 1)]    # the layer kinds, the head
+        for moe, w, count in stages:
             worst, worst_parts = -1.0, None
-            for parts in per_replica:
+            for r in replicas:
+                parts = self._head(r.num_tokens, r.num_logits) if moe is None else \
+                    self._replica_layer(r, moe, w, t_all)
                 t = 0.0
                 for p in parts:
                     t += p.time_s
@@ -183,7 +208,15 @@ class StepPricer:
     def price(self, seqs: tuple, advance: int = 0, detail: bool = False) -> Priced:
         """Price a step of ``(new_tokens, cached_context, sampled)`` sequences;
         ``advance``: with the decode sequences that many steps further on."""
-        return self.price_batches(graph.aggregate(seqs, self.windows, self.dep.dp, advance), detail)
+        return self.price_batches(self.aggregate(seqs, advance), detail)
+
+    def aggregate(self, seqs: tuple, advance: int = 0) -> list[graph.ReplicaBatch]:
+        """The per-replica aggregates :meth:`price_batches` prices (:func:`graph.aggregate`)."""
+        return graph.aggregate(seqs, self.windows, self.dep.dp, advance)
+
+    def advance(self, replicas: list[graph.ReplicaBatch], seqs: tuple, advance: int) -> list[graph.ReplicaBatch]:
+        """``aggregate(seqs, advance)`` from ``replicas = aggregate(seqs)`` (:func:`graph.advance_batches`)."""
+        return graph.advance_batches(replicas, seqs, self.windows, self.dep.dp, advance)
 
 
 @lru_cache(maxsize=256)

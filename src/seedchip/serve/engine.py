@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..model.arch import ModelArch
 from ..perf.deployment import Deployment
 from ..perf.memory import check_fits, memory_plan
-from ..perf.pricer import StepPricer
+from ..perf.pricer import pricer_for
 from .kv import BlockManager
 from .metrics import ItlHistogram
 from .scheduler import POLICIES, SchedulerConfig
@@ -78,7 +78,7 @@ class Engine:
         check_fits(model, dep, plan, cfg.block_size)
         self.plan = plan
         self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
-        self.pricer = StepPricer(model, dep, bucketed=True)
+        self.pricer = pricer_for(model, dep, bucketed=True)   # shared: its caches outlive one run
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
@@ -108,11 +108,10 @@ class Engine:
         return bool(self.running or self.waiting)
 
     # -- steps ----------------------------------------------------------------------
-    def _price(self, work: list, advance: int = 0):
-        """(time_s, energy_j, flops, hbm_bytes) of a step from the oracle;
-        ``advance``: the decode sequences that many steps further on."""
-        seqs = tuple((n, r.computed, r.computed + n == r.known) for r, n in work)
-        p = self.pricer.price(seqs, advance)
+    def _price(self, replicas: list):
+        """(time_s, energy_j, flops, hbm_bytes) of a step from the oracle, given as the
+        pricer's per-replica aggregates."""
+        p = self.pricer.price_batches(replicas)
         return p.time_s, p.energy_j, p.flops, p.hbm_bytes
 
     def start(self, now: float, horizon: float) -> float | None:
@@ -121,15 +120,19 @@ class Engine:
         work, blocked = self.policy.schedule(now)
         if not work:
             return None
-        t0, e0, f0, b0 = self._price(work)
+        seqs = tuple((n, r.computed, r.computed + n == r.input_len + r.generated) for r, n in work)
+        replicas = self.pricer.aggregate(seqs)
+        t0, e0, f0, b0 = self._price(replicas)
         k = 1
         slope = e_slope = 0.0
         flops, hbm = f0, b0
         num_tokens = sum(n for _, n in work)
         # a pure decode stretch: every running request decodes (a prompt whose last chunk is one
-        # token also has computed + 1 == known, but it has not produced its first token yet)
-        if blocked and num_tokens == len(work) == len(self.running) \
-                and all(r.computed + 1 == r.known and r.generated > 0 for r, _ in work):
+        # token also has computed + 1 == known, but it has not produced its first token yet);
+        # when the next event comes within the first step, the stretch is one step and its
+        # last step is not priced (k = 1 takes nothing from it)
+        if blocked and num_tokens == len(work) == len(self.running) and horizon - now > t0 \
+                and all(r.computed + 1 == r.input_len + r.generated and r.generated > 0 for r, _ in work):
             kmax = self.max_macro_steps
             for r, _ in work:
                 left = r.output_len - r.generated
@@ -137,7 +140,7 @@ class Engine:
                     kmax = left
             kmax = self._block_room(work, kmax)
             if kmax > 1:
-                t1, e1, f1, b1 = self._price(work, kmax - 1)
+                t1, e1, f1, b1 = self._price(self.pricer.advance(replicas, seqs, kmax - 1))
                 slope = (t1 - t0) / (kmax - 1)
                 e_slope = (e1 - e0) / (kmax - 1)
                 k = kmax
@@ -222,7 +225,7 @@ class Engine:
             else:
                 was_prompt = r.generated == 0 or r.computed < r.input_len
                 r.computed += n
-                if r.computed == r.known:
+                if r.computed == r.input_len + r.generated:
                     r.generated += 1
                     if r.generated > 1:          # inter-token latency: tokens after the first
                         emitted += 1

@@ -108,13 +108,16 @@ class ChunkedPrefill:
         bs = kv.block_size
         preempted = False
         i = 0
-        while i < len(e.running) and (budget > 0 or decode_only):
-            r = e.running[i]
-            n = r.known - r.computed
-            if decode_only and n != 1:
-                i += 1
-                continue
-            n = min(n, budget) if not decode_only else n
+        running = e.running          # the engine's list (preemption removes from it)
+        while i < len(running) and (budget > 0 or decode_only):
+            r = running[i]
+            n = r.input_len + r.generated - r.computed     # known - computed
+            if decode_only:
+                if n != 1:
+                    i += 1
+                    continue
+            elif n > budget:
+                n = budget
             if r.computed + n <= (r.blocks + r.shared_blocks) * bs or kv.grow(r, r.computed + n):
                 work.append((r, n))
                 budget -= n
