@@ -9,7 +9,9 @@ serving engine does, make the captured trace comparable to the config-based grap
    vLLM's ``QKVParallelLinear`` and ``MergedColumnParallelLinear`` do.
 2. **MoE expert loops**: per-expert GEMMs on slices of one 3-D expert weight become
    one grouped GEMM (groups = experts that received tokens); ``aten._grouped_mm`` is
-   one already.
+   one already. Around an expert module's GEMMs the kernels MoE runtimes run are added
+   or kept apart, as in the config path: the sort of the routed rows before the first,
+   the combine of the experts' outputs after the last as a kernel of its own.
 3. **Vector regions**: the memory-bound ops between two compute kernels fuse into one
    vector kernel whose HBM bytes are what enters the region from outside plus what
    leaves it (what is produced and consumed inside stays on chip). A region of pure
@@ -351,6 +353,8 @@ class _Emitter:
         self.folded: list[Kernel] = []
         self.unpriced: list[str] = []
         self.region: list[CapturedOp] = []
+        self.moe_seen: set[str] = set()      # expert modules whose routed rows are sorted already
+        self.moe_scope: str | None = None    # an expert module whose combine (finalize) is open
 
     def _region(self, ops: list[CapturedOp], kind: str = "vector") -> Kernel:
         return _region_kernel(ops, self.consumers, self.producer, self.act_bytes, kind)
@@ -378,6 +382,27 @@ class _Emitter:
             self.unpriced.append(unpriced)
 
 
+def _routed_expert_gemm(op: CapturedOp, k: Kernel, em: _Emitter) -> None:
+    """A grouped expert GEMM, with what MoE runtimes run around it (as the config path,
+    ``perf.graph.routed_expert_ops``): before an expert module's first GEMM the (token, expert)
+    rows are sorted by expert (``moe_sort``: a radix sort of 32-bit keys and row ids, one
+    8-bit pass per 256 experts); after its last, the combine of each token's expert outputs
+    is its own kernel, not fused with what follows the module."""
+    scope = op.module or ""
+    if scope not in em.moe_seen:
+        em.moe_seen.add(scope)
+        em.flush()
+        rows = k.params.get("rows") or k.params["m"] * k.params["groups"]
+        passes = max(1, math.ceil(math.log2(k.params["groups"] + 1) / 8))
+        em.kernels.append(Kernel("moe_sort", "vector", [], {"flops": 0.0, "hbm_bytes": rows * 16.0 * passes,
+                                                            "read_bytes": rows * 8.0 * passes,
+                                                            "write_bytes": rows * 8.0 * passes}, []))
+        em.kernel(k)
+        return
+    em.kernel(k)
+    em.moe_scope = scope
+
+
 def _lower_op(op: CapturedOp, em: _Emitter, gemms: dict[int, Kernel], eager_starts: dict[int, Kernel],
               eager_covered: set[int]) -> None:
     """Route one op: into an eager attention span, the open vector region, its (fused) GEMM
@@ -389,6 +414,9 @@ def _lower_op(op: CapturedOp, em: _Emitter, gemms: dict[int, Kernel], eager_star
     if op.kind == "free":
         return
     if op.kind in ("vector", "layout"):
+        if em.moe_scope is not None and not (op.module or "").startswith(em.moe_scope):
+            em.flush()                   # the experts' combine (finalize) is a kernel of its own
+            em.moe_scope = None
         if op.target.startswith("aten.embedding."):
             em.flush()                   # a token-embedding lookup is its own kernel
             em.region.append(op)
@@ -399,7 +427,10 @@ def _lower_op(op: CapturedOp, em: _Emitter, gemms: dict[int, Kernel], eager_star
     if op.kind == "gemm":
         k = gemms.get(op.index)
         if k is not None:        # None: absorbed into an earlier GEMM, does not split the region
-            em.kernel(k, op.target if k.kind == "unpriced" else None)
+            if k.params.get("grouped"):
+                _routed_expert_gemm(op, k, em)
+            else:
+                em.kernel(k, op.target if k.kind == "unpriced" else None)
         return
     if op.kind == "attention":
         em.kernel(Kernel("attention_" + op.attrs.get("phase", "?"), "attention", [op.index], dict(op.attrs),

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
+
 
 from ..errors import SeedChipError, SpecError, one_line
 from ..perf.uncertainty import Z80
@@ -123,7 +124,8 @@ def oracle_sigma(engine: str, chip: str, calibration: str | None) -> float:
 
 
 def z(confidence: float) -> float:
-    return float(norm.ppf(confidence))
+    """The standard normal's ``confidence`` quantile."""
+    return NormalDist().inv_cdf(confidence)
 
 
 __all__ = ["shift", "production", "respin_taken", "learning_extra_usd", "sigma_from_interval", "oracle_sigma", "z"]
