@@ -51,8 +51,16 @@ class OpCost:
 
 
 def _bound(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) -> str:
-    parts = {"compute": compute_s, "memory": memory_s, "communication": comm_s, "overhead": overhead_s}
-    return max(parts, key=parts.get)
+    """The largest term's name, the first of equals in the order compute, memory,
+    communication, overhead."""
+    bound, most = "compute", compute_s
+    if memory_s > most:
+        bound, most = "memory", memory_s
+    if comm_s > most:
+        bound, most = "communication", comm_s
+    if overhead_s > most:
+        bound = "overhead"
+    return bound
 
 
 COLLECTIVE_CORES = 32    # ESTIMATE: NCCL drives a collective from one block per channel, up to 32 channels

@@ -214,30 +214,24 @@ class Engine:
         emitted = firsts = 0
         done = []
         kv = self.kv
-        bs = kv.block_size
-        for r, n in s.work:
-            if s.k > 1:
-                if r.computed + s.k > (r.blocks + r.shared_blocks) * bs:
-                    kv.grow(r, r.computed + s.k)
-                r.computed += s.k
-                r.generated += s.k
-                emitted += s.k
-            else:
-                was_prompt = r.generated == 0 or r.computed < r.input_len
-                r.computed += n
-                if r.computed == r.input_len + r.generated:
-                    r.generated += 1
-                    if r.generated > 1:          # inter-token latency: tokens after the first
-                        emitted += 1
-                    else:
-                        firsts += 1
-                    if r.first_token_s < 0:
-                        r.first_token_s = now
-                    if was_prompt:
-                        kv.publish(r)
-                    if self.role == "prefill" and r.generated < r.output_len:
-                        done.append(r)
-                        continue
+        if s.k > 1:
+            emitted = self._finish_stretch(s.work, s.k, done)
+        for r, n in s.work if s.k == 1 else ():
+            was_prompt = r.generated == 0 or r.computed < r.input_len
+            r.computed += n
+            if r.computed == r.input_len + r.generated:
+                r.generated += 1
+                if r.generated > 1:          # inter-token latency: tokens after the first
+                    emitted += 1
+                else:
+                    firsts += 1
+                if r.first_token_s < 0:
+                    r.first_token_s = now
+                if was_prompt:
+                    kv.publish(r)
+                if self.role == "prefill" and r.generated < r.output_len:
+                    done.append(r)
+                    continue
             if r.generated >= r.output_len:
                 done.append(r)
         if emitted:
@@ -252,6 +246,20 @@ class Engine:
                 r.status = RequestStatus.FINISHED
                 kv.release(r)
                 self.finished.append(r)
+
+    def _finish_stretch(self, work: list, k: int, done: list) -> int:
+        """Apply ``k`` decode steps of a stretch: each request gains ``k`` tokens (and the KV
+        blocks for them); the finished ones go to ``done``. Returns the tokens emitted."""
+        kv = self.kv
+        bs = kv.block_size
+        for r, _ in work:
+            if r.computed + k > (r.blocks + r.shared_blocks) * bs:
+                kv.grow(r, r.computed + k)
+            r.computed += k
+            r.generated += k
+            if r.generated >= r.output_len:
+                done.append(r)
+        return k * len(work)
 
     def never_fits(self, req: Request) -> bool:
         """Its prompt and output exceed the KV cache or the model's context window (an engine
