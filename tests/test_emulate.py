@@ -338,6 +338,10 @@ def test_emulate_full_precision_top1_is_one(tiny_dirs):
     r = emu.emulate(str(tiny_dirs["llama"]), prompt_len=16, max_new_tokens=3, formats=None)
     d = r.to_dict()
     assert d["numerics"]["top1_agreement"] == 1.0 and d["numerics"]["kl_divergence"] == 0.0
+    # per-layer deltas: the embeddings and every layer's output, all zero in full precision
+    layers = d["numerics"]["layers"]
+    assert [x["layer"] for x in layers] == list(range(d["num_layers"] + 1))
+    assert all(x["rel_l2"] == 0.0 and x["max_abs"] == 0.0 for x in layers)
     assert len(d["generated_ids"]) == 3 and len(d["decode_step_times_s"]) == 2
     assert d["config_path"]["prefill_ratio"] == pytest.approx(1.0, abs=0.05)
 
@@ -369,7 +373,9 @@ def test_cli_json_contract_and_equals_api(tiny_dirs):
         assert key in d
     assert isinstance(d["unpriced_ops"], list)
     assert {"name", "time_s", "bound"} <= set(d["top_ops"][0])
-    assert {"format", "top1_agreement", "kl_divergence"} <= set(d["numerics"])
+    assert {"format", "top1_agreement", "kl_divergence", "layers"} <= set(d["numerics"])
+    drift = [x["rel_l2"] for x in d["numerics"]["layers"]]
+    assert drift[0] == 0.0 and max(drift[1:]) > 0        # embeddings stay bf16; fp8 layers drift
     api = emu.emulate(model, chip="h200-sxm", formats={"weights": "fp8", "kv": "fp8"}, prompt_len=12,
                       max_new_tokens=3).to_dict()
     assert json.loads(json.dumps(api)) == d                   # CLI == API

@@ -342,6 +342,19 @@ def divergence(ref_logits: torch.Tensor, test_logits: torch.Tensor) -> dict:
             "num_positions": int(r.shape[0])}
 
 
+def layer_deltas(ref_hidden, test_hidden) -> list[dict]:
+    """Per layer, how far the chip's run drifted from the full-precision one: the relative L2
+    error ||test - ref|| / ||ref|| and the largest absolute difference of each layer's output
+    hidden states (layer 0: the embeddings)."""
+    out = []
+    for i, (r, t) in enumerate(zip(ref_hidden, test_hidden)):
+        r, t = r.detach().float(), t.detach().float()
+        norm = float(r.norm())
+        out.append({"layer": i, "rel_l2": float((t - r).norm()) / norm if norm > 0 else 0.0,
+                    "max_abs": float((t - r).abs().max())})
+    return out
+
+
 def negative_log_likelihood(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
     """Sum of -log p(next token) over a sequence and the number of predictions."""
     lg = logits[:, :-1].float()

@@ -29,7 +29,7 @@ from ..perf.step import decode_step, prefill_step, step_cost
 from . import hf_models
 from .capture import Capture, Recorder
 from .lower import lower
-from .numerics import Policy, Quantizer, divergence, negative_log_likelihood, perplexity_from
+from .numerics import Policy, Quantizer, divergence, layer_deltas, negative_log_likelihood, perplexity_from
 from .price import Profile, merge_profiles, price
 
 
@@ -180,10 +180,12 @@ def _run(src, arch, net, tok, ids, quant, policy, pf, dep, notes, max_new_tokens
 
         # numerics: the same sequence in full precision and in the chip's formats
         seq = torch.cat([ids, torch.tensor([generated], dtype=ids.dtype)], dim=1)
-        ref = _logits(net(seq, use_cache=False)).float()
+        ref_out = net(seq, use_cache=False, output_hidden_states=True)
         with Recorder(quant=quant, record=False, model=net):
-            test = _logits(net(seq, use_cache=False)).float()
-        num = divergence(ref, test)
+            test_out = net(seq, use_cache=False, output_hidden_states=True)
+        num = divergence(_logits(ref_out).float(), _logits(test_out).float())
+        num["layers"] = layer_deltas(getattr(ref_out, "hidden_states", None) or (),
+                                     getattr(test_out, "hidden_states", None) or ())
         num.update(format=policy.label(), policy=policy.to_dict())
         if text_file is not None:
             num.update(_perplexity(net, tok, text_file, quant, max_ppl_tokens))

@@ -124,7 +124,16 @@ def _emulate(d: dict) -> Page:
         fig.update_yaxes(title_text="seconds", rangemode="tozero")
         p.figure(fig, "Time of each decode step.", height=280)
     p.section("Numerics")
-    any_table(p, n, "Against the full-precision run (per-layer deltas are not in the result)")
+    layers = n.get("layers") or []
+    if layers:
+        fig = go.Figure(go.Bar(x=[f"{x['layer']}" for x in layers], y=[x["rel_l2"] for x in layers],
+                               marker_color=PALETTE[1], customdata=[x["max_abs"] for x in layers],
+                               hovertemplate="layer %{x}: relative L2 %{y:.3g}, max |diff| %{customdata:.3g}"
+                                             "<extra></extra>"))
+        fig.update_xaxes(title_text="layer output (0: embeddings)")
+        fig.update_yaxes(title_text="||chip - full|| / ||full||", rangemode="tozero")
+        p.figure(fig, "How far each layer's output drifts from the full-precision run.", height=300)
+    any_table(p, {k: v for k, v in n.items() if k != "layers"}, "Against the full-precision run")
     p.notes(d.get("notes"))
     return p
 
