@@ -38,13 +38,22 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
                  as_json: bool = JSON) -> None:
     """Plan purchases of our chips and GPUs quarter by quarter: least total cost under demand, HBM, power and budget."""
     from ..fleet import plan
+    from .progress import progress_bar
 
-    def progress(msg: str) -> None:
-        sys.stderr.write(msg + "\n")
-        sys.stderr.flush()
+    with progress_bar("capacities", enabled=not as_json) as tick:
+        done = [0]
 
-    r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
-             out=out, progress=progress, confidence=confidence, sweep=sweep)
+        def progress(msg: str) -> None:
+            """One capacity search starting: a line on stderr, or the bar's label on a terminal."""
+            if tick is None:
+                sys.stderr.write(msg + "\n")
+                sys.stderr.flush()
+            else:
+                tick(done[0], 0, msg)
+                done[0] += 1
+
+        r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
+                 out=out, progress=progress, confidence=confidence, sweep=sweep)
     d = r.to_dict()
     if as_json:
         emit(d)
