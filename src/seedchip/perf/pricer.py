@@ -12,7 +12,10 @@ feed-forward by its token count, decode attention by (sequences, keys attended),
 prefill attention by its aggregates, the head by (tokens, sampled sequences). In
 ``bucketed`` mode (the serving simulator's) attention keys and prefill pairs above
 1,000 are rounded to the nearest 0.5% (log buckets) so that long runs hit the cache;
-``step_cost`` uses the exact mode. Both run this same code.
+``step_cost`` uses the exact mode. Both run this same code. Whole steps (without the
+``detail`` breakdown) are cached too, by the same quantities. The simulator's engines
+share one pricer per (model, deployment) (:func:`pricer_for`), so the caches serve every
+run of that deployment in a process (a capacity search, the runs of an interval).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ EXACT_BELOW = 1000.0
 BUCKET = 0.005
 _LOG_STEP = math.log1p(BUCKET)
 MAX_CACHED_PARTS = 200_000
+MAX_CACHED_STEPS = 65_536     # whole steps: a few hundred bytes each
 
 
 def bucket(x: float) -> float:
@@ -157,7 +161,7 @@ class StepPricer:
         key = tuple(self._step_key(r) for r in replicas)
         v = self._steps.get(key)
         if v is None:
-            if len(self._steps) >= MAX_CACHED_PARTS:
+            if len(self._steps) >= MAX_CACHED_STEPS:
                 self._steps.clear()
             v = self._steps[key] = self._price_batches(replicas, False)
         return v
