@@ -224,9 +224,20 @@ class StepPricer:
 
 
 @lru_cache(maxsize=256)
+def _exact_pricer(model: ModelArch, dep: Deployment) -> StepPricer:
+    return StepPricer(model, dep, False)
+
+
+@lru_cache(maxsize=16)     # a simulator's pricer fills its caches (up to ~200,000 parts): few are kept
+def _bucketed_pricer(model: ModelArch, dep: Deployment) -> StepPricer:
+    return StepPricer(model, dep, True)
+
+
 def pricer_for(model: ModelArch, dep: Deployment, bucketed: bool = False) -> StepPricer:
-    """The (shared, cached) pricer of a model on a deployment."""
-    return StepPricer(model, dep, bucketed)
+    """The (shared, cached) pricer of a model on a deployment: the 256 most recent exact
+    ones, the 16 most recent bucketed ones (a deployment and the perturbed draws of its
+    interval)."""
+    return _bucketed_pricer(model, dep) if bucketed else _exact_pricer(model, dep)
 
 
 def idle_energy_j(chip, num_chips: float, seconds: float) -> float:
