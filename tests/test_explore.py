@@ -432,7 +432,7 @@ workload:
     deployments: [{{num_chips: 8, tp: 8}}, {{num_chips: 2, tp: 2}}]
     scenarios:
       - {{name: chat, batch: 16, max_batch: {max_batch}, input_len: 2048, output_len: 512{slo}}}
-objectives: [tokens_per_usd, time_to_market]
+objectives: [tokens_per_usd, time_to_market_year]
 """
 
 
@@ -482,12 +482,12 @@ def test_best_deployment_and_largest_batch_within_memory_and_slo():
 
 
 @pytest.mark.unit
-def test_nre_by_node_and_time_to_market():
+def test_nre_by_node_and_time_to_market_year():
     r = _point()
     assert r["metrics"]["nre_usd"] == 5.0e8                               # tsmc-n4 from nre_usd_by_node
-    assert r["metrics"]["technology_available"] == "2024Q1"               # HBM3E after N4 (2022Q1)
-    assert r["objectives"]["time_to_market"] == pytest.approx(2024.0 + 2 / 4)
+    assert r["metrics"]["technology_available_quarter"] == "2024Q1"               # HBM3E after N4 (2022Q1)
+    assert r["objectives"]["time_to_market_year"] == pytest.approx(2024.0 + 2 / 4)
     later = _point(hbm_generation="hbm4")
-    assert later["objectives"]["time_to_market"] == pytest.approx(2026.0 + 2 / 4)
+    assert later["objectives"]["time_to_market_year"] == pytest.approx(2026.0 + 2 / 4)
     with pytest.raises(SpecError, match="nre_usd_by_node"):
         parse_space(CHOICE.format(choose="best", max_batch=64, slo="").replace("tsmc-n4: 5.0e8", "tsmc-n9: 5.0e8"))

@@ -28,6 +28,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 
+from ..perf.graph import moe_sort_bytes
 from .aten import MOVE_OPS, TRANSCENDENTAL, Capture, CapturedOp, TRef, generic_name
 
 COMPUTE = ("gemm", "attention")
@@ -392,11 +393,9 @@ def _routed_expert_gemm(op: CapturedOp, k: Kernel, em: _Emitter) -> None:
     if scope not in em.moe_seen:
         em.moe_seen.add(scope)
         em.flush()
-        rows = k.params.get("rows") or k.params["m"] * k.params["groups"]
-        passes = max(1, math.ceil(math.log2(k.params["groups"] + 1) / 8))
-        em.kernels.append(Kernel("moe_sort", "vector", [], {"flops": 0.0, "hbm_bytes": rows * 16.0 * passes,
-                                                            "read_bytes": rows * 8.0 * passes,
-                                                            "write_bytes": rows * 8.0 * passes}, []))
+        nbytes = moe_sort_bytes(k.params.get("rows") or k.params["m"] * k.params["groups"], k.params["groups"])
+        em.kernels.append(Kernel("moe_sort", "vector", [], {"flops": 0.0, "hbm_bytes": nbytes,
+                                                            "read_bytes": nbytes / 2, "write_bytes": nbytes / 2}, []))
         em.kernel(k)
         return
     em.kernel(k)

@@ -236,7 +236,7 @@ def _decimal_year(quarter: str) -> float:
 
 def programme(sp, chip: ChipSpec, data, bought: bool = False) -> dict:
     """What building the design commits to beyond its unit cost: its NRE (the node's, else the
-    space's), the quarter its node and HBM generation are both in volume, and time_to_market
+    space's), the quarter its node and HBM generation are both in volume, and time_to_market_year
     (that quarter plus the design time, as a decimal year). A chip we buy (``bought``) has no NRE
     and no design time: it is on the market once its technology is."""
     node = data.node(chip.process_node)
@@ -244,7 +244,7 @@ def programme(sp, chip: ChipSpec, data, bought: bool = False) -> dict:
     first = max(node.available_from, hbm.available_from)
     design = 0 if bought else sp.tco.design_quarters
     return {"nre_usd": 0.0 if bought else sp.tco.nre_usd_by_node.get(chip.process_node, sp.tco.nre_usd),
-            "technology_available": first, "time_to_market": _decimal_year(first) + design / 4.0}
+            "technology_available_quarter": first, "time_to_market_year": _decimal_year(first) + design / 4.0}
 
 
 def evaluate_point(ctx: Context, params: dict) -> dict:

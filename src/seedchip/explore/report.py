@@ -36,7 +36,7 @@ def fmt_obj(name: str, v) -> str:
         return f"{v:,.0f}"
     if name == "unit_cost_usd":
         return f"${v:,.0f}"
-    if name == "time_to_market":           # a decimal year: 2025.5 = 2025Q3
+    if name == "time_to_market_year":           # a decimal year: 2025.5 = 2025Q3
         q = round(v * 4)
         return f"{q // 4}Q{q % 4 + 1}"
     return f"{v:,.1f}"

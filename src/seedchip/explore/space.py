@@ -71,7 +71,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "unit_cost_usd": ("min", "manufacturing cost of one accelerator module"),
     "die_area_mm2": ("min", "total logic die area"),
     "tdp_w": ("min", "power the design needs"),
-    "time_to_market": ("min", "first quarter both the process node and the HBM generation are in volume, plus "
+    "time_to_market_year": ("min", "first quarter both the process node and the HBM generation are in volume, plus "
                               "tco.design_quarters, as a decimal year (2026.0 = 2026Q1)"),
 }
 
@@ -174,7 +174,7 @@ class Tco(FrozenSpec):
                                               "listed takes nre_usd): masks and design cost more on newer nodes")
     volume_units: float | None = Field(None, gt=0)
     design_quarters: int = Field(0, ge=0, le=40, description="from the later of node and HBM availability to our "
-                                 "first shipments (time_to_market)")
+                                 "first shipments (time_to_market_year)")
 
     @field_validator("nre_usd_by_node")
     @classmethod

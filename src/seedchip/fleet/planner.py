@@ -330,11 +330,9 @@ def solve_builds(p: Problem) -> PlanResult:
         q = p.copy()
         q.fixed_build = {**p.fixed_build, **dict(zip(nre, bits))}
         r = solve_problem(q)
-        if best is None or _feasible_first(r) < _feasible_first(best[0]):
-            best = (r, q)
-    r, q = best
-    q.fixed_build = dict(p.fixed_build)
-    return replace(r, problem=p)
+        if best is None or _feasible_first(r) < _feasible_first(best):
+            best = r
+    return replace(best, problem=p)
 
 
 def solve_plan(p: Problem, baselines: dict | None = None) -> PlanResult:

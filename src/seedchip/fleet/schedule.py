@@ -68,14 +68,8 @@ def production(cap: np.ndarray, avail: int, p_respin: float, delay: int, confide
 
 @lru_cache(maxsize=256)
 def _unit_cost_at(chip: str, d0: float) -> float:
-    from ..hardware.catalog import load_chip
-    from ..silicon import load_silicon_data, silicon_report
-    data = load_silicon_data()
-    spec = load_chip(chip)
-    node = data.node(spec.process_node)
-    nodes = dict(data.nodes)
-    nodes[spec.process_node] = node.model_copy(update={"defect_density_per_cm2": d0})
-    return float(silicon_report(spec, data=data.model_copy(update={"nodes": nodes})).unit_cost_usd)
+    from ..silicon import silicon_report
+    return float(silicon_report(chip, defect_density_per_cm2=d0).unit_cost_usd)
 
 
 def mature_defect_density(chip: str) -> float:

@@ -23,7 +23,6 @@ from .whatif import apply_what_if, parse_value
 
 MAX_STEPS = 201
 REFINE = 6
-REFINE_GAP = 1e-3
 SWEEP_RE = re.compile(r"^\s*([^=]+?)\s*=\s*(.+?)\s*\.\.\s*(.+?)\s*:\s*(\S+)\s*$")
 
 
@@ -74,11 +73,7 @@ def _decision(pt: dict) -> tuple:
 
 
 def _refine(p: Problem, key: str, kind: str, lo: dict, hi: dict, solve) -> dict:
-    """The flip between two neighbouring points, by bisection on the value. Near a break-even the
-    two decisions cost nearly the same and proving either optimal is slow: these solves stop at a
-    relative gap of ``REFINE_GAP`` (the flip is then placed within that share of the total cost)."""
-    p = p.copy()
-    p.mip_rel_gap = max(p.mip_rel_gap, REFINE_GAP)
+    """The flip between two neighbouring points, by bisection on the value."""
     a, b = lo, hi
     for _ in range(REFINE):
         mid = _point(p, key, kind, 0.5 * (a["value"] + b["value"]), solve)

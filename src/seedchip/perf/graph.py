@@ -268,6 +268,12 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
     return out
 
 
+def moe_sort_bytes(rows: float, num_experts: int) -> float:
+    """HBM bytes of sorting ``rows`` (token, expert) rows by expert: a radix sort of 32-bit keys
+    and 32-bit row ids, one 8-bit digit pass per 256 experts, each pass reading and writing both."""
+    return rows * 16.0 * max(1, math.ceil(math.log2(num_experts + 1) / 8))
+
+
 def routed_expert_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> list[OpCost]:
     """The routed experts on the busiest chip, as MoE runtimes run them:
 
@@ -300,9 +306,7 @@ def routed_expert_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: 
     w = model.moe_intermediate_size // dep.moe_tp
     up = 2 * w if model.mlp_gated else w
     act_bytes = get_format(dep.act).bytes_per_element
-    sorted_rows = t_replica * k
-    passes = max(1, math.ceil(math.log2(e + 1) / 8))
-    out = [ops.vector(dep.chip, dep.calibration, 0.0, sorted_rows * 16.0 * passes, "moe_sort")]
+    out = [ops.vector(dep.chip, dep.calibration, 0.0, moe_sort_bytes(t_replica * k, e), "moe_sort")]
     if rt.moe_permute == "copy":
         out.append(ops.vector(dep.chip, dep.calibration, 0.0, (t_replica + rows) * h * act_bytes, "moe_permute"))
     out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", rows * w, groups,
