@@ -9,10 +9,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install browser bench calibrate clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# the ray extra: tests/test_ray.py runs the explorer and the planner on a local Ray cluster
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	# the torch extra for the emulate tests: torch pinned to the CPU build that lies on this
 	# machine's disk (never a multi-GB CUDA download); the tests skip when it is unavailable
 	$(BIN)/python -m pip install -q 'torch==2.13.0' 'transformers>=5.0,<6' || echo "torch extra unavailable: emulate tests will skip"

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "seedchip"
 
 # the layers, bottom to top (DESIGN.md section 2): a module may import its own layer and those below
 LAYERS = [
-    {"units", "errors", "formats", "spec_base", "yamlio", "version", "outputs"},
+    {"units", "errors", "formats", "spec_base", "yamlio", "version", "outputs", "parallel"},
     {"hardware"},
     {"model"},
     {"perf"},

@@ -39,6 +39,10 @@ class ParallelismError(SeedChipError, ValueError):
     """A parallel plan that does not fit the model or the number of chips."""
 
 
+class BackendError(SeedChipError, RuntimeError):
+    """A parallel backend that cannot start, or lost a worker for good (``parallel.py``)."""
+
+
 class DoesNotFitError(SeedChipError, ValueError):
     """The model (weights + KV + activations) does not fit in the chips' memory."""
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from .common import JSON, emit
+from .common import ADDRESS, JSON, RAY, emit
 
 
 
@@ -100,8 +100,8 @@ def explore_command(space: Optional[Path] = typer.Argument(None, help="design-sp
                     workers: int = typer.Option(1, "--workers", help="local worker processes"),
                     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the sweep stored in DIR "
                                                           "(with the search settings stored there)"),
-                    use_ray: bool = typer.Option(False, "--ray", help="run on a Ray cluster (pip install 'seedchip[ray]')"),
-                    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local)"),
+                    use_ray: bool = RAY,
+                    address: Optional[str] = ADDRESS,
                     plot: bool = typer.Option(True, "--plot/--no-plot", help="write pareto.html (and pareto.png)"),
                     progress: bool = typer.Option(True, "--progress/--no-progress", help="Rich progress bar on stderr "
                                                   "(only on a terminal, never with --json)"),

@@ -2,6 +2,7 @@
 
     seedchip plan SCENARIO.yaml [--what-if KEY=VALUE ...] [--sweep KEY=FROM..TO:STEPS]
                   [--confidence P] [--json] [--out DIR] [--recompute-capacity] [--cache-dir DIR]
+                  [--workers N | --ray [--address A]]
 
 A thin wrapper over :func:`seedchip.fleet.plan`: ``--json`` prints exactly the result's
 ``to_dict()``. ``register(app)`` adds the command to the main Typer app.
@@ -15,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import JSON, emit
+from .common import ADDRESS, JSON, RAY, emit
 
 
 def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see examples/plan/two_year_plan.yaml)"),
@@ -35,6 +36,10 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
                      "the scenario's capacity_override and the cache"),
                  cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="capacity cache folder (default "
                                                           "$SEEDCHIP_CACHE_DIR/capacity or ~/.cache/seedchip/capacity)"),
+                 workers: int = typer.Option(1, "--workers", help="local worker processes for the capacity searches "
+                                             "and the --sweep points (results as with one)"),
+                 use_ray: bool = RAY,
+                 address: Optional[str] = ADDRESS,
                  as_json: bool = JSON) -> None:
     """Plan purchases of our chips and GPUs quarter by quarter: least total cost under demand, HBM, power and budget."""
     from ..fleet import plan
@@ -53,7 +58,8 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
                 done[0] += 1
 
         r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
-                 out=out, progress=progress, confidence=confidence, sweep=sweep)
+                 out=out, progress=progress, confidence=confidence, sweep=sweep, workers=workers, use_ray=use_ray,
+                 address=address)
     d = r.to_dict()
     if as_json:
         emit(d)

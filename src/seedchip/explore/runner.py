@@ -1,10 +1,11 @@
 """explore(space, out=DIR) -> ExploreResult: run a sweep, store every point, mark the frontier.
 
-Backends: in-process (workers = 1), a local process pool (workers > 1; spawned processes,
-each builds its evaluation context once) or Ray (``use_ray``; optional). Every backend hands
-results back to this process, which commits them to DIR/results.duckdb as they arrive and
-keeps DIR/progress.json current (at most twice a second), so a killed sweep loses only the
-points in flight and ``resume=DIR`` continues it.
+Backends (``seedchip.parallel``): in-process (workers = 1), a local process pool (workers > 1;
+spawned processes, each builds its evaluation context once) or Ray (``use_ray``; optional; a
+task whose worker dies is run again). Every backend hands results back to this process, which
+commits them to DIR/results.duckdb as they arrive and keeps DIR/progress.json current (at most
+twice a second), so a killed sweep (or a worker lost for good) loses only the points in flight
+and ``resume=DIR`` continues it.
 """
 
 from __future__ import annotations
@@ -14,53 +15,26 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import BackendError, SpecError
 from ..outputs import check_dir
+from ..parallel import check_options, local_state, open_backend
 from .evaluate import Context, direction, evaluate_baseline, evaluate_point
 from .pareto import dominates, frontier
 from .space import Space, load_space, parse_space, point_key, run_options
 from .store import Store
 
-# ---- backends ---------------------------------------------------------------------------
+# ---- evaluation on a backend ----------------------------------------------------------
 
-_CTX: Context | None = None
-
-
-def _init_worker(space_json: str, parent_pid: int | None = None) -> None:
-    global _CTX
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if parent_pid is not None:              # a local pool's worker (Ray manages its own)
-        _watch_parent(parent_pid)
-    _CTX = Context.build(Space.model_validate_json(space_json))
+def _context(space_json: str) -> Context:
+    """A worker's evaluation context (built once per worker, ``parallel.py``)."""
+    return Context.build(Space.model_validate_json(space_json))
 
 
-def _watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
-    """Die with the sweep: a worker whose parent was killed (SIGKILL gives it no chance to
-    shut the pool down) is re-parented; a daemon thread notices and ends the worker."""
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(every_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="seedchip-parent-watch").start()
-
-
-def _eval_chunk(points: list[dict]) -> list[dict]:
-    assert _CTX is not None
-    return [evaluate_point(_CTX, p) for p in points]
-
-
-def _ray_task(space_json: str, points: list[dict]) -> list[dict]:
-    """A Ray task: build the worker's context once (module global), evaluate a chunk."""
-    if _CTX is None or _CTX.space.model_dump_json() != space_json:
-        _init_worker(space_json)
-    return _eval_chunk(points)
+def _eval_chunk(ctx: Context, points: list[dict]) -> list[dict]:
+    return [evaluate_point(ctx, p) for p in points]
 
 
 def _chunks(points: list[dict], size: int) -> Iterator[list[dict]]:
@@ -68,83 +42,12 @@ def _chunks(points: list[dict], size: int) -> Iterator[list[dict]]:
         yield points[i:i + size]
 
 
-class Inline:
-    name = "inline"
-
-    def __init__(self, space: Space):
-        self.ctx = Context.build(space)
-
-    def run(self, points: list[dict]) -> Iterator[list[dict]]:
-        for p in points:
-            yield [evaluate_point(self.ctx, p)]
-
-    def close(self) -> None:
-        pass
-
-
-class Pool:
-    name = "process-pool"
-
-    def __init__(self, space: Space, workers: int):
-        import multiprocessing as mp
-        self.workers = workers
-        self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(space.model_dump_json(), os.getpid()))
-
-    def run(self, points: list[dict]) -> Iterator[list[dict]]:
-        size = max(1, min(16, len(points) // (self.workers * 8)))
-        todo = iter(_chunks(points, size))
-        pending = set()
-        for chunk in todo:
-            pending.add(self.ex.submit(_eval_chunk, chunk))
-            if len(pending) >= 2 * self.workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.add(self.ex.submit(_eval_chunk, nxt))
-
-    def close(self) -> None:
-        self.ex.shutdown(cancel_futures=True)
-
-
-class RayBackend:
-    name = "ray"
-
-    def __init__(self, space: Space, address: str | None):
-        try:
-            import ray
-        except ImportError:
-            raise SpecError("--ray needs Ray, which is not installed: pip install 'seedchip[ray]' (or run without "
-                            "--ray for the local process pool)") from None
-        self.ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        self.space_ref = ray.put(space.model_dump_json())
-        self.remote = ray.remote(_ray_task)
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-    def run(self, points: list[dict]) -> Iterator[list[dict]]:
-        size = max(1, min(32, len(points) // (self.workers * 4)))
-        todo = iter(_chunks(points, size))
-        pending = []
-        for chunk in todo:
-            pending.append(self.remote.remote(self.space_ref, chunk))
-            if len(pending) >= 2 * self.workers:
-                break
-        while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield self.ray.get(ref)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(self.remote.remote(self.space_ref, nxt))
-
-    def close(self) -> None:
-        pass
+def _evaluate(backend, sp: Space, points: list[dict]) -> Iterator[list[dict]]:
+    """The points' rows, a chunk at a time as each finishes (one point a chunk in-process)."""
+    size = 1 if backend.workers == 1 else max(1, min(16, len(points) // (backend.workers * 4)))
+    for _, rows in backend.map(_eval_chunk, list(_chunks(points, size)), setup=_context,
+                               shared=sp.model_dump_json()):
+        yield rows
 
 
 # ---- result -----------------------------------------------------------------------------
@@ -253,12 +156,6 @@ class _Progress:
             self.bar.stop()
 
 
-def _backend(space: Space, workers: int, use_ray: bool, address: str | None):
-    if use_ray:
-        return RayBackend(space, address)
-    return Inline(space) if workers == 1 else Pool(space, workers)
-
-
 def _optuna_study(optuna, space: Space, method: str, seed: int, stored: list[dict]):
     """An Optuna study over ``space`` (TPE or NSGA-II, seeded) that already knows the stored
     points; infeasible points carry the worst objective values and a violated constraint (> 0).
@@ -288,7 +185,7 @@ def _optuna_study(optuna, space: Space, method: str, seed: int, stored: list[dic
     return study, dists, dirs, new_api
 
 
-def _evaluate_new(backend, store: Store, prog: _Progress, points: list[dict], seen: set[str]
+def _evaluate_new(backend, sp: Space, store: Store, prog: _Progress, points: list[dict], seen: set[str]
                   ) -> tuple[dict[str, dict], int]:
     """Evaluate the points not yet seen (each key once), committing them as they arrive:
     (key -> row, the number evaluated)."""
@@ -296,7 +193,7 @@ def _evaluate_new(backend, store: Store, prog: _Progress, points: list[dict], se
     uniq = list({point_key(p): p for p in fresh}.values())
     results = {}
     new = 0
-    for chunk in backend.run(uniq):
+    for chunk in _evaluate(backend, sp, uniq):
         store.add(chunk)
         prog.advance(len(chunk))
         new += len(chunk)
@@ -329,7 +226,7 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
         by_key: dict[str, list] = {}
         for t, p in zip(asked, points):
             by_key.setdefault(point_key(p), []).append(t)
-        results, evaluated = _evaluate_new(backend, store, prog, points, seen)
+        results, evaluated = _evaluate_new(backend, space, store, prog, points, seen)
         new += evaluated
         old = {r["key"]: r for r in store.rows()} if len(results) < len(by_key) else {}
         for k, ts in by_key.items():
@@ -375,7 +272,7 @@ def _open_space(store: Store, given: tuple[Space, str] | None, directory: Path) 
 def _add_baseline(sp: Space, store: Store, backend) -> None:
     """Evaluate the baseline chip once per store."""
     if sp.baseline is not None and "baseline" not in store.keys():
-        ctx = backend.ctx if isinstance(backend, Inline) else Context.build(sp)
+        ctx = local_state(_context, sp.model_dump_json())      # the inline backend's own context
         b = evaluate_baseline(ctx)
         if b is not None:
             store.add([b])
@@ -392,7 +289,7 @@ def _sweep(sp: Space, store: Store, backend, method: str, n: int, seed: int, pro
         prog = _Progress(store, len(uniq), len(uniq) - len(todo), progress, label)
         new = 0
         try:
-            for chunk in backend.run(todo):
+            for chunk in _evaluate(backend, sp, todo):
                 store.add(chunk)
                 prog.advance(len(chunk))
                 new += len(chunk)
@@ -445,40 +342,51 @@ def _run_directory(out: str | Path | None, resume: str | Path | None) -> Path:
     return directory
 
 
+def _run(sp: Space, store: Store, backend, method: str, n: int, sd: int, progress: bool,
+         directory: Path) -> tuple[int, float]:
+    """Evaluate the baseline and the sweep's points not stored yet: (points evaluated, seconds)."""
+    try:
+        _add_baseline(sp, store, backend)
+        t_eval = time.perf_counter()
+        new = _sweep(sp, store, backend, method, n, sd, progress)
+        return new, time.perf_counter() - t_eval
+    except BackendError as e:
+        raise BackendError(f"{e}: continue the sweep with --resume {str(directory)!r}") from None
+
+
 def explore(space: str | Path | Space | None = None, *, out: str | Path | None = None, search: str | None = None,
             trials: int | None = None, seed: int | None = None, workers: int = 1, resume: str | Path | None = None,
             use_ray: bool = False, address: str | None = None, plot: bool = True,
             progress: bool = False) -> ExploreResult:
     """Sweep ``space`` (a YAML path or a Space) into ``out/results.duckdb``; with ``resume=DIR``
-    continue a stored sweep (its space is read from the store unless given)."""
+    continue a stored sweep (its space is read from the store unless given). ``workers`` > 1: a
+    local process pool; ``use_ray``: a Ray cluster (``address``, or a local one)."""
     t_start = time.perf_counter()
     given = _given_space(space)
     if given is not None:                    # refuse bad options before a folder or a store is made
         run_options(given[0], search, trials, seed, workers)
+    check_options(workers, use_ray, address)
     directory = _run_directory(out, resume)
-    store = Store(directory)
+    backend = open_backend(workers, use_ray, address)     # a cluster that cannot be reached leaves no store
     try:
-        sp = _open_space(store, given, directory)
-        method, n, sd = run_options(sp, *_resumed(store, resume, search, trials, seed), workers)
-        store.set_meta("run_options", json.dumps({"search": method, "trials": n, "seed": sd}, sort_keys=True))
-        backend = _backend(sp, workers, use_ray, address)
+        store = Store(directory)
         try:
-            _add_baseline(sp, store, backend)
-            t_eval = time.perf_counter()
-            new = _sweep(sp, store, backend, method, n, sd, progress)
-            eval_s = time.perf_counter() - t_eval
+            sp = _open_space(store, given, directory)
+            method, n, sd = run_options(sp, *_resumed(store, resume, search, trials, seed), workers)
+            store.set_meta("run_options", json.dumps({"search": method, "trials": n, "seed": sd}, sort_keys=True))
+            new, eval_s = _run(sp, store, backend, method, n, sd, progress, directory)
+            rows, front, base = _frontier(store, sp)
         finally:
-            backend.close()
-        rows, front, base = _frontier(store, sp)
-        res = ExploreResult(space=sp, method=method, rows=rows, front=front, baseline=base, num_new=new,
-                            eval_s=eval_s, elapsed_s=0.0, store=str(store.path), backend=backend.name,
-                            workers=getattr(backend, "workers", 1))
-        if plot:
-            from .report import write_plots
-            res = replace(res, plots=write_plots(res.to_dict(), rows, directory))
-        return replace(res, elapsed_s=time.perf_counter() - t_start)
+            store.close()
     finally:
-        store.close()
+        backend.close()
+    res = ExploreResult(space=sp, method=method, rows=rows, front=front, baseline=base, num_new=new,
+                        eval_s=eval_s, elapsed_s=0.0, store=str(store.path), backend=backend.name,
+                        workers=backend.workers)
+    if plot:
+        from .report import write_plots
+        res = replace(res, plots=write_plots(res.to_dict(), rows, directory))
+    return replace(res, elapsed_s=time.perf_counter() - t_start)
 
 
 __all__ = ["explore", "ExploreResult"]

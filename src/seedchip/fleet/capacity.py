@@ -14,6 +14,10 @@ disaggregation): each one's capacity is found (or read from the cache) and the o
 output tokens/s per chip at its SLO capacity is used; ties go to the fewest chips, then to the
 order listed. Every candidate's result, and why it lost or does not work, is kept on the
 Capacity (``candidates``, ``choice``). When no candidate works the pair has zero capacity.
+
+The searches a plan still needs run on a ``seedchip.parallel`` backend (``plan --workers N`` or
+``--ray``): in parallel, with the same results as one after another; this process alone writes
+the cache, each record as its search comes back.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..errors import SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..model.zoo import load_model
 from ..outputs import OutputError, write_text
+from ..parallel import Inline
 from ..perf.calibration import load_calibration
 from ..serve.profiles import ServingDeployment
 from ..perf.memory import check_fits, memory_plan
@@ -144,9 +149,9 @@ def _write(path: Path, rec: dict) -> None:
         pass  # a read-only cache only costs a recomputation next time
 
 
-def _one(scenario, dname: str, cls: str, dep, folder: Path, recompute: bool, progress, check_fit: bool) -> dict:
-    """One candidate's capacity: {num_chips, requests_per_s, tokens_per_s, energy_j_per_token,
-    source, note, key, ok}."""
+def _prepare(scenario, dname: str, cls: str, dep, folder: Path, recompute: bool, check_fit: bool) -> dict:
+    """One candidate before any simulation: its result when known without one (a deployment that
+    does not fit), else its run's arguments, key, cache file and record (None: to compute)."""
     kw = capacity_kwargs(scenario, dname, cls, dep)
     why = fit_error(kw) if check_fit else None
     if why is not None:
@@ -155,20 +160,53 @@ def _one(scenario, dname: str, cls: str, dep, folder: Path, recompute: bool, pro
     key = capacity_key(kw)
     path = folder / f"{key}.json"
     rec = None if recompute else _read(path)
-    source = "cache"
-    if rec is None:
+    return {"kw": kw, "key": key, "path": path, "rec": rec, "source": "cache" if rec is not None else "computed",
+            "label": f"capacity {dname} x {cls} ({kw['model']} on {kw['num_chips']} x {kw['chip']}) ..."}
+
+
+def _capacity_task(_state, kw: dict) -> dict:
+    """A worker's capacity search (``seedchip.parallel``)."""
+    return compute_capacity(kw)
+
+
+def _compute(jobs: list[dict], recompute: bool, backend, progress) -> None:
+    """Run the searches the jobs still need, each key once, on ``backend`` (in parallel when it
+    has workers); this process writes each record to the cache as it arrives."""
+    first: dict[str, dict] = {}
+    for j in jobs:
+        if "kw" not in j or j["rec"] is not None:
+            continue
+        if j["key"] in first:                # the same run twice: the second reads what the first wrote
+            j["source"] = "computed" if recompute else "cache"
+        else:
+            first[j["key"]] = j
+    todo = list(first.values())
+
+    def starting(i: int) -> None:
         if progress:
-            progress(f"capacity {dname} x {cls} ({kw['model']} on {kw['num_chips']} x {kw['chip']}) ...")
-        rec = compute_capacity(kw)
-        rec["inputs"] = kw
-        _write(path, rec)
-        source = "computed"
+            progress(todo[i]["label"])
+    for i, rec in backend.map(_capacity_task, [j["kw"] for j in todo], before=starting):
+        rec["inputs"] = todo[i]["kw"]
+        _write(todo[i]["path"], rec)
+        todo[i]["rec"] = rec
+    for j in jobs:
+        if "kw" in j and j["rec"] is None:
+            j["rec"] = first[j["key"]]["rec"]
+
+
+def _result(job: dict) -> dict:
+    """A candidate's capacity: {num_chips, requests_per_s, tokens_per_s, energy_j_per_token,
+    source, note, key, ok}."""
+    if "kw" not in job:
+        return job
+    rec, kw = job["rec"], job["kw"]
     ok = rec["tokens_per_s"] > 0
     note = rec.get("note")
     if not ok and not note:
         note = "meets no SLO at any rate"
     return {"num_chips": kw["num_chips"], "requests_per_s": rec["requests_per_s"], "tokens_per_s": rec["tokens_per_s"],
-            "energy_j_per_token": rec["energy_j_per_token"], "source": source, "note": note, "key": key, "ok": ok}
+            "energy_j_per_token": rec["energy_j_per_token"], "source": job["source"], "note": note, "key": job["key"],
+            "ok": ok}
 
 
 def choose(results: list[dict]) -> tuple[int | None, str]:
@@ -200,17 +238,44 @@ def choose(results: list[dict]) -> tuple[int | None, str]:
     return best, why
 
 
+def _searched(dname: str, cls: str, entry: list, results: list[dict]) -> Capacity:
+    """The pair's Capacity from its candidates' results: the best one, every one kept."""
+    best, why = choose(results)
+    cands = []
+    for i, (dep, r) in enumerate(zip(entry, results)):
+        cands.append({"index": i, "deployment": dep.model_dump(exclude_none=True), "label": dep.label(),
+                      "num_chips": r["num_chips"], "requests_per_s": r["requests_per_s"],
+                      "tokens_per_s": r["tokens_per_s"],
+                      "tokens_per_s_per_chip": r["tokens_per_s"] / r["num_chips"],
+                      "energy_j_per_token": r["energy_j_per_token"], "source": r["source"],
+                      "key": r["key"], "works": r["ok"], "chosen": i == best,
+                      "reason": r["note"] if not r["ok"] else None})
+    if best is None:
+        srcs = {r["source"] for r in results}
+        src = next((x for x in ("computed", "cache") if x in srcs), "fit-check")
+        return Capacity(dname, cls, min(r["num_chips"] for r in results), 0.0, 0.0, 0.0, src, why, None,
+                        deployment=None, candidates=cands, choice=why)
+    r = results[best]
+    return Capacity(dname, cls, r["num_chips"], r["requests_per_s"], r["tokens_per_s"], r["energy_j_per_token"],
+                    r["source"], r["note"], r["key"], deployment=cands[best]["deployment"], candidates=cands,
+                    choice=why)
+
+
 def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path | None = None,
-                       progress: Callable[[str], None] | None = None) -> dict[tuple[str, str], Capacity]:
+                       progress: Callable[[str], None] | None = None,
+                       backend=None) -> dict[tuple[str, str], Capacity]:
     """Capacity of every (device, demand class) pair that has a deployment or an override.
 
     A list of candidate deployments is searched: the one with the most output tokens/s per chip
     wins (see ``choose``); every candidate's result is kept on the Capacity.
     recompute: ignore the scenario's overrides and the cache; run ``seedchip.capacity`` again
-    for every pair with a deployment (and refresh the cache)."""
-    out: dict[tuple[str, str], Capacity] = {}
+    for every pair with a deployment (and refresh the cache).
+    backend: a ``seedchip.parallel`` backend that runs the searches (default: one after another
+    in this process); the results are the same on any backend."""
+    out: dict[tuple[str, str], Capacity | list] = {}
     overrides = {(o.device, o.demand): o for o in scenario.capacity_override}
     folder = cache_dir(cache)
+    jobs: list[dict] = []
     for dname, dev in scenario.devices.items():
         for cls in scenario.demand:
             o = overrides.get((dname, cls))
@@ -219,38 +284,24 @@ def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path |
                 n = o.num_chips or candidates_of(dev.deployments[cls])[0].num_chips
                 out[(dname, cls)] = Capacity(dname, cls, n, o.requests_per_s, o.tokens_per_s, o.energy_j_per_token,
                                              "override", o.note, interval80=o.interval80)
-                continue
-            if not has_dep:
-                continue
-            entry = dev.deployments[cls]
-            if not isinstance(entry, list):
-                r = _one(scenario, dname, cls, entry, folder, recompute, progress, check_fit=False)
+            elif has_dep:
+                entry = dev.deployments[cls]
+                search = isinstance(entry, list)
+                out[(dname, cls)] = [_prepare(scenario, dname, cls, dep, folder, recompute, check_fit=search)
+                                     for dep in (entry if search else [entry])]
+                jobs += out[(dname, cls)]
+    _compute(jobs, recompute, backend if backend is not None else Inline(), progress)
+    for (dname, cls), v in out.items():
+        if isinstance(v, list):
+            entry = scenario.devices[dname].deployments[cls]
+            results = [_result(j) for j in v]
+            if isinstance(entry, list):
+                out[(dname, cls)] = _searched(dname, cls, entry, results)
+            else:
+                r = results[0]
                 out[(dname, cls)] = Capacity(dname, cls, r["num_chips"], r["requests_per_s"], r["tokens_per_s"],
                                              r["energy_j_per_token"], r["source"], r["note"], r["key"],
                                              deployment=entry.model_dump(exclude_none=True))
-                continue
-            results = [_one(scenario, dname, cls, dep, folder, recompute, progress, check_fit=True) for dep in entry]
-            best, why = choose(results)
-            cands = []
-            for i, (dep, r) in enumerate(zip(entry, results)):
-                cands.append({"index": i, "deployment": dep.model_dump(exclude_none=True), "label": dep.label(),
-                              "num_chips": r["num_chips"], "requests_per_s": r["requests_per_s"],
-                              "tokens_per_s": r["tokens_per_s"],
-                              "tokens_per_s_per_chip": r["tokens_per_s"] / r["num_chips"],
-                              "energy_j_per_token": r["energy_j_per_token"], "source": r["source"],
-                              "key": r["key"], "works": r["ok"], "chosen": i == best,
-                              "reason": r["note"] if not r["ok"] else None})
-            if best is None:
-                srcs = {r["source"] for r in results}
-                src = next((x for x in ("computed", "cache") if x in srcs), "fit-check")
-                out[(dname, cls)] = Capacity(dname, cls, min(r["num_chips"] for r in results), 0.0, 0.0, 0.0,
-                                             src, why, None,
-                                             deployment=None, candidates=cands, choice=why)
-                continue
-            r = results[best]
-            out[(dname, cls)] = Capacity(dname, cls, r["num_chips"], r["requests_per_s"], r["tokens_per_s"],
-                                         r["energy_j_per_token"], r["source"], r["note"], r["key"],
-                                         deployment=cands[best]["deployment"], candidates=cands, choice=why)
     return out
 
 

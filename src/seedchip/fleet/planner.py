@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SpecError
+from ..parallel import check_options, open_backend
 from .capacity import resolve_capacities
 from .figures import devices_summary, figures, quarters, unmet_demand, years
 from .milp import (RESOURCE_KINDS, SCALE, SHADOW_UNITS, Model, Solution, build_model, lp_duals, solve_lexicographic,
@@ -406,7 +407,8 @@ def check_confidence(confidence: float | None) -> None:
 def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[str, ...] | None = None,
          recompute_capacity: bool = False, cache_dir: str | Path | None = None, out: str | Path | None = None,
          progress: Callable[[str], None] | None = None, confidence: float | None = None,
-         sweep: str | None = None) -> PlanResult:
+         sweep: str | None = None, workers: int = 1, use_ray: bool = False,
+         address: str | None = None) -> PlanResult:
     """Plan purchases quarter by quarter for a scenario (a YAML path, YAML text parsed to a dict,
     or a Scenario), with its GPU-only baseline; see `seedchip plan --help`.
 
@@ -417,8 +419,11 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
     sweep: ``KEY=FROM..TO:STEPS``: re-solve over a range of one what-if (``sweep.py``).
     recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
     ``capacity_override`` and the cache. out: a folder for plan.json, plan.html, plan.png and
-    capacity.yaml (and sweep.png)."""
+    capacity.yaml (and sweep.png). workers > 1 (a local process pool) or use_ray (a Ray cluster:
+    ``address``, or a local one): the capacity searches and the sweep's points run in parallel,
+    with the same result."""
     check_confidence(confidence)
+    check_options(workers, use_ray, address)
     if sweep is not None:
         parse_sweep(sweep)                   # a bad sweep is refused before any work
     if out is not None:
@@ -430,7 +435,16 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         s = parse_scenario(scenario)
     else:
         s = load_scenario(scenario)
-    caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress)
+    backend = open_backend(workers, use_ray, address)
+    try:
+        return _plan(s, backend, what_if, recompute_capacity, cache_dir, out, progress, confidence, sweep)
+    finally:
+        backend.close()
+
+
+def _plan(s: Scenario, backend, what_if, recompute_capacity: bool, cache_dir, out, progress, confidence,
+          sweep) -> PlanResult:
+    caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress, backend=backend)
     p = build_problem(s, caps, confidence)
     result = solve_plan(p)
     if confidence is not None:
@@ -442,8 +456,7 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
                          what_if=WhatIf(changes=changes, diff=diff_plans(result.to_dict(), changed.to_dict())))
         p = q
     if sweep is not None:
-        seen: dict = {}
-        result = replace(result, sweep=run_sweep(p, sweep, lambda q: solve_plan(q, seen)))
+        result = replace(result, sweep=run_sweep(p, sweep, solve_plan, backend))
     if out is not None:
         result = replace(result, outputs=write_outputs(result, Path(out)))
     return result

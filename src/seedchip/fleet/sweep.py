@@ -6,7 +6,8 @@ FROM and TO are what-if values of one kind (``-90%``, ``x0.6`` or a number); STE
 (2-201) are spread evenly between them, ends included. Each point is a full plan with its
 GPU-only baseline (``economics.py``). Where two neighbouring points disagree on building our chip
 (``build_asic``) or on feasibility, the value where it flips is found by bisection
-(``REFINE`` more solves, to 1/64 of a step) and reported as a break-even.
+(``REFINE`` more solves, to 1/64 of a step) and reported as a break-even. The points, and then
+the break-evens, can be solved in parallel (``plan --sweep ... --workers N`` or ``--ray``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecError
+from ..parallel import Inline
 from .problem import Problem
 from .whatif import apply_what_if, parse_value
 
@@ -88,12 +90,40 @@ def _refine(p: Problem, key: str, kind: str, lo: dict, hi: dict, solve) -> dict:
             "above": {"build_asic": b["build_asic"], "status": b["status"]}}
 
 
-def run_sweep(p: Problem, text: str, solve) -> dict:
-    """The sweep's points and break-evens; ``solve(problem) -> PlanResult`` solves one point."""
+def _sweep_state(shared: tuple) -> dict:
+    """A worker's sweep: the problem, what is swept, the solver and its solved baselines."""
+    p, key, kind, solve = shared
+    return {"p": p, "key": key, "kind": kind, "solve": solve, "baselines": {}}
+
+
+def _point_task(st: dict, v: float) -> dict:
+    return _point(st["p"], st["key"], st["kind"], v, lambda q: st["solve"](q, st["baselines"]))
+
+
+def _refine_task(st: dict, pair: tuple[dict, dict]) -> dict:
+    return _refine(st["p"], st["key"], st["kind"], *pair, lambda q: st["solve"](q, st["baselines"]))
+
+
+def _in_order(results, n: int) -> list:
+    out = [None] * n
+    for i, r in results:
+        out[i] = r
+    return out
+
+
+def run_sweep(p: Problem, text: str, solve, backend=None) -> dict:
+    """The sweep's points and break-evens. ``solve(problem, baselines) -> PlanResult`` solves one
+    point (``baselines``: the GPU-only plans solved so far, by fingerprint; a module-level function
+    when the backend runs elsewhere); ``backend``: a ``seedchip.parallel`` backend that solves the
+    points (and then the break-evens) in parallel (default: one after another in this process).
+    The result is the same on any backend, in the order of the swept values."""
     t0 = time.perf_counter()
     key, kind, values = parse_sweep(text)
-    points = [_point(p, key, kind, v, solve) for v in values]
-    flips = [_refine(p, key, kind, a, b, solve) for a, b in zip(points, points[1:]) if _decision(a) != _decision(b)]
+    backend = backend if backend is not None else Inline()
+    shared = (p, key, kind, solve)
+    points = _in_order(backend.map(_point_task, values, setup=_sweep_state, shared=shared), len(values))
+    pairs = [(a, b) for a, b in zip(points, points[1:]) if _decision(a) != _decision(b)]
+    flips = _in_order(backend.map(_refine_task, pairs, setup=_sweep_state, shared=shared), len(pairs))
     return {"sweep": text, "key": key, "kind": kind, "points": points, "break_even": flips,
             "solve_s": time.perf_counter() - t0}
 
