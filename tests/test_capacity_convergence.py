@@ -83,3 +83,53 @@ def test_chat_answers_are_judged_on_settled_windows():
                                                    and p["met"])
     s = c["metrics"]["steady"]
     assert s["warmup_end_s"] <= s["window_s"][0] and s["window_sojourns"] > MIN_WINDOW_SOJOURNS
+
+
+@pytest.mark.unit
+def test_exceed_share_error_counts_correlated_episodes():
+    """The SLO share's error by batch means: 20,000 independent draws with 1% above the limit
+    give about the binomial error; the same 1% bunched into a few long episodes (as a burst
+    of long requests slows every request beside it) gives a far larger one, which the
+    binomial error of independent draws would miss."""
+    from seedchip.serve.metrics import exceed_fraction
+    rng = np.random.default_rng(0)
+    n = 20000
+    iid = (rng.random(n) < 0.01).astype(float)
+    e = exceed_fraction(iid, 0.5)
+    binomial = np.sqrt(0.01 * 0.99 / n)
+    assert e["blocks"] == 20 and e["fraction"] == pytest.approx(iid.mean())
+    assert 0.5 * binomial < e["se"] < 2 * binomial
+    bunched = np.zeros(n)
+    for start in (3000, 11000, 17000):          # three episodes of ~67 requests each: 1% in all
+        bunched[start:start + 67] = 1.0
+    b = exceed_fraction(bunched, 0.5)
+    assert b["fraction"] == pytest.approx(0.01, rel=0.01) and b["se"] > 3 * binomial
+    assert exceed_fraction(bunched[:150], 0.5)["se"] is None        # too few requests for four blocks
+
+
+@pytest.mark.unit
+def test_answers_agree_only_once_the_sampling_error_is_small():
+    """Two run lengths that give the same answer by chance do not end the search while the
+    last answer's sampling error exceeds 1%; answers further apart than 1.5% agree when they
+    lie within twice their combined sampling errors (never beyond 3%)."""
+    a = {"max_qps": 10.0, "settled": True, "sampling_error": 0.004}
+    assert _agree(a, dict(a, max_qps=10.1))
+    assert not _agree(a, dict(a, max_qps=10.0, sampling_error=0.02))
+    assert _agree(dict(a, sampling_error=0.009), dict(a, max_qps=10.2, sampling_error=0.008))   # 2% < 2 x 1.2%
+    assert not _agree(dict(a, sampling_error=0.009), dict(a, max_qps=10.35, sampling_error=0.009))   # 3.4%
+    assert not _agree(dict(a, sampling_error=None), dict(a, max_qps=10.2, sampling_error=None))      # 2% > 1.5%
+
+
+@pytest.mark.unit
+def test_capacity_reports_its_sampling_error():
+    """The answer's sampling error (from the SLO share's batch-means error and its slope in the
+    rate over the same request stream) is in the JSON, per run length and for the answer."""
+    c = seedchip.capacity(model="llama-3.1-8b", workload="chat", num_requests=1000, max_requests=2000,
+                          slo_tpot_p99="25ms", interval=False).to_dict()
+    errs = [e["sampling_error"] for e in c["convergence"]]
+    assert c["max_qps_sampling_error"] == errs[-1]
+    assert c["binding"] == "tpot_p99" and all(e is not None and 0 < e < 0.5 for e in errs)
+    if errs[-1] > 0.01:                     # 2,000 requests are too few here: not called converged
+        assert c["converged"] is False
+    ex = c["metrics"]["steady"]["slo_exceed"]["tpot_p99"]
+    assert ex["fraction"] <= 0.011 and ex["blocks"] >= 4

@@ -130,8 +130,10 @@ def _unconverged(history: list[dict]) -> str:
     if b.get("settled") is False:
         return (f"not converged: at {b['num_requests']:,} requests the steady window still held the fill-up "
                 "(requests that long need a longer run; raise max_requests)")
+    err = b.get("sampling_error")
+    sampled = f", sampling error +-{err * 100:.1f}%" if err else ""
     return (f"not converged: {a['num_requests']:,} -> {b['num_requests']:,} requests moved it "
-            f"{(b['max_qps'] / a['max_qps'] - 1) * 100:+.1f}% (raise max_requests)")
+            f"{(b['max_qps'] / a['max_qps'] - 1) * 100:+.1f}%{sampled} (raise max_requests)")
 
 
 def _read(path: Path) -> dict | None:

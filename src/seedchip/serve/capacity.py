@@ -9,9 +9,14 @@ bisection over the rate between a low rate that must pass and the saturated rate
 steady completion rate of an offline run, an upper bound no answer exceeds); each point
 is a simulation of the same request stream (same seed) rescaled in time. The run length
 is then doubled, and the bracket around the last answer re-searched, until two
-successive answers agree within ``CONVERGED`` and both were judged on a settled steady
-window (or the run length reaches ``MAX_REQUESTS``, or a trace runs out): the answer
-does not depend on how long you simulate. A run that starts empty fills up first; with
+successive answers agree within ``CONVERGED`` (or within twice their sampling errors,
+at most ``PROMISE``), both were judged on a settled steady window, and the last one's
+sampling error is at most ``SE_TARGET`` (or the run length reaches ``MAX_REQUESTS``, or a
+trace runs out): the answer does not depend on how long you simulate. The sampling
+error (:func:`sampling_error`, ``max_qps_sampling_error``) is what the answer owes to the
+requests a finite run drew: p99 latencies are set by a few episodes (a rare long prompt
+stalls every request decoding beside it), so two short runs can agree by chance and a
+longer one still move the answer by several %. A run that starts empty fills up first; with
 requests lasting minutes that takes many sojourns (a fuller batch steps more slowly),
 so when the answer's window still held part of the fill-up the next run length is
 sized from the measured warm-up (it ends ``MIN_WINDOW_SOJOURNS`` mean sojourns after
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SpecError
 from ..perf.calibration import load_calibration
-from ..perf.uncertainty import Perturbation, draws, interval80
+from ..perf.uncertainty import Z80, Perturbation, draws, interval80
 from .api import seconds, simulate
 from .metrics import MIN_WINDOW_SOJOURNS
 from .sim import Slo
@@ -34,7 +39,10 @@ from .workload import MAX_REQUESTS as RUN_LIMIT
 
 START_REQUESTS = 4000
 MAX_REQUESTS = 32000
-CONVERGED = 0.015          # successive run lengths agree within 1.5% (half the 3% promise)
+CONVERGED = 0.015          # successive run lengths agree within 1.5% (half the 3% promise) ...
+PROMISE = 0.03             # ... or within twice their sampling errors combined, never more than 3%
+SE_TARGET = 0.01           # and the last answer's sampling error is at most 1%
+SLOPE_SPAN = 0.07          # the SLO share's slope in the rate: from the points within +-7% of the answer
 LOW_FRACTION = 1 / 64      # the first low rate, as a share of the saturated rate
 HEADROOM = 1.25            # the search reaches this far above an offline run's rate (ramp and drain weigh on it)
 BRACKET = 0.06             # a longer run re-searches +-6% around the last answer
@@ -82,6 +90,7 @@ class CapacityResult:
         return {"max_qps": self.max_qps, "max_qps_per_chip": self.max_qps / n,
                 "max_qps_per_dollar_hour": self.max_qps / (n * price) if price else None,
                 "max_qps_interval80": self.interval["max_qps"] if self.interval else None,
+                "max_qps_sampling_error": self.convergence[-1].get("sampling_error"),
                 "interval80": self.interval,
                 "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
                 "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
@@ -211,16 +220,49 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
     return best, fail
 
 
-def _entry(n: int, best: RatePoint) -> dict:
+def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None) -> dict:
     s = best.metrics["steady"]
-    return {"num_requests": n, "max_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"]}
+    return {"num_requests": n, "max_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"],
+            "sampling_error": sampling_error(search.points, n, best, fail)}
+
+
+def sampling_error(points: list[RatePoint], n: int, best: RatePoint, fail: RatePoint | None) -> float | None:
+    """The answer's relative standard error from the sample a run of ``n`` requests drew.
+    A p99 limit is met while at most 1% of the window's requests exceed it; that share F
+    carries a batch-means error se(F) (:func:`seedchip.serve.metrics.exceed_fraction`), and
+    near the answer F rises with the rate by dF/dln(rate) (a least-squares slope over this
+    run length's points within ``SLOPE_SPAN``: one request stream rescaled in time, so the
+    slope is not blurred by sampling); the answer's error is se(F) / slope. With long
+    requests or rare long prompts the latencies' tails are set by few episodes, and short
+    runs give answers several % apart. None: the limit that binds is not an SLO share
+    (throughput, memory) or the slope is not measurable."""
+    if fail is None:
+        return None
+    metric = next((m for m in fail.failed if m in ("ttft_p99", "tpot_p99")), None)
+    ex = (best.metrics["steady"].get("slo_exceed") or {}).get(metric)
+    if metric is None or ex is None or ex["se"] is None:
+        return None
+    near = [(math.log(p.qps), p.metrics["steady"]["slo_exceed"][metric]["fraction"]) for p in points
+            if p.num_requests == n and abs(math.log(p.qps / best.qps)) <= SLOPE_SPAN
+            and (p.metrics["steady"].get("slo_exceed") or {}).get(metric)]
+    xs = [x for x, _ in near]
+    if len(set(xs)) < 2:
+        return None
+    mx, my = sum(xs) / len(xs), sum(y for _, y in near) / len(near)
+    slope = sum((x - mx) * (y - my) for x, y in near) / sum((x - mx) ** 2 for x in xs)
+    return ex["se"] / slope if slope > 0 else None
 
 
 def _agree(prev: dict, last: dict) -> bool:
-    """Two successive run lengths agree within ``CONVERGED``, each judged on a steady
-    window that starts after the fill-up (``settled``; None: no window, e.g. a closed loop)."""
+    """Two successive run lengths agree, each judged on a steady window that starts after
+    the fill-up (``settled``; None: no window, e.g. a closed loop): within ``CONVERGED``, or
+    within twice their sampling errors combined (at most ``PROMISE``); and the last answer's
+    own sampling error is at most ``SE_TARGET`` (two short runs can agree by chance)."""
+    se = [e.get("sampling_error") for e in (prev, last)]
+    tol = CONVERGED if None in se else min(PROMISE, max(CONVERGED, 2 * math.hypot(*se)))
     return (not last.get("note") and prev.get("settled") is not False and last.get("settled") is not False
-            and abs(last["max_qps"] - prev["max_qps"]) <= CONVERGED * last["max_qps"])
+            and (se[1] is None or se[1] <= SE_TARGET)
+            and abs(last["max_qps"] - prev["max_qps"]) <= tol * last["max_qps"])
 
 
 def _next_length(n: int, best: RatePoint, max_requests: int) -> int:
@@ -236,10 +278,12 @@ def _next_length(n: int, best: RatePoint, max_requests: int) -> int:
     return m
 
 
-def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, progress=None) -> dict:
+def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, sampling_error: float | None,
+              progress=None) -> dict:
     """80% interval on the answer: the same search under ``DRAWS`` draws of the model's
     error (kernel classes, host time, engine residual), at a shorter run length, each
-    relative to the unperturbed search at that length."""
+    relative to the unperturbed search at that length; widened by the answer's own
+    sampling error (independent of the model's: added in quadrature in log space)."""
     n = min(n, INTERVAL_REQUESTS)
     nominal = _refine(_Search(base, slo, None, progress, "interval"), answer, n, INTERVAL_TOLERANCE)[0].qps
     ratios = []
@@ -250,7 +294,10 @@ def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, progre
             ratios.append(_refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps / nominal)
         except SpecError:          # no rate meets the SLO under this draw
             ratios.append(LOW_FRACTION)
-    return {"max_qps": interval80(answer, [answer * r for r in ratios]), "draws": len(ratios), "num_requests": n}
+    lo, hi = interval80(answer, [answer * r for r in ratios])
+    spread = math.hypot(math.log(hi / answer) / Z80, sampling_error or 0.0)
+    return {"max_qps": [answer * math.exp(-Z80 * spread), answer * math.exp(Z80 * spread)], "draws": len(ratios),
+            "num_requests": n, "sampling_error": sampling_error}
 
 
 def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
@@ -266,7 +313,7 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
     search = _Search(_base(dict(kw), slo), slo, None, progress)
     best, fail, sat = _first(search, n, tolerance)
-    history = [_entry(n, best)]
+    history = [_entry(search, n, best, fail)]
     while n * 2 <= max_requests:
         n = _next_length(n, best, max_requests)
         prev = best
@@ -275,7 +322,7 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
             history.append({"num_requests": best.metrics["num_requests"], "max_qps": best.qps,
                             "note": "the trace has no more requests"})
             break
-        history.append(_entry(n, best))
+        history.append(_entry(search, n, best, fail))
         if _agree(history[-2], history[-1]):
             break
     final = [p for p in search.points if p.num_requests == history[-1]["num_requests"]]
@@ -284,7 +331,8 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     inputs = dict(best.metrics["inputs"], slo_ttft_p99_s=slo.ttft_p99_s, slo_tpot_p99_s=slo.tpot_p99_s,
                   price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
     answer = min(best.qps, observed)
-    band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"], progress) if interval
+    band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"],
+                      history[-1].get("sampling_error"), progress) if interval
             else None)
     return CapacityResult(max_qps=answer, binding=binding, saturated_requests_per_s=observed,
                           metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,

@@ -152,7 +152,7 @@ STEADY_WINDOW = (0.2, 0.8)   # share of the requests (by arrival, or by completi
 MIN_WINDOW_SOJOURNS = 4.0    # the steady window spans at least this many mean sojourn times when the run allows
 
 
-def steady(a: dict[str, np.ndarray], mode: str) -> dict:
+def steady(a: dict[str, np.ndarray], mode: str, slo_s: dict[str, float] | None = None) -> dict:
     """Steady-state figures of a run, warm-up and drain excluded.
 
     ``open`` loop: the requests that arrived in the steady window: their TTFT/TPOT
@@ -170,13 +170,18 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     window (arrival is when a client sends). ``offline`` (every request at once): the
     whole run, as offline benchmarks report it (the ramp and drain weigh less as the run
     grows; engines that prefill everything before decoding have no shorter stretch
-    that stands for the run)."""
+    that stands for the run).
+
+    ``slo_s`` ({"ttft_p99": s, "tpot_p99": s}, the limits set): ``slo_exceed`` gives, per
+    limit, the share of the window's requests above it (a p99 limit is met when at most
+    1% are) and that share's standard error by batch means (:func:`exceed_fraction`):
+    how much the verdict owes to the sample a finite run drew."""
     n = len(a["finish"])
     out = a["output_len"].astype(float)
     res = {"mode": mode, "window_s": None, "num_requests": 0, "offered_per_s": None, "completed_per_s": 0.0,
            "output_tokens_per_s": 0.0, "ttft_s": summary(np.array([])), "tpot_s": summary(np.array([])),
            "backlog_growth": None, "backlog_growth_noise": None, "keeps_up": None, "warmup_end_s": None,
-           "sojourn_s": None, "window_sojourns": None, "settled": None}
+           "sojourn_s": None, "window_sojourns": None, "settled": None, "slo_exceed": None}
     if n < 5:
         return res
     if mode == "offline":
@@ -201,14 +206,50 @@ def steady(a: dict[str, np.ndarray], mode: str) -> dict:
     ttft = (a["first_token"] - a["arrival"])[sel]
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out > 1, (a["finish"] - a["first_token"]) / np.maximum(out - 1, 1), np.nan)[sel]
+    tpot_sel = tpot[~np.isnan(tpot)]
+    order = np.argsort(a["arrival"][sel], kind="stable")       # requests are recorded as they finish
+    by_arrival = ttft[order], tpot[order][~np.isnan(tpot[order])]
+    exceed = ({k: exceed_fraction(v, limit) for k, v, limit in
+               (("ttft_p99", by_arrival[0], slo_s.get("ttft_p99")), ("tpot_p99", by_arrival[1], slo_s.get("tpot_p99")))
+               if limit is not None} if slo_s and mode == "open" else None)
     return dict(res, window_s=[float(t0), float(t1)], num_requests=int(sel.sum()),
                 offered_per_s=offered if mode == "open" else None, completed_per_s=completed,
                 output_tokens_per_s=float(out[done].sum()) / (t1 - t0), ttft_s=summary(ttft),
-                tpot_s=summary(tpot[~np.isnan(tpot)]), backlog_growth=growth if mode == "open" else None,
+                tpot_s=summary(tpot_sel), backlog_growth=growth if mode == "open" else None,
                 backlog_growth_noise=noise if mode == "open" else None,
                 keeps_up=bool(growth <= MAX_GROWTH + NOISE_Z * noise) if mode == "open" else None,
                 warmup_end_s=float(warm), sojourn_s=sojourn, window_sojourns=float((t1 - t0) / sojourn),
-                settled=bool(warm <= t0))
+                settled=bool(warm <= t0), slo_exceed=exceed or None)
+
+
+EXCEED_BLOCKS = 20        # batch means: the window's requests in this many consecutive blocks (by arrival)
+MIN_BLOCK_REQUESTS = 50   # ... fewer when the window holds fewer than 50 requests per block
+MAX_BLOCK_CORRELATION = 0.9
+
+
+def exceed_fraction(values: np.ndarray, limit: float) -> dict:
+    """The share of ``values`` (in arrival order) above ``limit`` and its standard error by
+    batch means: the values cut into consecutive blocks, the error the spread of the blocks'
+    shares over sqrt(blocks), widened by the blocks' lag-1 correlation r as
+    sqrt((1 + r) / (1 - r)) (r clipped to 0..0.9). Latencies of requests that overlap are
+    correlated (a burst of long requests fills the batch and slows every request decoding
+    beside it for minutes near saturation), so neither the binomial error of independent
+    draws nor uncorrected batch means would be honest. ``se`` is None with fewer than four
+    blocks."""
+    n = len(values)
+    over = values > limit
+    blocks = min(EXCEED_BLOCKS, n // MIN_BLOCK_REQUESTS)
+    if n == 0:
+        return {"fraction": None, "se": None, "blocks": 0}
+    if blocks < 4:
+        return {"fraction": float(over.mean()), "se": None, "blocks": blocks}
+    shares = np.array([b.mean() for b in np.array_split(over, blocks)])
+    dev = shares - shares.mean()
+    var = float(np.sum(dev ** 2))
+    r = float(np.sum(dev[1:] * dev[:-1]) / var) if var > 0 else 0.0
+    r = min(max(r, 0.0), MAX_BLOCK_CORRELATION)
+    se = math.sqrt(var / (blocks - 1) / blocks * (1 + r) / (1 - r))
+    return {"fraction": float(over.mean()), "se": se, "blocks": blocks}
 
 
 def warmup_end(arrival_sorted: np.ndarray, finish_sorted: np.ndarray, t1: float, sojourn_s: float) -> float:

@@ -310,7 +310,7 @@ class Simulation:
             "compute_utilization": flops / (peak_flops * makespan) if makespan else 0.0,
             "bandwidth_utilization": hbm / (peak_bw * makespan) if makespan else 0.0,
             "kv_transfer_s": summary(np.array(self.transfer_s)) if self.disagg else None,
-            "steady": steady(a, self._mode()),
+            "steady": steady(a, self._mode(), {"ttft_p99": self.slo.ttft_p99_s, "tpot_p99": self.slo.tpot_p99_s}),
             "engines": engines,
             "series": self.collector.series.to_dict(),
             "cdf": {"quantiles": CDF_POINTS, "ttft_s": cdf(ttft), "tpot_s": cdf(tpot_valid), "e2e_s": cdf(e2e)},
