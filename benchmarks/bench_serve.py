@@ -54,7 +54,7 @@ def child(name: str) -> None:
     macro = sum(e["macro_steps"] for e in r["engines"])
     print(json.dumps({"case": name, "requests": r["num_requests"], "cold_s": cold, "warm_s": warm,
                       "steps": steps, "macro_steps": macro, "peak_rss_mb": rss,
-                      "simulated_s": r["makespan_s"]}))
+                      "simulated_s": r["makespan_s"], "json_kb": len(json.dumps(r)) / 1024}))
 
 
 def main() -> None:
@@ -69,14 +69,14 @@ def main() -> None:
     print(f"seedchip serving benchmark, {time.strftime('%Y-%m-%d')}, python {platform.python_version()}, "
           f"{os.cpu_count()} logical CPUs, one pinned")
     print(f"{'case':22s} {'requests':>10s} {'steps':>10s} {'macro':>9s} {'cold s':>8s} {'warm s':>8s} "
-          f"{'req/s (cold)':>13s} {'peak MB':>8s}")
+          f"{'req/s (cold)':>13s} {'peak MB':>8s} {'JSON kB':>8s}")
     for name in names:
         out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True,
                              check=True).stdout
         d = json.loads(out.strip().splitlines()[-1])
         warm = f"{d['warm_s']:.2f}" if d["warm_s"] is not None else "—"
         print(f"{name:22s} {d['requests']:>10,} {d['steps']:>10,} {d['macro_steps']:>9,} {d['cold_s']:>8.2f} "
-              f"{warm:>8s} {d['requests'] / d['cold_s']:>13,.0f} {d['peak_rss_mb']:>8.0f}")
+              f"{warm:>8s} {d['requests'] / d['cold_s']:>13,.0f} {d['peak_rss_mb']:>8.0f} {d['json_kb']:>8.0f}")
 
 
 if __name__ == "__main__":
