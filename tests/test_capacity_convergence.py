@@ -133,3 +133,23 @@ def test_capacity_reports_its_sampling_error():
         assert c["converged"] is False
     ex = c["metrics"]["steady"]["slo_exceed"]["tpot_p99"]
     assert ex["fraction"] <= 0.011 and ex["blocks"] >= 4
+
+
+@pytest.mark.unit
+def test_sampling_error_is_the_share_error_over_its_slope():
+    """By hand: 0.8% of requests over the TPOT limit at 10 req/s (error 0.1 points), 2.0% at
+    10.5 req/s (fails): the share rises 1.2 points per ln(1.05) of rate, so the answer's
+    error is 0.001 / (0.012 / ln 1.05) = 0.41%. A point outside +-7%, or at another run length,
+    does not enter the slope; a binding limit that is not an SLO share gives none."""
+    import math
+    from seedchip.serve.capacity import sampling_error
+
+    def pt(q, frac, se, n=8000, ok=True, failed=()):
+        ex = {"tpot_p99": {"fraction": frac, "se": se, "blocks": 20}}
+        return RatePoint(q, n, ok, failed, {"steady": {"slo_exceed": ex}})
+    best, fail = pt(10.0, 0.008, 0.001), pt(10.5, 0.02, 0.002, ok=False, failed=("tpot_p99",))
+    others = [pt(12.0, 0.5, 0.01, ok=False, failed=("tpot_p99",)), pt(9.9, 0.0, 0.0, n=4000)]
+    err = sampling_error([best, fail] + others, 8000, best, fail)
+    assert err == pytest.approx(0.001 / (0.012 / math.log(1.05)))
+    assert sampling_error([best, fail], 8000, best, pt(10.5, 0.0, 0.0, ok=False, failed=("throughput",))) is None
+    assert sampling_error([best], 8000, best, fail) is None          # one rate: no slope

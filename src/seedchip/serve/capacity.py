@@ -227,7 +227,8 @@ def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None) -> 
 
 
 def sampling_error(points: list[RatePoint], n: int, best: RatePoint, fail: RatePoint | None) -> float | None:
-    """The answer's relative standard error from the sample a run of ``n`` requests drew.
+    """The answer's relative standard error (a fraction of the answer) from the sample a run
+    of ``n`` requests drew.
     A p99 limit is met while at most 1% of the window's requests exceed it; that share F
     carries a batch-means error se(F) (:func:`seedchip.serve.metrics.exceed_fraction`), and
     near the answer F rises with the rate by dF/dln(rate) (a least-squares slope over this
@@ -242,9 +243,9 @@ def sampling_error(points: list[RatePoint], n: int, best: RatePoint, fail: RateP
     ex = (best.metrics["steady"].get("slo_exceed") or {}).get(metric)
     if metric is None or ex is None or ex["se"] is None:
         return None
-    near = [(math.log(p.qps), p.metrics["steady"]["slo_exceed"][metric]["fraction"]) for p in points
-            if p.num_requests == n and abs(math.log(p.qps / best.qps)) <= SLOPE_SPAN
-            and (p.metrics["steady"].get("slo_exceed") or {}).get(metric)]
+    shares = [(p.qps, ((p.metrics["steady"].get("slo_exceed") or {}).get(metric) or {}).get("fraction"))
+              for p in points if p.num_requests == n and abs(math.log(p.qps / best.qps)) <= SLOPE_SPAN]
+    near = [(math.log(q), f) for q, f in shares if f is not None]
     xs = [x for x, _ in near]
     if len(set(xs)) < 2:
         return None
