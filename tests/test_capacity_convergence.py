@@ -112,12 +112,12 @@ def test_answers_agree_only_once_the_sampling_error_is_small():
     """Two run lengths that give the same answer by chance do not end the search while the
     last answer's sampling error exceeds 1%; answers further apart than 1.5% agree when they
     lie within twice their combined sampling errors (never beyond 3%)."""
-    a = {"max_qps": 10.0, "settled": True, "sampling_error": 0.004}
+    a = {"max_qps": 10.0, "settled": True, "sampling_error_fraction": 0.004}
     assert _agree(a, dict(a, max_qps=10.1))
-    assert not _agree(a, dict(a, max_qps=10.0, sampling_error=0.02))
-    assert _agree(dict(a, sampling_error=0.009), dict(a, max_qps=10.2, sampling_error=0.008))   # 2% < 2 x 1.2%
-    assert not _agree(dict(a, sampling_error=0.009), dict(a, max_qps=10.35, sampling_error=0.009))   # 3.4%
-    assert not _agree(dict(a, sampling_error=None), dict(a, max_qps=10.2, sampling_error=None))      # 2% > 1.5%
+    assert not _agree(a, dict(a, max_qps=10.0, sampling_error_fraction=0.02))
+    assert _agree(dict(a, sampling_error_fraction=0.009), dict(a, max_qps=10.2, sampling_error_fraction=0.008))   # 2% < 2 x 1.2%
+    assert not _agree(dict(a, sampling_error_fraction=0.009), dict(a, max_qps=10.35, sampling_error_fraction=0.009))   # 3.4%
+    assert not _agree(dict(a, sampling_error_fraction=None), dict(a, max_qps=10.2, sampling_error_fraction=None))      # 2% > 1.5%
 
 
 @pytest.mark.unit
@@ -126,8 +126,8 @@ def test_capacity_reports_its_sampling_error():
     rate over the same request stream) is in the JSON, per run length and for the answer."""
     c = seedchip.capacity(model="llama-3.1-8b", workload="chat", num_requests=1000, max_requests=2000,
                           slo_tpot_p99="25ms", interval=False).to_dict()
-    errs = [e["sampling_error"] for e in c["convergence"]]
-    assert c["max_qps_sampling_error"] == errs[-1]
+    errs = [e["sampling_error_fraction"] for e in c["convergence"]]
+    assert c["max_qps_sampling_error_fraction"] == errs[-1]
     assert c["binding"] == "tpot_p99" and all(e is not None and 0 < e < 0.5 for e in errs)
     if errs[-1] > 0.01:                     # 2,000 requests are too few here: not called converged
         assert c["converged"] is False

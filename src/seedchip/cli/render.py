@@ -206,7 +206,7 @@ def capacity_tables(d: dict) -> list[Table]:
     t.add_row("TTFT / TPOT p99 there (steady)", f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
     t.add_row("saturated rate", f"{d['saturated_requests_per_s']:.4g} req/s")
     t.add_row("run length", " -> ".join(f"{c['num_requests']:,}: {c['max_qps']:.4g}"
-                                        + (f" (+-{c['sampling_error']:.1%})" if c.get("sampling_error") else "")
+                                        + (f" (+-{c['sampling_error_fraction']:.1%})" if c.get("sampling_error_fraction") else "")
                                         for c in d["convergence"])
               + ("" if d.get("converged") else " [yellow](not converged: raise --max-requests)[/yellow]"))
     s = Table(title="search", header_style="bold")

@@ -117,8 +117,8 @@ def compute_capacity(kw: dict) -> dict:
         r = capacity(**kw, interval=False).to_dict()
     except SeedChipError as e:
         return {"requests_per_s": 0.0, "tokens_per_s": 0.0, "energy_j_per_token": 0.0, "note": one_line(e)}
-    return {"requests_per_s": r["max_qps"], "tokens_per_s": r["throughput_tokens_per_s"],
-            "energy_j_per_token": r["metrics"]["energy_j_per_token"] or 0.0,
+    return {"requests_per_s": float(r["max_qps"]), "tokens_per_s": float(r["throughput_tokens_per_s"]),
+            "energy_j_per_token": float(r["metrics"]["energy_j_per_token"] or 0.0),
             "note": None if r["converged"] else _unconverged(r["convergence"]),
             "calibration": r["inputs"].get("calibration")}
 
@@ -130,7 +130,7 @@ def _unconverged(history: list[dict]) -> str:
     if b.get("settled") is False:
         return (f"not converged: at {b['num_requests']:,} requests the steady window still held the fill-up "
                 "(requests that long need a longer run; raise max_requests)")
-    err = b.get("sampling_error")
+    err = b.get("sampling_error_fraction")
     sampled = f", sampling error +-{err * 100:.1f}%" if err else ""
     return (f"not converged: {a['num_requests']:,} -> {b['num_requests']:,} requests moved it "
             f"{(b['max_qps'] / a['max_qps'] - 1) * 100:+.1f}%{sampled} (raise max_requests)")

@@ -13,7 +13,6 @@ the break-evens, can be solved in parallel (``plan --sweep ... --workers N`` or 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +116,13 @@ def run_sweep(p: Problem, text: str, solve, backend=None) -> dict:
     when the backend runs elsewhere); ``backend``: a ``seedchip.parallel`` backend that solves the
     points (and then the break-evens) in parallel (default: one after another in this process).
     The result is the same on any backend, in the order of the swept values."""
-    t0 = time.perf_counter()
     key, kind, values = parse_sweep(text)
     backend = backend if backend is not None else Inline()
     shared = (p, key, kind, solve)
     points = _in_order(backend.map(_point_task, values, setup=_sweep_state, shared=shared), len(values))
     pairs = [(a, b) for a, b in zip(points, points[1:]) if _decision(a) != _decision(b)]
     flips = _in_order(backend.map(_refine_task, pairs, setup=_sweep_state, shared=shared), len(pairs))
-    return {"sweep": text, "key": key, "kind": kind, "points": points, "break_even": flips,
-            "solve_s": time.perf_counter() - t0}
+    return {"sweep": text, "key": key, "kind": kind, "points": points, "break_even": flips}
 
 
 def sweep_png(sweep: dict, path: Path) -> Path | None:

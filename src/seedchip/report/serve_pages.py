@@ -215,7 +215,7 @@ def _build_capacity(d: dict) -> Page:
     if conv:
         p.table(["run length (requests)", "highest rate (req/s)", "sampling error"],
                 [[show(c["num_requests"], "int"), show(c["max_qps"]),
-                  f"{c['sampling_error']:.1%}" if c.get("sampling_error") else "-"] for c in conv],
+                  f"{c['sampling_error_fraction']:.1%}" if c.get("sampling_error_fraction") else "-"] for c in conv],
                 "Convergence: the run length doubles until two answers agree (within 1.5%, or within twice "
                 "their sampling errors, at most 3%) and the last one's sampling error is at most 1%.",
                 numeric={0, 1, 2})

@@ -13,7 +13,7 @@ successive answers agree within ``CONVERGED`` (or within twice their sampling er
 at most ``PROMISE``), both were judged on a settled steady window, and the last one's
 sampling error is at most ``SE_TARGET`` (or the run length reaches ``MAX_REQUESTS``, or a
 trace runs out): the answer does not depend on how long you simulate. The sampling
-error (:func:`sampling_error`, ``max_qps_sampling_error``) is what the answer owes to the
+error (:func:`sampling_error`, ``max_qps_sampling_error_fraction``) is what the answer owes to the
 requests a finite run drew: p99 latencies are set by a few episodes (a rare long prompt
 stalls every request decoding beside it), so two short runs can agree by chance and a
 longer one still move the answer by several %. A run that starts empty fills up first; with
@@ -90,7 +90,7 @@ class CapacityResult:
         return {"max_qps": self.max_qps, "max_qps_per_chip": self.max_qps / n,
                 "max_qps_per_dollar_hour": self.max_qps / (n * price) if price else None,
                 "max_qps_interval80": self.interval["max_qps"] if self.interval else None,
-                "max_qps_sampling_error": self.convergence[-1].get("sampling_error"),
+                "max_qps_sampling_error_fraction": self.convergence[-1].get("sampling_error_fraction"),
                 "interval80": self.interval,
                 "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
                 "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
@@ -223,7 +223,7 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
 def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None) -> dict:
     s = best.metrics["steady"]
     return {"num_requests": n, "max_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"],
-            "sampling_error": sampling_error(search.points, n, best, fail)}
+            "sampling_error_fraction": sampling_error(search.points, n, best, fail)}
 
 
 def sampling_error(points: list[RatePoint], n: int, best: RatePoint, fail: RatePoint | None) -> float | None:
@@ -259,7 +259,7 @@ def _agree(prev: dict, last: dict) -> bool:
     the fill-up (``settled``; None: no window, e.g. a closed loop): within ``CONVERGED``, or
     within twice their sampling errors combined (at most ``PROMISE``); and the last answer's
     own sampling error is at most ``SE_TARGET`` (two short runs can agree by chance)."""
-    se = [e.get("sampling_error") for e in (prev, last)]
+    se = [e.get("sampling_error_fraction") for e in (prev, last)]
     tol = CONVERGED if None in se else min(PROMISE, max(CONVERGED, 2 * math.hypot(*se)))
     return (not last.get("note") and prev.get("settled") is not False and last.get("settled") is not False
             and (se[1] is None or se[1] <= SE_TARGET)
@@ -298,7 +298,7 @@ def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, sampli
     lo, hi = interval80(answer, [answer * r for r in ratios])
     spread = math.hypot(math.log(hi / answer) / Z80, sampling_error or 0.0)
     return {"max_qps": [answer * math.exp(-Z80 * spread), answer * math.exp(Z80 * spread)], "draws": len(ratios),
-            "num_requests": n, "sampling_error": sampling_error}
+            "num_requests": n, "sampling_error_fraction": sampling_error}
 
 
 def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
@@ -333,7 +333,7 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
                   price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
     answer = min(best.qps, observed)
     band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"],
-                      history[-1].get("sampling_error"), progress) if interval
+                      history[-1].get("sampling_error_fraction"), progress) if interval
             else None)
     return CapacityResult(max_qps=answer, binding=binding, saturated_requests_per_s=observed,
                           metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,

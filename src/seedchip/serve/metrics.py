@@ -198,9 +198,9 @@ def steady(a: dict[str, np.ndarray], mode: str, slo_s: dict[str, float] | None =
     warm = warmup_end(arrival, finish, t1, sojourn)
     t0 = max(p20, min(warm, t1 - MIN_WINDOW_SOJOURNS * sojourn))
     sel = (a["arrival"] >= t0) & (a["arrival"] <= t1)
-    offered = float(sel.sum()) / (t1 - t0)
+    offered = float(sel.sum()) / float(t1 - t0)
     done = (a["finish"] >= t0) & (a["finish"] <= t1)
-    completed = float(done.sum()) / (t1 - t0)
+    completed = float(done.sum()) / float(t1 - t0)
     slope, noise = backlog_growth(arrival, finish, t0, t1, sojourn)
     growth, noise = slope / offered, noise / offered
     ttft = (a["first_token"] - a["arrival"])[sel]
@@ -214,7 +214,7 @@ def steady(a: dict[str, np.ndarray], mode: str, slo_s: dict[str, float] | None =
                if limit is not None} if slo_s and mode == "open" else None)
     return dict(res, window_s=[float(t0), float(t1)], num_requests=int(sel.sum()),
                 offered_per_s=offered if mode == "open" else None, completed_per_s=completed,
-                output_tokens_per_s=float(out[done].sum()) / (t1 - t0), ttft_s=summary(ttft),
+                output_tokens_per_s=float(out[done].sum()) / float(t1 - t0), ttft_s=summary(ttft),
                 tpot_s=summary(tpot_sel), backlog_growth=growth if mode == "open" else None,
                 backlog_growth_noise=noise if mode == "open" else None,
                 keeps_up=bool(growth <= MAX_GROWTH + NOISE_Z * noise) if mode == "open" else None,
