@@ -164,3 +164,33 @@ def test_simulated_step_energy_covers_idle_power(name, runtime, ctx, pre):
     seqs = tuple([(1, c, True) for c in ctx] + [(n, c, True) for n, c in pre])
     p = pricer_for(model, dep, bucketed=True).price(seqs)
     assert p.time_s > 0 and p.energy_j >= dep.chip.energy.idle_w * dep.num_chips * p.time_s * (1 - 1e-12)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_uniform_decode_is_the_aggregate_of_its_sequences(name):
+    """A static batch's decode step aggregated without its sequences equals the aggregate
+    of the sequences, for every replica split (dp), window set and batch size."""
+    model, dep = setup(name)
+    windows = graph.model_windows(model)
+    for batch in (1, 3, 8, 63, 64):
+        for ctx in (0, 1, 127, 4095, 70_000):
+            seqs = ((1, ctx, True),) * batch
+            assert graph.uniform_decode(batch, ctx, windows, dep.dp) == graph.aggregate(seqs, windows, dep.dp)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", ["8b-h100", "70b-h200-dp4-tp2", "gptoss-h100-dp2-windows", "dsv3-h200-ep8-pp2-mla"])
+@pytest.mark.parametrize("samples", [None, 9])
+def test_static_figures_equal_the_estimates(name, samples):
+    """The explorer's and the intervals' path (figures only) gives the estimate's figures
+    exactly, with and without an engine runtime and under a perturbation."""
+    from seedchip.perf.estimate import static_estimate, static_figures
+    from seedchip.perf.uncertainty import draws
+    model, dep = setup(name)
+    for d in (dep, setup(name, ENGINE_LIKE)[1], dep.replace(perturbation=draws(dep.calibration, 0.15, 2, 7)[1])):
+        for batch, i, o in ((3, 300, 40), (16, 1024, 300)):
+            r = static_estimate(model, d, batch, i, o, decode_samples=samples)
+            f = static_figures(model, d, batch, i, o, decode_samples=samples)
+            assert f == {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
+                         "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}

@@ -31,7 +31,7 @@ from ..hardware.catalog import load_chip
 from ..hardware.spec import ChipSpec
 from ..model.zoo import load_model
 from ..perf.deployment import make_deployment
-from ..perf.estimate import static_estimate
+from ..perf.estimate import static_figures
 from ..silicon.data import ChipSilicon, chip_silicon, load_silicon_data
 from ..silicon.report import silicon_report
 from ..silicon.tco import TcoInputs, token_cost, tco_inputs
@@ -61,13 +61,7 @@ class Context:
 
 def sampled_estimate(model, dep, batch: int, input_len: int, output_len: int, samples: int) -> dict:
     """seedchip.estimate's figures with decode priced at ``samples`` contexts."""
-    r = static_estimate(model, dep, batch, input_len, output_len, decode_samples=samples)
-    return _figures(r)
-
-
-def _figures(r) -> dict:
-    return {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
-            "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
+    return static_figures(model, dep, batch, input_len, output_len, decode_samples=samples)
 
 
 def _run(ctx: Context, chip: ChipSpec, w, d, sc, batch: int) -> dict:
@@ -77,7 +71,7 @@ def _run(ctx: Context, chip: ChipSpec, w, d, sc, batch: int) -> dict:
     n = ctx.space.fidelity.decode_samples
     if n:
         return sampled_estimate(model, dep, batch, sc.input_len, sc.output_len, n)
-    return _figures(static_estimate(model, dep, batch, sc.input_len, sc.output_len))   # what seedchip.estimate runs
+    return static_figures(model, dep, batch, sc.input_len, sc.output_len)   # seedchip.estimate's figures
 
 
 def batches(sc) -> list[int]:

@@ -3,9 +3,9 @@
 Backends (``seedchip.parallel``): in-process (workers = 1), a local process pool (workers > 1;
 spawned processes, each builds its evaluation context once) or Ray (``use_ray``; optional; a
 task whose worker dies is run again). Every backend hands results back to this process, which
-commits them to DIR/results.duckdb as they arrive and keeps DIR/progress.json current (at most
-twice a second), so a killed sweep (or a worker lost for good) loses only the points in flight
-and ``resume=DIR`` continues it.
+commits them to DIR/results.duckdb in batches (at least once a second) and keeps
+DIR/progress.json at what is stored, so a killed sweep (or a worker lost for good) loses only
+the points in flight and the last second's, and ``resume=DIR`` continues it.
 """
 
 from __future__ import annotations
@@ -121,11 +121,22 @@ def _reason_counts(points: list[dict]) -> dict[str, int]:
 
 # ---- the sweep --------------------------------------------------------------------------
 
+FLUSH_ROWS = 256     # rows committed together at most ...
+FLUSH_S = 1.0        # ... and at least this often: a killed sweep loses at most the last second
+
+
 class _Progress:
+    """Commits evaluated rows to the store a batch at a time (one INSERT per row cost more
+    than a point at sampled fidelity), shows the progress bar and keeps progress.json.
+    ``close`` commits what is left, so a sweep stopped by an error or Ctrl-C keeps every
+    point it evaluated; a killed one loses at most the last second's, which ``--resume``
+    evaluates again."""
+
     def __init__(self, store: Store, total: int, done: int, show: bool, label: str):
         self.store, self.total, self.done, self.t0 = store, total, done, time.perf_counter()
         self.new = 0
-        self.last = 0.0
+        self.pending: list[dict] = []
+        self.flushed = -FLUSH_S         # the first chunk is stored at once: a watcher sees the sweep start
         self.bar = None
         if show:
             from rich.console import Console
@@ -137,21 +148,35 @@ class _Progress:
             self.bar.start()
             self.task = self.bar.add_task(label, total=total, completed=done, rate="-")
 
-    def advance(self, n: int) -> None:
+    def commit(self, rows: list[dict]) -> None:
+        """Take a chunk of evaluated rows: stored with the next batch."""
+        self.pending += rows
+        n = len(rows)
         self.done += n
         self.new += n
         now = time.perf_counter()
-        rate = self.new / (now - self.t0) if now > self.t0 else 0.0
         if self.bar is not None:
-            self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
-        if now - self.last > 0.5 or self.done >= self.total:
-            self.last = now
-            p = self.store.dir / "progress.json"
-            tmp = p.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"done": self.done, "total": self.total, "new": self.new, "points_per_s": rate}))
-            os.replace(tmp, p)
+            self.bar.update(self.task, advance=n, rate=f"{self._rate(now):.1f}")
+        if len(self.pending) >= FLUSH_ROWS or now - self.flushed >= FLUSH_S or self.done >= self.total:
+            self.flush()
+
+    def _rate(self, now: float) -> float:
+        return self.new / (now - self.t0) if now > self.t0 else 0.0
+
+    def flush(self) -> None:
+        """Store the pending rows; progress.json then counts them ("done": stored points)."""
+        if self.pending:
+            self.store.add(self.pending)
+            self.pending = []
+        now = self.flushed = time.perf_counter()
+        p = self.store.dir / "progress.json"
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"done": self.done, "total": self.total, "new": self.new,
+                                   "points_per_s": self._rate(now)}))
+        os.replace(tmp, p)
 
     def close(self) -> None:
+        self.flush()
         if self.bar is not None:
             self.bar.stop()
 
@@ -194,8 +219,7 @@ def _evaluate_new(backend, sp: Space, store: Store, prog: _Progress, points: lis
     results = {}
     new = 0
     for chunk in _evaluate(backend, sp, uniq):
-        store.add(chunk)
-        prog.advance(len(chunk))
+        prog.commit(chunk)
         new += len(chunk)
         for r in chunk:
             results[r["key"]] = r
@@ -228,7 +252,10 @@ def _optuna_sweep(space: Space, store: Store, backend, method: str, trials: int,
             by_key.setdefault(point_key(p), []).append(t)
         results, evaluated = _evaluate_new(backend, space, store, prog, points, seen)
         new += evaluated
-        old = {r["key"]: r for r in store.rows()} if len(results) < len(by_key) else {}
+        old = {}
+        if len(results) < len(by_key):      # some asked again: their rows are stored (or pending)
+            prog.flush()
+            old = {r["key"]: r for r in store.rows()}
         for k, ts in by_key.items():
             r = results.get(k) or old.get(k)
             for t in ts:
@@ -290,8 +317,7 @@ def _sweep(sp: Space, store: Store, backend, method: str, n: int, seed: int, pro
         new = 0
         try:
             for chunk in _evaluate(backend, sp, todo):
-                store.add(chunk)
-                prog.advance(len(chunk))
+                prog.commit(chunk)
                 new += len(chunk)
         finally:
             prog.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -112,6 +114,19 @@ class Deployment(Layout):
         if (self.tp * self.dp) % self.ep:
             raise ParallelismError(f"ep {self.ep} must divide tp x dp = {self.tp * self.dp} (the chips of one pipeline stage)")
         return self
+
+    def spec_hash(self) -> str:
+        """The content hash, from the chip's and the calibration's own (kept) hashes and the
+        deployment's other fields: a sweep makes a deployment per design point and batch,
+        and dumping the calibration's tables into each hash cost more than pricing."""
+        private = self.__pydantic_private__
+        h = private.get("_hash")
+        if h is None:
+            own = self.model_dump(mode="json", exclude={"chip", "calibration"})
+            blob = json.dumps({"own": own, "chip": self.chip.spec_hash(), "calibration": self.calibration.spec_hash()},
+                              sort_keys=True, separators=(",", ":"))
+            h = private["_hash"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return h
 
     @property
     def dp(self) -> int:

@@ -18,6 +18,8 @@ from ..errors import SpecError
 from ..model.arch import ModelArch
 from .deployment import Deployment
 from .memory import MemoryPlan, check_fits, memory_plan
+from .graph import uniform_decode
+from .pricer import pricer_for
 from .step import StepCost, step_cost
 from .uncertainty import Perturbation, interval80
 
@@ -138,11 +140,8 @@ def check_context(model: ModelArch, tokens: int, what: str = "--input-len + --ou
                         "(max_position_embeddings in its config): shorten the sequence or use a longer-context model")
 
 
-def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
-                    decode_samples: int | None = None, engine: dict | None = None) -> EstimateResult:
-    """``decode_samples``: price that many decode contexts instead of every step (see
-    :func:`decode_contexts`); None is the default accuracy. ``engine``: the profile the
-    deployment's runtime came from, reported as is."""
+def _checked_plan(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int) -> MemoryPlan:
+    """The deployment's memory plan, once the batch is known to be valid and to fit."""
     for label, v in (("batch", batch), ("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise SpecError(f"{label} = {v!r} must be a positive integer")
@@ -151,7 +150,39 @@ def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: in
     plan = memory_plan(model, dep)
     per_replica = -(-batch // dep.dp)
     check_fits(model, dep, plan, per_replica * (input_len + output_len))
+    return plan
 
+
+def static_figures(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
+                   decode_samples: int | None = None) -> dict:
+    """:func:`static_estimate`'s time and energy figures (TTFT, TPOT, end-to-end time,
+    throughput, energy) without its breakdowns: the same steps priced by the same pricer
+    and summed in the same order, so the figures are equal; the explorer and the
+    intervals' perturbed runs need no more."""
+    _checked_plan(model, dep, batch, input_len, output_len)
+    pricer = pricer_for(model, dep)
+    ttft = pre_j = 0.0
+    for s in prefill_steps(batch, input_len, dep.max_batched_tokens):
+        p = pricer.price(s)
+        ttft += p.time_s * 1.0
+        pre_j += p.energy_j * 1.0
+    n_dec = output_len - 1
+    dec_s = dec_j = 0.0
+    for j, wt in decode_contexts(n_dec, decode_samples):
+        p = pricer.price_batches(uniform_decode(batch, input_len + j, pricer.windows, dep.dp))
+        dec_s += p.time_s * wt
+        dec_j += p.energy_j * wt
+    e2e = ttft + dec_s
+    return {"ttft_s": ttft, "tpot_s": dec_s / n_dec if n_dec else 0.0, "e2e_s": e2e,
+            "throughput_tokens_per_s": batch * output_len / e2e, "energy_j": pre_j + dec_j}
+
+
+def static_estimate(model: ModelArch, dep: Deployment, batch: int, input_len: int, output_len: int,
+                    decode_samples: int | None = None, engine: dict | None = None) -> EstimateResult:
+    """``decode_samples``: price that many decode contexts instead of every step (see
+    :func:`decode_contexts`); None is the default accuracy. ``engine``: the profile the
+    deployment's runtime came from, reported as is."""
+    plan = _checked_plan(model, dep, batch, input_len, output_len)
     pre = [(step_cost(model, dep, s), 1.0) for s in prefill_steps(batch, input_len, dep.max_batched_tokens)]
     prefill = _phase(pre)
     ttft = prefill["time_s"]
@@ -183,11 +214,11 @@ def with_interval(r: EstimateResult, model: ModelArch, dep: Deployment, perturba
     under each perturbation (see :mod:`seedchip.perf.uncertainty`). The perturbed runs
     sample the decode (``decode_samples``): the spread, not the level, is what they give."""
     i = r.inputs
-    runs = [static_estimate(model, dep.replace(perturbation=p), i["batch"], i["input_len"], i["output_len"],
-                            decode_samples=decode_samples if i["output_len"] > decode_samples else None)
+    runs = [static_figures(model, dep.replace(perturbation=p), i["batch"], i["input_len"], i["output_len"],
+                           decode_samples=decode_samples if i["output_len"] > decode_samples else None)
             for p in perturbations]
-    iv = {"throughput_tokens_per_s": interval80(r.throughput_tokens_per_s, [x.throughput_tokens_per_s for x in runs]),
-          "ttft_mean_s": interval80(r.ttft_s, [x.ttft_s for x in runs]),
-          "tpot_mean_s": interval80(r.tpot_s, [x.tpot_s for x in runs]),
+    iv = {"throughput_tokens_per_s": interval80(r.throughput_tokens_per_s, [x["throughput_tokens_per_s"] for x in runs]),
+          "ttft_mean_s": interval80(r.ttft_s, [x["ttft_s"] for x in runs]),
+          "tpot_mean_s": interval80(r.tpot_s, [x["tpot_s"] for x in runs]),
           "draws": len(runs)}
     return replace(r, interval80=iv)

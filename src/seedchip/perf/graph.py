@@ -69,6 +69,19 @@ def aggregate(seqs: tuple, windows: tuple[int, ...], dp: int, advance: int = 0) 
     return [ReplicaBatch.from_seqs(r, windows, advance) for r in split_replicas(seqs, dp)]
 
 
+def uniform_decode(batch: int, context: int, windows: tuple[int, ...], dp: int) -> list[ReplicaBatch]:
+    """:func:`aggregate` of a decode step of ``batch`` sequences that each hold ``context``
+    cached tokens (a static batch's decode), without building the sequences: the sums are
+    whole numbers, so they equal the aggregate's exactly."""
+    c = context + 1
+    out = []
+    for i in range(min(dp, batch)):
+        n = len(range(i, batch, dp))
+        keys = tuple(float(n * (c if not w or c < w else w)) for w in windows)
+        out.append(ReplicaBatch(n, n, n, n, keys, (), float(c)))
+    return out
+
+
 def advance_batches(replicas: list[ReplicaBatch], seqs: tuple, windows: tuple[int, ...], dp: int,
                     advance: int) -> list[ReplicaBatch]:
     """:func:`aggregate` of ``seqs`` with ``advance`` (its decode sequences that many steps
