@@ -39,14 +39,14 @@ class ReplicaBatch(NamedTuple):
         price the decode sequences that many steps later (their contexts grown by it)."""
         step = 1 + advance
         ctx = [c + step for n, c, _ in seqs if n == 1]
-        logits = sum(1 for _, _, s in seqs if s)
+        logits = [s for _, _, s in seqs].count(True)
         if len(ctx) == len(seqs):          # all decode
             tokens, prefill = len(seqs), ()
         else:
             tokens = sum(n for n, _, _ in seqs)
             prefill = tuple((n, c) for n, c, _ in seqs if n != 1)
-        return ReplicaBatch(tokens, len(seqs), logits, len(ctx), window_keys(ctx, windows), prefill,
-                            float(max(ctx)) if ctx else 0.0)
+        keys = (float(sum(ctx)),) if windows == (0,) else window_keys(ctx, windows)
+        return ReplicaBatch(tokens, len(seqs), logits, len(ctx), keys, prefill, float(max(ctx)) if ctx else 0.0)
 
 
 def window_keys(contexts: list[int], windows: tuple[int, ...]) -> tuple[float, ...]:

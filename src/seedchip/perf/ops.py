@@ -8,8 +8,8 @@ come from :mod:`seedchip.perf.kernels`; efficiencies from the calibration.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,9 +23,9 @@ from .calibration import COLLECTIVES, Calibration
 BOUNDS = ("compute", "memory", "communication", "overhead", "power")
 
 
-@dataclass(frozen=True)
-class OpCost:
-    """Cost of one op instance (``count`` identical instances per step)."""
+class OpCost(NamedTuple):
+    """Cost of one op instance (``count`` identical instances per step). A named tuple:
+    immutable (ops are cached and shared) and cheap to make (the simulator makes ~10^5)."""
     name: str
     op_class: str                 # gemm | attention | vector | collective
     time_s: float
@@ -42,12 +42,10 @@ class OpCost:
     detail: str = ""
 
     def scaled(self, count: int) -> "OpCost":
-        return OpCost(self.name, self.op_class, self.time_s, self.flops, self.hbm_bytes, self.comm_bytes,
-                      self.energy_j, self.bound, self.compute_s, self.memory_s, self.comm_s, self.overhead_s,
-                      count, self.detail)
+        return self._replace(count=count)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
 
 def _bound(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) -> str:

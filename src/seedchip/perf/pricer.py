@@ -21,8 +21,8 @@ run of that deployment in a process (a capacity search, the runs of an interval)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..model.arch import ModelArch
 from . import graph, ops
@@ -44,10 +44,10 @@ def bucket(x: float) -> float:
     return math.exp(round(math.log(x) / _LOG_STEP) * _LOG_STEP)
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """Summed cost of a list of ops on one chip: kernel time, dynamic energy (no idle
-    power), work, kernel launches, and the ops themselves (for breakdowns)."""
+    power), work, kernel launches, and the ops themselves (for breakdowns). Named tuples
+    here and below: immutable (cached, shared) and cheap to make."""
     time_s: float
     dynamic_j: float
     flops: float
@@ -68,8 +68,7 @@ class Part:
         return Part(t, dyn, fl, by, n, tuple(op_list))
 
 
-@dataclass(frozen=True)
-class Priced:
+class Priced(NamedTuple):
     """A step: wall time, energy of all chips (idle power included), work of all chips,
     and (``detail``) the critical path's ops: one chip of the slowest replica, every
     pipeline stage, each op's ``count`` = instances per step."""

@@ -120,19 +120,29 @@ class Engine:
         work, blocked = self.policy.schedule(now)
         if not work:
             return None
-        seqs = tuple((n, r.computed, r.computed + n == r.input_len + r.generated) for r, n in work)
+        # one pass over the batch: the sequences to price, the tokens, and whether every one
+        # decodes (a prompt whose last chunk is one token also has computed + 1 == known, but
+        # it has not produced its first token yet)
+        seqs = []
+        num_tokens = 0
+        decoding = True
+        for r, n in work:
+            c = r.computed
+            known = r.input_len + r.generated
+            seqs.append((n, c, c + n == known))
+            num_tokens += n
+            if decoding and (c + 1 != known or r.generated <= 0):
+                decoding = False
+        seqs = tuple(seqs)
         replicas = self.pricer.aggregate(seqs)
         t0, e0, f0, b0 = self._price(replicas)
         k = 1
         slope = e_slope = 0.0
         flops, hbm = f0, b0
-        num_tokens = sum(n for _, n in work)
-        # a pure decode stretch: every running request decodes (a prompt whose last chunk is one
-        # token also has computed + 1 == known, but it has not produced its first token yet);
-        # when the next event comes within the first step, the stretch is one step and its
-        # last step is not priced (k = 1 takes nothing from it)
-        if blocked and num_tokens == len(work) == len(self.running) and horizon - now > t0 \
-                and all(r.computed + 1 == r.input_len + r.generated and r.generated > 0 for r, _ in work):
+        # a pure decode stretch: every running request decodes; when the next event comes
+        # within the first step, the stretch is one step and its last step is not priced
+        # (k = 1 takes nothing from it)
+        if blocked and decoding and num_tokens == len(work) == len(self.running) and horizon - now > t0:
             kmax = self.max_macro_steps
             for r, _ in work:
                 left = r.output_len - r.generated
