@@ -87,45 +87,52 @@ class StepPricer:
         self.kinds = sorted(graph.layer_kinds(model).items())
         self.windows = graph.model_windows(model)
         self._widx = {w: i for i, w in enumerate(self.windows)}
+        self._stages = [(moe, w, count) for (moe, w), count in self.kinds] + [(None, 0, 1)]   # layer kinds, the head
         self.idle_w = dep.chip.energy.idle_w
         self._cache: dict = {}
         self._steps: dict = {}      # whole steps (no detail) by what prices them: see _step_key
 
     # ---- cached parts -------------------------------------------------------
-    def _part(self, key, build) -> Part:
+    def _part(self, key, build, *args) -> Part:
+        """The part cached under ``key``, else ``build(*args)``'s ops summed (no closure is
+        made on a hit: most lookups are hits)."""
         v = self._cache.get(key)
         if v is None:
             if len(self._cache) >= MAX_CACHED_PARTS:
                 self._cache.clear()
-            v = self._cache[key] = Part.of(build(), self.idle_w, self.dep.perturbation)
+            v = self._cache[key] = Part.of(build(*args), self.idle_w, self.dep.perturbation)
         return v
 
-    def _layer(self, moe: bool, t: int, t_all: int) -> Part:
+    def _dense_layer_ops(self, t: int) -> list[OpCost]:
         m, d = self.model, self.dep
+        return graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t) + graph.dense_mlp_ops(m, d, t, m.intermediate_size,
+                                                                                           d.tp)
+
+    def _moe_layer_ops(self, t: int, t_all: int) -> list[OpCost]:
+        m, d = self.model, self.dep
+        return graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t) + graph.moe_ops(m, d, t, t_all)
+
+    def _layer(self, moe: bool, t: int, t_all: int) -> Part:
         if moe:
-            return self._part(("moe", t, t_all), lambda: graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
-                              + graph.moe_ops(m, d, t, t_all))
-        return self._part(("dense", t), lambda: graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t)
-                          + graph.dense_mlp_ops(m, d, t, m.intermediate_size, d.tp))
+            return self._part(("moe", t, t_all), self._moe_layer_ops, t, t_all)
+        return self._part(("dense", t), self._dense_layer_ops, t)
 
     def _decode(self, n: int, keys: float, longest: float, window: int) -> Part:
         k, m = (bucket(keys), bucket(longest)) if self.bucketed else (keys, longest)
-        return self._part(("dec", n, k, m, window),
-                          lambda: graph.decode_attention_ops(self.model, self.dep, n, k, m, window))
+        return self._part(("dec", n, k, m, window), graph.decode_attention_ops, self.model, self.dep, n, k, m, window)
 
     def _prefill(self, chunks: tuple[tuple[int, int], ...], window: int) -> Part:
         q, pairs, kv, max_keys = graph.prefill_aggregates(chunks, window)
         tiles, past = graph.prefill_tiles(chunks, window)
         if self.bucketed:
             pairs, kv = bucket(pairs), bucket(kv)
-        return self._part(("pre", window, q, max_keys, pairs, kv, tiles, past),
-                          lambda: graph.prefill_attention_ops(self.model, self.dep, q, pairs, kv, max_keys, tiles,
-                                                              past))
+        return self._part(("pre", window, q, max_keys, pairs, kv, tiles, past), graph.prefill_attention_ops,
+                          self.model, self.dep, q, pairs, kv, max_keys, tiles, past)
 
     def _head(self, t: int, logits: int) -> tuple[Part, Part]:
         m, d = self.model, self.dep
-        return (self._part(("emb", t), lambda: graph.embedding_ops(m, d, t)),
-                self._part(("logits", logits), lambda: graph.logits_ops(m, d, logits)))
+        return (self._part(("emb", t), graph.embedding_ops, m, d, t),
+                self._part(("logits", logits), graph.logits_ops, m, d, logits))
 
     def _pp_send(self, tokens: int) -> Part:
         size = tokens * self.model.hidden_size * 2.0
@@ -171,8 +178,7 @@ class StepPricer:
         kernel_s = dyn = flops = hbm = 0.0
         kernels = 0
         critical: list[OpCost] = []
-        stages = [(moe, w, count) for (moe, w), count in self.kinds] + [(None, 0, 1)]    # the layer kinds, the head
-        for moe, w, count in stages:
+        for moe, w, count in self._stages:
             worst, worst_parts = -1.0, None
             for r in replicas:
                 parts = self._head(r.num_tokens, r.num_logits) if moe is None else \
