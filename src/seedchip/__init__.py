@@ -8,7 +8,7 @@ silicon exists.
 """
 
 from .api import (Deployment, EstimateResult, OpResult, StepCost, capacity, chips, engines, estimate,
-                  load_calibration, load_chip, load_model, make_deployment, memory_plan, models, op, plan, simulate,
+                  load_calibration, load_chip, load_model, make_deployment, memory_plan, models, op, simulate,
                   step_cost, validate_e2e)
 from .errors import (DoesNotFitError, ParallelismError, SeedChipError, SpecError, UnknownNameError,
                      UnsupportedArchitectureError)
@@ -16,6 +16,15 @@ from . import emulate, explore, silicon
 from .headline import run
 
 from .version import __version__
+
+
+def __getattr__(name: str):
+    """``seedchip.plan`` is imported on first use (see ``seedchip.api``)."""
+    if name == "plan":
+        from .fleet import plan
+        return plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["emulate", "explore", "silicon", "plan", "Deployment", "EstimateResult", "OpResult", "StepCost", "chips", "estimate", "load_calibration",
            "load_chip", "load_model", "make_deployment", "memory_plan", "models", "engines", "op", "run", "simulate",

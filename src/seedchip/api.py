@@ -22,7 +22,6 @@ from .perf.memory import memory_plan
 from .perf.step import StepCost, step_cost
 from .perf.uncertainty import Perturbation, draws
 from .explore import ExploreResult, explore
-from .fleet import plan
 from .serve import capacity, simulate
 from .serve.profiles import DEFAULT_ENGINE, engine_deployment, engine_ids, engine_model, resolve_engine
 from .validate.replay import validate_e2e
@@ -215,6 +214,15 @@ def engines(chip: str | ChipSpec = "h200-sxm", tp: int = 1) -> list[dict]:
 def models() -> list[dict]:
     """The model zoo with parameter counts."""
     return [model_summary(load_model(i)) for i in zoo_ids()]
+
+
+def __getattr__(name: str):
+    """``plan`` is imported on first use: the planner brings SciPy's optimiser, which every
+    other command would pay for at start-up (~0.6 s)."""
+    if name == "plan":
+        from .fleet import plan
+        return plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["OpResult", "op", "estimate", "simulate", "capacity", "silicon_report", "SiliconReport", "explore",
