@@ -291,6 +291,9 @@ def test_capacity_interval_brackets_the_answer():
     assert lo < c["max_qps"] < hi and hi / lo < 3
     assert c["interval80"]["draws"] == 8
     assert seedchip.capacity(**kw).to_dict()["max_qps_interval80"] == [lo, hi]
+    # the interval's searches side by side on two worker processes: the same bytes
+    two = seedchip.capacity(**kw, workers=2).to_dict()
+    assert json.dumps(two, sort_keys=True) == json.dumps(c, sort_keys=True)
 
 
 @pytest.mark.slow

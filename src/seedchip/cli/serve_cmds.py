@@ -13,7 +13,7 @@ import typer
 
 from .. import api
 from . import report_cmds
-from .common import JSON, emit
+from .common import ADDRESS, JSON, RAY, emit
 
 # (parameter, annotation, typer option): shared by simulate and capacity, in this order
 DEPLOYMENT = [
@@ -125,6 +125,9 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
              price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
              interval: bool = typer.Option(True, "--interval/--no-interval", help="max_qps_interval80 from the same "
                                            "search under perturbed models (several more runs)"),
+             workers: int = typer.Option(1, "--workers", help="local worker processes for the interval's "
+                                         "independent searches, side by side (the same answer as with one)"),
+             use_ray: bool = RAY, address: Optional[str] = ADDRESS,
              report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON, **kw) -> None:
     """The highest request rate the deployment sustains within the SLO percentiles, in steady state."""
     from .render import capacity_tables
@@ -132,7 +135,8 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
     from .progress import progress_bar
     with progress_bar("capacity search", enabled=not as_json) as tick:
         r = api.capacity(num_requests=num_requests, max_requests=max_requests, price_per_chip_hour=price_per_chip_hour,
-                         interval=interval, progress=tick, **kw).to_dict()
+                         interval=interval, progress=tick, workers=workers, use_ray=use_ray, address=address,
+                         **kw).to_dict()
     _show(r, as_json, capacity_tables)
     report_cmds.write(report, r, as_json)
 

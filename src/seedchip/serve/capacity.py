@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
+from ..parallel import check_options, open_backend
 from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Z80, Perturbation, draws, interval80
 from .api import seconds, simulate
@@ -279,22 +280,47 @@ def _next_length(n: int, best: RatePoint, max_requests: int) -> int:
     return m
 
 
+def _interval_search(base: dict, slo: Slo, perturbation: Perturbation | None, answer: float, n: int,
+                     progress=None, label: str = "interval") -> float | None:
+    """One search of the interval: the answer near ``answer`` under ``perturbation`` (None:
+    the unperturbed model at this run length), or None when a draw meets the SLO at no rate."""
+    search = _Search(base, slo, perturbation, progress, label)
+    if perturbation is None:
+        return _refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps
+    try:
+        return _refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps
+    except SpecError:          # no rate meets the SLO under this draw
+        return None
+
+
+def _interval_task(_state, item: tuple) -> float | None:
+    """A worker's interval search (``seedchip.parallel``)."""
+    return _interval_search(*item)
+
+
 def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, sampling_error: float | None,
-              progress=None) -> dict:
+              progress=None, backend=None) -> dict:
     """80% interval on the answer: the same search under ``DRAWS`` draws of the model's
     error (kernel classes, host time, engine residual), at a shorter run length, each
     relative to the unperturbed search at that length; widened by the answer's own
-    sampling error (independent of the model's: added in quadrature in log space)."""
+    sampling error (independent of the model's: added in quadrature in log space). The
+    searches are independent: ``backend`` (``seedchip.parallel``) runs them side by side,
+    with the same results as one after another."""
     n = min(n, INTERVAL_REQUESTS)
-    nominal = _refine(_Search(base, slo, None, progress, "interval"), answer, n, INTERVAL_TOLERANCE)[0].qps
-    ratios = []
     ps = draws(load_calibration(base.get("calibration")), metrics["engine"]["step_sigma"])
-    for i, p in enumerate(ps, 1):
-        try:
-            search = _Search(base, slo, p, progress, f"interval draw {i}/{len(ps)}")
-            ratios.append(_refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps / nominal)
-        except SpecError:          # no rate meets the SLO under this draw
-            ratios.append(LOW_FRACTION)
+    labels = ["interval"] + [f"interval draw {i}/{len(ps)}" for i in range(1, len(ps) + 1)]
+    jobs = [None, *ps]
+    if backend is None or backend.name == "inline":
+        found = [_interval_search(base, slo, p, answer, n, progress, lab) for p, lab in zip(jobs, labels)]
+    else:
+        def starting(i: int) -> None:
+            if progress is not None:
+                progress(i, 0, f"{labels[i]} (of {len(jobs)} searches side by side)")
+        found = [None] * len(jobs)
+        for i, q in backend.map(_interval_task, [(base, slo, p, answer, n) for p in jobs], before=starting):
+            found[i] = q
+    nominal = found[0]
+    ratios = [LOW_FRACTION if q is None else q / nominal for q in found[1:]]
     lo, hi = interval80(answer, [answer * r for r in ratios])
     spread = math.hypot(math.log(hi / answer) / Z80, sampling_error or 0.0)
     return {"max_qps": [answer * math.exp(-Z80 * spread), answer * math.exp(Z80 * spread)], "draws": len(ratios),
@@ -304,14 +330,28 @@ def _interval(base: dict, slo: Slo, answer: float, metrics: dict, n: int, sampli
 def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | float | None = None,
              num_requests: int | None = None, max_requests: int = MAX_REQUESTS,
              price_per_chip_hour: float | None = None, tolerance: float = 0.01, interval: bool = True,
-             progress=None, **kw) -> CapacityResult:
+             progress=None, workers: int = 1, use_ray: bool = False, address: str | None = None,
+             **kw) -> CapacityResult:
     """The highest steady arrival rate meeting the SLO percentiles (see module doc).
     ``num_requests``: the first run length (default 4,000); it doubles, up to
     ``max_requests``, until two successive answers agree within 1.5%. ``interval``: add
     ``max_qps_interval80`` from perturbed searches (several more runs). ``progress``: called as
-    ``progress(runs done, 0, label)`` before each run (a progress bar)."""
+    ``progress(runs done, 0, label)`` before each run (a progress bar). ``workers`` / ``use_ray``
+    / ``address``: run the interval's independent searches side by side on a local
+    process pool or a Ray cluster (``seedchip.parallel``; the same answer either way)."""
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
+    check_options(workers, use_ray, address)
+    backend = open_backend(workers, use_ray, address) if interval else None
+    try:
+        return _capacity(slo, n, max_requests, price_per_chip_hour, tolerance, interval, progress, backend, kw)
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _capacity(slo: Slo, n: int, max_requests: int, price_per_chip_hour, tolerance: float, interval: bool, progress,
+              backend, kw: dict) -> CapacityResult:
     search = _Search(_base(dict(kw), slo), slo, None, progress)
     best, fail, sat = _first(search, n, tolerance)
     history = [_entry(search, n, best, fail)]
@@ -333,7 +373,7 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
                   price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
     answer = min(best.qps, observed)
     band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"],
-                      history[-1].get("sampling_error_fraction"), progress) if interval
+                      history[-1].get("sampling_error_fraction"), progress, backend) if interval
             else None)
     return CapacityResult(max_qps=answer, binding=binding, saturated_requests_per_s=observed,
                           metrics=best.metrics, search=[p.row() for p in search.points], convergence=history,
