@@ -592,3 +592,42 @@ def test_search_yaml_errors_name_candidate_and_line(tmp_path):
                                 "      chat: []\n"))
     with pytest.raises(SpecError, match=rf"{p}:16: devices.ours.deployments.chat: "):
         plan(p)
+
+
+@pytest.mark.unit
+def test_an_interrupted_recompute_resumes_with_what_it_computed(tmp_path, fake_capacity):
+    """A recompute whose backend is lost midway says how to continue; --resume keeps the records
+    written before the loss and searches only the rest, with the plan of an uninterrupted run."""
+    import shutil
+
+    import seedchip.fleet.capacity as capmod
+    from seedchip.errors import BackendError
+    _, calls = fake_capacity
+    p = tmp_path / "s.yaml"
+    p.write_text(_search_yaml(["{num_chips: 1, max_num_seqs: 64}", "{num_chips: 2, tp: 2, max_num_seqs: 128}",
+                               "{num_chips: 1, max_num_seqs: 32}"]))
+    full = plan(p, recompute_capacity=True).to_dict()
+    assert len(calls) == 3
+    shutil.rmtree(tmp_path / "cache")
+    calls.clear()
+    fake = capmod.compute_capacity
+
+    def lost_on_the_second(kw):
+        if calls:
+            raise BackendError("a Ray task was lost: its worker or node died")
+        return fake(kw)
+    capmod.compute_capacity = lost_on_the_second
+    try:
+        with pytest.raises(BackendError, match="in the cache; continue with the same command and --resume"):
+            plan(p, recompute_capacity=True)
+    finally:
+        capmod.compute_capacity = fake
+    assert len(calls) == 1
+    resumed = plan(p, recompute_capacity=True, resume=True).to_dict()
+    assert len(calls) == 3                                   # only the two searches the loss left undone
+    (c,), (f,) = resumed["capacity"], full["capacity"]
+    assert [x["source"] for x in c["candidates"]] == ["cache", "computed", "computed"]
+    assert (c["tokens_per_s"], c["deployment"], resumed["total_cost_usd"]) == \
+        (f["tokens_per_s"], f["deployment"], full["total_cost_usd"])
+    with pytest.raises(SpecError, match="--resume continues an interrupted --recompute-capacity"):
+        plan(p, resume=True)

@@ -1,7 +1,7 @@
 """CLI command for the fleet and procurement planner:
 
     seedchip plan SCENARIO.yaml [--what-if KEY=VALUE ...] [--sweep KEY=FROM..TO:STEPS]
-                  [--confidence P] [--json] [--out DIR] [--recompute-capacity] [--cache-dir DIR]
+                  [--confidence P] [--json] [--out DIR] [--recompute-capacity [--resume]] [--cache-dir DIR]
                   [--workers N | --ray [--address A]]
 
 A thin wrapper over :func:`seedchip.fleet.plan`: ``--json`` prints exactly the result's
@@ -34,6 +34,8 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
                  recompute_capacity: bool = typer.Option(
                      False, "--recompute-capacity", help="simulate every deployment's SLO capacity again instead of "
                      "the scenario's capacity_override and the cache"),
+                 resume: bool = typer.Option(False, "--resume", help="with --recompute-capacity: keep the searches "
+                                             "the cache holds from this code (an interrupted recompute continues)"),
                  cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="capacity cache folder (default "
                                                           "$SEEDCHIP_CACHE_DIR/capacity or ~/.cache/seedchip/capacity)"),
                  workers: int = typer.Option(1, "--workers", help="local worker processes for the capacity searches "
@@ -59,7 +61,7 @@ def plan_command(scenario: Path = typer.Argument(..., help="scenario YAML (see e
 
         r = plan(scenario, what_if=what_if or None, recompute_capacity=recompute_capacity, cache_dir=cache_dir,
                  out=out, progress=progress, confidence=confidence, sweep=sweep, workers=workers, use_ray=use_ray,
-                 address=address)
+                 address=address, resume=resume)
     d = r.to_dict()
     if as_json:
         emit(d)

@@ -153,7 +153,8 @@ def _write(path: Path, rec: dict) -> None:
 
 def _prepare(scenario, dname: str, cls: str, dep, folder: Path, recompute: bool, check_fit: bool) -> dict:
     """One candidate before any simulation: its result when known without one (a deployment that
-    does not fit), else its run's arguments, key, cache file and record (None: to compute)."""
+    does not fit), else its run's arguments, key, cache file and record (None: to compute;
+    ``recompute``: always)."""
     kw = capacity_kwargs(scenario, dname, cls, dep)
     why = fit_error(kw) if check_fit else None
     if why is not None:
@@ -265,13 +266,16 @@ def _searched(dname: str, cls: str, entry: list, results: list[dict]) -> Capacit
 
 def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path | None = None,
                        progress: Callable[[str], None] | None = None,
-                       backend=None) -> dict[tuple[str, str], Capacity]:
+                       backend=None, resume: bool = False) -> dict[tuple[str, str], Capacity]:
     """Capacity of every (device, demand class) pair that has a deployment or an override.
 
     A list of candidate deployments is searched: the one with the most output tokens/s per chip
     wins (see ``choose``); every candidate's result is kept on the Capacity.
     recompute: ignore the scenario's overrides and the cache; run ``seedchip.capacity`` again
-    for every pair with a deployment (and refresh the cache).
+    for every pair with a deployment (and refresh the cache). resume (with recompute): keep
+    the records the cache already holds for these searches (its key covers all the code and
+    data that change a capacity, so they are what the searches would give) and run the
+    others: an interrupted recompute continues where it stopped.
     backend: a ``seedchip.parallel`` backend that runs the searches (default: one after another
     in this process); the results are the same on any backend."""
     out: dict[tuple[str, str], Capacity | list] = {}
@@ -289,7 +293,8 @@ def resolve_capacities(scenario, *, recompute: bool = False, cache: str | Path |
             elif has_dep:
                 entry = dev.deployments[cls]
                 search = isinstance(entry, list)
-                out[(dname, cls)] = [_prepare(scenario, dname, cls, dep, folder, recompute, check_fit=search)
+                out[(dname, cls)] = [_prepare(scenario, dname, cls, dep, folder, recompute and not resume,
+                                              check_fit=search)
                                      for dep in (entry if search else [entry])]
                 jobs += out[(dname, cls)]
     _compute(jobs, recompute, backend if backend is not None else Inline(), progress)

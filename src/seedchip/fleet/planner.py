@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import BackendError, SpecError
 from ..parallel import check_options, open_backend
 from .capacity import resolve_capacities
 from .figures import devices_summary, figures, quarters, unmet_demand, years
@@ -408,7 +408,7 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
          recompute_capacity: bool = False, cache_dir: str | Path | None = None, out: str | Path | None = None,
          progress: Callable[[str], None] | None = None, confidence: float | None = None,
          sweep: str | None = None, workers: int = 1, use_ray: bool = False,
-         address: str | None = None) -> PlanResult:
+         address: str | None = None, resume: bool = False) -> PlanResult:
     """Plan purchases quarter by quarter for a scenario (a YAML path, YAML text parsed to a dict,
     or a Scenario), with its GPU-only baseline; see `seedchip plan --help`.
 
@@ -418,12 +418,16 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
     schedules, ``schedule.py``); ``confidence`` in the result says what the hedge costs.
     sweep: ``KEY=FROM..TO:STEPS``: re-solve over a range of one what-if (``sweep.py``).
     recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
-    ``capacity_override`` and the cache. out: a folder for plan.json, plan.html, plan.png and
+    ``capacity_override`` and the cache; with ``resume``, keep the searches the cache already
+    holds from this code (an interrupted recompute continues). out: a folder for plan.json, plan.html, plan.png and
     capacity.yaml (and sweep.png). workers > 1 (a local process pool) or use_ray (a Ray cluster:
     ``address``, or a local one): the capacity searches and the sweep's points run in parallel,
     with the same result."""
     check_confidence(confidence)
     check_options(workers, use_ray, address)
+    if resume and not recompute_capacity:
+        raise SpecError("--resume continues an interrupted --recompute-capacity: add --recompute-capacity (without "
+                        "it the scenario's overrides and the cache are read anyway)")
     if sweep is not None:
         parse_sweep(sweep)                   # a bad sweep is refused before any work
     if out is not None:
@@ -437,14 +441,20 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         s = load_scenario(scenario)
     backend = open_backend(workers, use_ray, address)
     try:
-        return _plan(s, backend, what_if, recompute_capacity, cache_dir, out, progress, confidence, sweep)
+        return _plan(s, backend, what_if, (recompute_capacity, resume), cache_dir, out, progress, confidence, sweep)
+    except BackendError as e:
+        if not recompute_capacity:
+            raise
+        raise BackendError(f"{e}: the capacities computed before it are in the cache; continue with the same command "
+                           "and --resume") from None
     finally:
         backend.close()
 
 
-def _plan(s: Scenario, backend, what_if, recompute_capacity: bool, cache_dir, out, progress, confidence,
+def _plan(s: Scenario, backend, what_if, recompute: tuple[bool, bool], cache_dir, out, progress, confidence,
           sweep) -> PlanResult:
-    caps = resolve_capacities(s, recompute=recompute_capacity, cache=cache_dir, progress=progress, backend=backend)
+    caps = resolve_capacities(s, recompute=recompute[0], resume=recompute[1], cache=cache_dir, progress=progress,
+                              backend=backend)
     p = build_problem(s, caps, confidence)
     result = solve_plan(p)
     if confidence is not None:
