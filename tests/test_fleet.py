@@ -595,7 +595,7 @@ def test_search_yaml_errors_name_candidate_and_line(tmp_path):
 
 
 @pytest.mark.unit
-def test_an_interrupted_recompute_resumes_with_what_it_computed(tmp_path, fake_capacity):
+def test_an_interrupted_recompute_resumes_with_what_it_computed(tmp_path, fake_capacity, monkeypatch):
     """A recompute whose backend is lost midway says how to continue; --resume keeps the records
     written before the loss and searches only the rest, with the plan of an uninterrupted run."""
     import shutil
@@ -616,12 +616,10 @@ def test_an_interrupted_recompute_resumes_with_what_it_computed(tmp_path, fake_c
         if calls:
             raise BackendError("a Ray task was lost: its worker or node died")
         return fake(kw)
-    capmod.compute_capacity = lost_on_the_second
-    try:
-        with pytest.raises(BackendError, match="in the cache; continue with the same command and --resume"):
-            plan(p, recompute_capacity=True)
-    finally:
-        capmod.compute_capacity = fake
+    monkeypatch.setattr(capmod, "compute_capacity", lost_on_the_second)
+    with pytest.raises(BackendError, match="in the cache; continue with the same command and --resume"):
+        plan(p, recompute_capacity=True)
+    monkeypatch.setattr(capmod, "compute_capacity", fake)
     assert len(calls) == 1
     resumed = plan(p, recompute_capacity=True, resume=True).to_dict()
     assert len(calls) == 3                                   # only the two searches the loss left undone

@@ -419,8 +419,8 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
     sweep: ``KEY=FROM..TO:STEPS``: re-solve over a range of one what-if (``sweep.py``).
     recompute_capacity: run ``seedchip.capacity`` for every deployment instead of the scenario's
     ``capacity_override`` and the cache; with ``resume``, keep the searches the cache already
-    holds from this code (an interrupted recompute continues). out: a folder for plan.json, plan.html, plan.png and
-    capacity.yaml (and sweep.png). workers > 1 (a local process pool) or use_ray (a Ray cluster:
+    holds from this code (an interrupted recompute continues). out: a folder for plan.json,
+    plan.html, plan.png and capacity.yaml (and sweep.png). workers > 1 (a local process pool) or use_ray (a Ray cluster:
     ``address``, or a local one): the capacity searches and the sweep's points run in parallel,
     with the same result."""
     check_confidence(confidence)

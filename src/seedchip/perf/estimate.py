@@ -17,8 +17,8 @@ import numpy as np
 from ..errors import SpecError
 from ..model.arch import ModelArch
 from .deployment import Deployment
-from .memory import MemoryPlan, check_fits, memory_plan
 from .graph import uniform_decode
+from .memory import MemoryPlan, check_fits, memory_plan
 from .pricer import pricer_for
 from .step import StepCost, step_cost
 from .uncertainty import Perturbation, interval80
