@@ -294,6 +294,9 @@ def test_capacity_interval_brackets_the_answer():
     # the interval's searches side by side on two worker processes: the same bytes
     two = seedchip.capacity(**kw, workers=2).to_dict()
     assert json.dumps(two, sort_keys=True) == json.dumps(c, sort_keys=True)
+    with pytest.raises(SpecError, match="--workers 2 runs the 80% interval's searches side by side, and "
+                                        "--no-interval has none"):
+        seedchip.capacity(**kw, workers=2, interval=False)
 
 
 @pytest.mark.slow

@@ -284,13 +284,12 @@ def _interval_search(base: dict, slo: Slo, perturbation: Perturbation | None, an
                      progress=None, label: str = "interval") -> float | None:
     """One search of the interval: the answer near ``answer`` under ``perturbation`` (None:
     the unperturbed model at this run length), or None when a draw meets the SLO at no rate."""
-    search = _Search(base, slo, perturbation, progress, label)
-    if perturbation is None:
-        return _refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps
     try:
-        return _refine(search, answer, n, INTERVAL_TOLERANCE)[0].qps
-    except SpecError:          # no rate meets the SLO under this draw
-        return None
+        return _refine(_Search(base, slo, perturbation, progress, label), answer, n, INTERVAL_TOLERANCE)[0].qps
+    except SpecError:
+        if perturbation is None:
+            raise
+        return None            # no rate meets the SLO under this draw
 
 
 def _interval_task(_state, item: tuple) -> float | None:
@@ -342,6 +341,9 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
     check_options(workers, use_ray, address)
+    if not interval and (workers != 1 or use_ray):
+        raise SpecError(f"{'--ray' if use_ray else f'--workers {workers}'} runs the 80% interval's searches side by "
+                        "side, and --no-interval has none: drop it, or keep the interval")
     backend = open_backend(workers, use_ray, address) if interval else None
     try:
         return _capacity(slo, n, max_requests, price_per_chip_hour, tolerance, interval, progress, backend, kw)
