@@ -1,7 +1,7 @@
 """Design points per minute of `seedchip explore` on a static-batch objective over two models,
 with 1 and 2 local workers (and Ray, when installed and --ray is given).
 
-    .venv/bin/python benchmarks/bench_explore.py            # full run, ~1-2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_explore.py            # full run, ~1 minute on 2 cores
     .venv/bin/python benchmarks/bench_explore.py --quick    # 4x fewer points
     .venv/bin/python benchmarks/bench_explore.py --ray      # also a local Ray cluster
 
@@ -9,9 +9,12 @@ Workload (every point): llama-3.1-70b (fp8, the first of tp 2 / 4 / 8 that fits)
 qwen3-235b-a22b (fp8, ep 4 / 8), each one static batch of 64 requests x 1024 input and 256
 output tokens; objectives tokens/$ of TCO, tokens/J, tokens/s per chip. Points: random
 draws over bf16 FLOP/s (500-1500 TFLOP/s), SRAM, HBM stacks and generation, link bandwidth
-and process node, on seedchip-ref. Two fidelities:
+and process node, on seedchip-ref. Rows:
 
-  estimate   seedchip.estimate's engine: 8 prefill steps + every one of the 255 decode steps
+  example    the example sweep, examples/explore/inference_asic.yaml, its whole grid (432 points
+             at full fidelity: every deployment, a batch search per scenario, 4,096-token decode)
+  estimate   the workload above at seedchip.estimate's fidelity: 8 prefill steps + every one of
+             the 255 decode steps
   sampled-9  the same prefill steps + decode at 9 contexts (trapezoid), ~1% from estimate
 
 Each row is one sweep into a fresh directory, timed from the first point to the last stored
@@ -59,6 +62,22 @@ fidelity: {{decode_samples: {samples}}}
 """
 
 
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "explore", "inference_asic.yaml")
+
+
+def run_example(workers: int) -> dict:
+    """The README's example sweep, its whole grid (432 points, full fidelity)."""
+    from seedchip.explore import explore
+    out = tempfile.mkdtemp(prefix="bench-explore-")
+    try:
+        r = explore(EXAMPLE, out=out, search="grid", workers=workers, plot=False)
+        d = r.to_dict()
+        return {"points": d["num_new"], "feasible": d["num_feasible"], "s": r.eval_s,
+                "per_min": d["num_new"] / r.eval_s * 60.0, "backend": r.backend}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def run(samples, points: int, workers: int, use_ray: bool, seed: int) -> dict:
     from seedchip.explore import explore, parse_space
     space = parse_space(SPACE.format(samples="null" if samples is None else samples, seed=seed), "bench")
@@ -81,7 +100,10 @@ def main() -> None:
     cpus = os.cpu_count()
     print(f"{time.strftime('%Y-%m-%d')}  {platform.machine()}  {cpus} logical CPUs  CPython {platform.python_version()}")
     rows = []
-    for label, samples, n in (("estimate", None, 160 // scale), ("sampled-9", 9, 1600 // scale)):
+    for workers in (1, 2):
+        r = run_example(workers)
+        rows.append(("example", f"{workers} worker{'s' if workers > 1 else ''} ({r['backend']})", r))
+    for label, samples, n in (("estimate", None, 1600 // scale), ("sampled-9", 9, 1600 // scale)):
         # different seeds per row: every row prices fresh chips (the oracle's caches are per process)
         for i, workers in enumerate((1, 2)):
             r = run(samples, n, workers, False, seed=10 * i + (0 if samples is None else 1))

@@ -194,3 +194,44 @@ def test_static_figures_equal_the_estimates(name, samples):
             f = static_figures(model, d, batch, i, o, decode_samples=samples)
             assert f == {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "e2e_s": r.e2e_s,
                          "throughput_tokens_per_s": r.throughput_tokens_per_s, "energy_j": r.energy_j}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_a_run_of_decode_steps_priced_at_once_equals_each_step(name):
+    """The static batch's decode steps priced at once (the explorer's and the estimate's
+    figures path) equal each step priced alone to the last bit: time, energy, work and
+    kernel time, for every replica split, window set, pipeline, MLA, engine runtimes
+    (launch-bound, host-overlapped), a perturbation, the ideal calibration and a chip
+    that throttles to its TDP."""
+    from seedchip.perf.calibration import IDEAL
+    from seedchip.perf.uncertainty import draws
+    model, dep = setup(name)
+    m, c, kw = DEPLOYMENTS[name]
+    chip = seedchip.load_chip(c)
+    hot = chip.replace(tdp_w=(chip.energy.idle_w + chip.energy.active_w) * 1.02)     # little headroom: throttles
+    overlapped = ENGINE_LIKE.replace(overlap_host=True, graph_max_tokens=0)
+    variants = [dep, setup(name, ENGINE_LIKE)[1], setup(name, overlapped)[1],
+                dep.replace(perturbation=draws(dep.calibration, 0.15, 2, 7)[1]),
+                seedchip.make_deployment(c, calibration=IDEAL, **kw), seedchip.make_deployment(hot, **kw)]
+    contexts = [0, 1, 2, 127, 128, 4095, 4096, 4097, 9000, 70_000]
+    throttled = False
+    for d in variants:
+        pricer = StepPricer(model, d)
+        for batch in (1, 3, 64):
+            run = pricer.price_uniform_decode(batch, contexts)
+            for i, ctx in enumerate(contexts):
+                one = pricer.price_batches(graph.uniform_decode(batch, ctx, pricer.windows, d.dp))
+                got = (float(run.time_s[i]), float(run.energy_j[i]), float(run.flops[i]), float(run.hbm_bytes[i]),
+                       float(run.kernel_s[i]))
+                assert got == (one.time_s, one.energy_j, one.flops, one.hbm_bytes, one.kernel_s), (d.chip.id, batch, ctx)
+        steps = pricer.price_batches(graph.uniform_decode(64, 70_000, pricer.windows, d.dp), detail=True)
+        throttled |= any(o.bound == "power" for o in steps.ops if o.op_class == "attention")
+    assert throttled, "the hot chip should throttle decode attention"
+
+
+@pytest.mark.unit
+def test_a_run_of_decode_steps_needs_an_exact_pricer():
+    model, dep = setup("8b-h100")
+    with pytest.raises(ValueError, match="exact"):
+        StepPricer(model, dep, bucketed=True).price_uniform_decode(4, [10, 20])

@@ -41,3 +41,26 @@ def test_decode_attention_scalar_equals_model(chip_id, cal):
                     want = attention.decode_attention_model(chip, cal, **kw)
                     got = attention.decode_attention_scalar(chip, cal, **kw)
                     assert got == want, (kw, got, want)
+
+
+@pytest.mark.parametrize("chip_id", catalog_ids())
+@pytest.mark.parametrize("cal", [IDEAL, load_calibration("h100-sxm")], ids=["ideal", "h100"])
+def test_decode_attention_run_equals_each_op(chip_id, cal):
+    """The vectorised model over many contexts with ``exact=True`` (a static batch's decode
+    steps priced at once) equals the one-op path element by element."""
+    import numpy as np
+    chip = seedchip.load_chip(chip_id)
+    for heads, kv_heads, fpp, kve, q in SHAPES:
+        for kv_bytes in (1.0, 2.0):
+            for n, window in ((1, 0), (7, 128), (64, 0), (255, 4096)):
+                longest = np.array([1.0, 2.0, 127.0, 128.0, 129.0, 4095.0, 4097.0, 33_000.0, 200_000.0])
+                capped = np.minimum(longest, window) if window else longest
+                kw = dict(num_seqs=n, heads=heads, kv_heads=kv_heads, flops_per_pair_per_head=fpp,
+                          kv_elems_per_token=kve, act_bytes=2.0, kv_bytes=kv_bytes, q_elems_per_head=q, window=window)
+                run = attention.decode_attention_model(chip, cal, context_tokens=n * capped,
+                                                       max_context_tokens=longest, exact=True, **kw)
+                for i in range(len(longest)):
+                    one = attention.decode_attention_scalar(chip, cal, context_tokens=float(n * capped[i]),
+                                                            max_context_tokens=float(longest[i]), **kw)
+                    for key in ("time_s", "memory_s", "compute_s", "flops", "hbm_bytes"):
+                        assert float(np.broadcast_to(run[key], longest.shape)[i]) == one[key], (key, n, longest[i])

@@ -30,6 +30,7 @@ from ..errors import DoesNotFitError, ParallelismError, SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..hardware.spec import ChipSpec
 from ..model.zoo import load_model
+from ..perf.calibration import Calibration, load_calibration
 from ..perf.deployment import make_deployment
 from ..perf.estimate import static_figures
 from ..silicon.data import ChipSilicon, chip_silicon, load_silicon_data
@@ -47,6 +48,7 @@ class Context:
     base_silicon: ChipSilicon
     models: dict
     tco: TcoInputs
+    calibration: Calibration
 
     @classmethod
     def build(cls, space: Space) -> "Context":
@@ -56,7 +58,8 @@ class Context:
                          volume_units=t.volume_units)
         base = load_chip(space.base_chip)
         return cls(space=space, base=base, base_silicon=chip_silicon(base.id),
-                   models={w.model: load_model(w.model) for w in space.workload}, tco=tco)
+                   models={w.model: load_model(w.model) for w in space.workload}, tco=tco,
+                   calibration=load_calibration(space.fidelity.calibration))
 
 
 def sampled_estimate(model, dep, batch: int, input_len: int, output_len: int, samples: int) -> dict:
@@ -64,10 +67,15 @@ def sampled_estimate(model, dep, batch: int, input_len: int, output_len: int, sa
     return static_figures(model, dep, batch, input_len, output_len, decode_samples=samples)
 
 
-def _run(ctx: Context, chip: ChipSpec, w, d, sc, batch: int) -> dict:
+def _deployment(ctx: Context, chip: ChipSpec, w, d):
+    """The deployment of a workload entry on ``chip`` (one per entry and chip: every scenario
+    and batch runs on it)."""
+    return make_deployment(chip, num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep, weight_format=w.weight_format,
+                           act_format=w.act_format, kv_format=w.kv_format, calibration=ctx.calibration)
+
+
+def _run(ctx: Context, dep, w, sc, batch: int) -> dict:
     model = ctx.models[w.model]
-    dep = make_deployment(chip, num_chips=d.num_chips, tp=d.tp, pp=d.pp, ep=d.ep, weight_format=w.weight_format,
-                          act_format=w.act_format, kv_format=w.kv_format, calibration=ctx.space.fidelity.calibration)
     n = ctx.space.fidelity.decode_samples
     if n:
         return sampled_estimate(model, dep, batch, sc.input_len, sc.output_len, n)
@@ -94,13 +102,13 @@ def _slo_miss(w, sc, r: dict) -> str | None:
     return None
 
 
-def _scenario(ctx: Context, chip: ChipSpec, w, d, sc) -> tuple[int | None, dict | None, str | None]:
+def _scenario(ctx: Context, dep, w, sc) -> tuple[int | None, dict | None, str | None]:
     """(batch, figures, why none): the largest batch of the scenario that fits the deployment's
     memory and meets its SLOs. DoesNotFitError when not even the smallest fits."""
     miss = None
     for b in batches(sc):
         try:
-            r = _run(ctx, chip, w, d, sc, b)
+            r = _run(ctx, dep, w, sc, b)
         except DoesNotFitError:
             if b == sc.batch:
                 raise
@@ -116,8 +124,9 @@ def _deployment_cost(ctx: Context, chip: ChipSpec, w, d, unit_cost_usd: float, t
     deployment, or (None, why) when a scenario meets its SLO at no batch."""
     usd = joule = chip_s = 0.0
     detail = {}
+    dep = _deployment(ctx, chip, w, d)
     for sc in w.scenarios:
-        b, r, miss = _scenario(ctx, chip, w, d, sc)
+        b, r, miss = _scenario(ctx, dep, w, sc)
         if b is None:
             return None, miss
         share = w.weight * sc.weight / total_w

@@ -121,7 +121,8 @@ def _write_plotly(d: dict, feas: list[dict], front_keys: set, base: dict | None,
     fig.update_layout(title=_title(d, feas),
                       xaxis_title=x.replace("_", " "), yaxis_title=y.replace("_", " "), template="plotly_white")
     html = directory / "pareto.html"
-    fig.write_html(str(html), include_plotlyjs=True, full_html=True)
+    # a fixed div id, not a random one: the same input writes the same file
+    fig.write_html(str(html), include_plotlyjs=True, full_html=True, div_id="pareto")
     return str(html)
 
 

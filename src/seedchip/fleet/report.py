@@ -261,7 +261,8 @@ def write_plotly(d: dict, path: Path) -> bool:
         fig.add_trace(go.Bar(x=x, y=ys, name=f"served {name}", legendgroup="served"), 2, 2)
     fig.update_layout(barmode="stack", title=f"{d['scenario']}: {d['status']}, total {_usd(d['total_cost_usd'])}",
                       template="plotly_white", height=850)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    # a fixed div id, not a random one: the same input writes the same file
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True, div_id="plan")
     return True
 
 

@@ -153,12 +153,15 @@ def _busiest_core_bytes(a, cores: int, grouped, units, per_seq, kv_token_bytes, 
 
 def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, context_tokens, heads, kv_heads,
                            flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes, q_elems_per_head,
-                           matrix_class="bf16", max_context_tokens=None, window=0.0):
+                           matrix_class="bf16", max_context_tokens=None, window=0.0, exact=False):
     """Split-KV decode attention (module doc): one new token per sequence,
     ``context_tokens`` keys summed over the sequences (window-capped).
     ``max_context_tokens``: the longest sequence's keys before the window cap (the
     kernel sizes its partitions by it); ``window``: the layer's sliding window (0: none).
-    Without them, the busiest core is bounded from the totals (:func:`_busiest_core_bytes`)."""
+    Without them, the busiest core is bounded from the totals (:func:`_busiest_core_bytes`).
+    ``exact``: join memory and compute element by element as one op does
+    (:func:`kernels.pnorm_exact`), so that each element equals
+    :func:`decode_attention_scalar` to the last bit (a run of steps priced at once)."""
     peak, used = chip.peak_flops(matrix_class)
     a = cal.attention
     cores = chip.matrix.num_cores
@@ -186,7 +189,8 @@ def decode_attention_model(chip: ChipSpec, cal: Calibration, *, num_seqs, contex
         q_elems_per_head / 128.0
     fixed = kernels.smooth_waves(ctas, cores * resident_units(chip, cal)) * per_wave
     overhead = _kernel_value(a.decode_overhead_s, grouped, narrow)
-    time = kernels.pnorm(memory, compute, a.decode_overlap_p) + fixed + overhead
+    join = kernels.pnorm_exact if exact else kernels.pnorm
+    time = join(memory, compute, a.decode_overlap_p) + fixed + overhead
     return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
             "overhead_s": overhead, "matrix_class": used}
 

@@ -11,13 +11,13 @@ trapezoid rule (the step time is smooth and nearly linear in context).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
 from ..errors import SpecError
 from ..model.arch import ModelArch
 from .deployment import Deployment
-from .graph import uniform_decode
 from .memory import MemoryPlan, check_fits, memory_plan
 from .pricer import pricer_for
 from .step import StepCost, step_cost
@@ -27,9 +27,11 @@ EXACT_DECODE_STEPS = 256
 DECODE_SAMPLES = 129
 
 
-def prefill_steps(batch: int, input_len: int, budget: int) -> list[tuple[tuple[int, int, bool], ...]]:
+@lru_cache(maxsize=256)
+def prefill_steps(batch: int, input_len: int, budget: int) -> tuple[tuple[tuple[int, int, bool], ...], ...]:
     """Pack ``batch`` prompts of ``input_len`` into steps of at most ``budget`` new
-    tokens; a prompt is sampled in the step that finishes it."""
+    tokens; a prompt is sampled in the step that finishes it (cached: a sweep asks for
+    the same few shapes at every design point)."""
     steps: list[list[tuple[int, int, bool]]] = []
     cur: list[tuple[int, int, bool]] = []
     room = budget
@@ -45,7 +47,7 @@ def prefill_steps(batch: int, input_len: int, budget: int) -> list[tuple[tuple[i
             room -= n
     if cur:
         steps.append(cur)
-    return [tuple(s) for s in steps]
+    return tuple(tuple(s) for s in steps)
 
 
 def _phase(costs: list[tuple[StepCost, float]]) -> dict:
@@ -111,15 +113,16 @@ class EstimateResult:
         }
 
 
-def decode_contexts(n_dec: int, samples: int | None = None) -> list[tuple[int, float]]:
+@lru_cache(maxsize=256)
+def decode_contexts(n_dec: int, samples: int | None = None) -> tuple[tuple[int, float], ...]:
     """(decode step index, steps it stands for) to price ``n_dec`` decode steps: every
     step up to EXACT_DECODE_STEPS, else ``samples`` (default DECODE_SAMPLES) evenly
     spaced steps weighted by the trapezoid rule (exact when the step time is linear in
-    the context)."""
+    the context). Cached, as :func:`prefill_steps`."""
     if n_dec <= 0:
-        return []
+        return ()
     if samples is None and n_dec <= EXACT_DECODE_STEPS:
-        return [(j, 1.0) for j in range(n_dec)]
+        return tuple((j, 1.0) for j in range(n_dec))
     js = np.unique(np.linspace(0, n_dec - 1, min(samples or DECODE_SAMPLES, n_dec)).round().astype(int))
     w = np.zeros(len(js))
     for a in range(len(js) - 1):
@@ -128,7 +131,7 @@ def decode_contexts(n_dec: int, samples: int | None = None) -> list[tuple[int, f
         w[a + 1] += span / 2.0
     w[0] += 0.5
     w[-1] += 0.5
-    return [(int(j), float(wt)) for j, wt in zip(js, w)]
+    return tuple((int(j), float(wt)) for j, wt in zip(js, w))
 
 
 def check_context(model: ModelArch, tokens: int, what: str = "--input-len + --output-len") -> None:
@@ -162,16 +165,21 @@ def static_figures(model: ModelArch, dep: Deployment, batch: int, input_len: int
     _checked_plan(model, dep, batch, input_len, output_len)
     pricer = pricer_for(model, dep)
     ttft = pre_j = 0.0
+    priced: dict = {}       # a static batch's prefill repeats a few distinct steps
     for s in prefill_steps(batch, input_len, dep.max_batched_tokens):
-        p = pricer.price(s)
+        p = priced.get(s)
+        if p is None:
+            p = priced[s] = pricer.price(s)
         ttft += p.time_s * 1.0
         pre_j += p.energy_j * 1.0
     n_dec = output_len - 1
     dec_s = dec_j = 0.0
-    for j, wt in decode_contexts(n_dec, decode_samples):
-        p = pricer.price_batches(uniform_decode(batch, input_len + j, pricer.windows, dep.dp))
-        dec_s += p.time_s * wt
-        dec_j += p.energy_j * wt
+    contexts = decode_contexts(n_dec, decode_samples)
+    if contexts:       # every decode step at once, each equal to price_batches(uniform_decode(...))
+        p = pricer.price_uniform_decode(batch, [input_len + j for j, _ in contexts])
+        for t, e, (_, wt) in zip(p.time_s.tolist(), p.energy_j.tolist(), contexts):
+            dec_s += t * wt
+            dec_j += e * wt
     e2e = ttft + dec_s
     return {"ttft_s": ttft, "tpot_s": dec_s / n_dec if n_dec else 0.0, "e2e_s": e2e,
             "throughput_tokens_per_s": batch * output_len / e2e, "energy_j": pre_j + dec_j}

@@ -13,6 +13,8 @@ import math
 from collections import Counter
 from typing import NamedTuple
 
+import numpy as np
+
 from ..formats import get_format
 from ..model.arch import ModelArch
 from . import kernels, ops, routing
@@ -189,21 +191,24 @@ def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, con
                          max_context: float | None = None, window: int = 0) -> list[OpCost]:
     """Attention core of ``num_decode`` one-token sequences attending ``context_tokens``
     keys in all (already capped by the layer's window); ``max_context``: the longest
-    sequence's keys before the cap (the kernel sizes its split-KV partitions by it)."""
+    sequence's keys before the cap (the kernel sizes its split-KV partitions by it).
+    Arrays of keys and longest sequences price a run of steps at once
+    (:func:`ops.decode_attention_run`: the attention op's figures are arrays)."""
     chip, cal = dep.chip, dep.calibration
     heads, kv_heads = _heads(model, dep)
     act, kv_fmt = "bf16", dep.kv_format
     longest = {"max_context_tokens": max_context, "window": window}
+    attend = ops.decode_attention_run if isinstance(context_tokens, np.ndarray) else ops.decode_attention
     if model.attention == "mla":
         r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
         lat = model.kv_latent_dim
         return [_gemm(dep, "q_absorb", num_decode, r, nope, groups=heads),
-                ops.decode_attention(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat,
-                                     act, kv_fmt, "attention_decode", **longest),
+                attend(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat, act, kv_fmt,
+                       "attention_decode", **longest),
                 _gemm(dep, "v_absorb", num_decode, v, r, groups=heads)]
     d = model.head_dim
-    return [ops.decode_attention(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
-                                 kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode", **longest)]
+    return [attend(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
+                   kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode", **longest)]
 
 
 def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:

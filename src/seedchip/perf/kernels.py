@@ -99,10 +99,12 @@ def gemm_compute_time(m, n, k, groups, peak_flops_per_s, num_cores, tiles, quant
     return t.min(axis=0)
 
 
+@lru_cache(maxsize=65_536)
 def gemm_compute_time_scalar(m: float, n: float, k: float, groups: float, peak_flops_per_s: float,
                              num_cores: int, tiles, quantize: bool = True) -> float:
     """:func:`gemm_compute_time` for one shape in plain Python (the oracle's hot path;
-    tested equal to the vectorised form)."""
+    tested equal to the vectorised form). Cached by its arguments: design points that
+    share a matrix peak and tiles share it."""
     flops = 2.0 * m * n * k * groups
     if not quantize:
         return flops / peak_flops_per_s
@@ -138,6 +140,15 @@ def pnorm_scalar(a: float, b: float, p: float) -> float:
     if p >= 1e6 or hi <= 0:
         return hi
     return hi * (1.0 + (lo / hi) ** p) ** (1.0 / p)
+
+
+def pnorm_exact(a, b, p):
+    """:func:`pnorm` element by element through :func:`pnorm_scalar` (the C library's pow,
+    which NumPy's vectorised power may differ from in the last bit): for a few hundred
+    elements that must equal the one-op path exactly."""
+    a, b = np.broadcast_arrays(as_float(a), as_float(b))
+    return np.array([pnorm_scalar(x, y, p) for x, y in zip(a.ravel().tolist(), b.ravel().tolist())],
+                    dtype=float).reshape(a.shape)
 
 
 def gemm_hbm_bytes(m, n, k, groups, a_bytes, b_bytes, c_bytes, shared_sram_bytes, concurrent_block):

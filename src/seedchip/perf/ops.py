@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import SpecError, UnknownNameError
 from ..formats import NumericFormat, get_format, wider
 from ..hardware.spec import ChipSpec
-from . import kernels
+from . import attention, kernels
 from .attention import decode_attention_scalar, prefill_attention_model
 from .calibration import COLLECTIVES, Calibration
 
@@ -73,19 +73,27 @@ def busy_share(chip: ChipSpec, op_class: str) -> float:
     return 1.0
 
 
-def _finish(chip: ChipSpec, cal: Calibration, name: str, op_class: str, *, compute_s: float, memory_s: float, comm_s: float,
-            overhead_s: float, time_s: float, flops: float, matrix_class: str | None, vector_flops: float,
-            hbm_bytes: float, sram_bytes: float, comm_bytes: float, detail: str = "") -> OpCost:
+def _power_terms(chip: ChipSpec, op_class: str, flops, matrix_class: str | None, vector_flops, hbm_bytes, sram_bytes,
+                 comm_bytes) -> tuple:
+    """(energy of the op's work in J, active power in W, power headroom in W below the TDP):
+    what :func:`_finish` turns into an op's energy and throttled time."""
     e = chip.energy
     work = (flops * (e.matrix(matrix_class) if matrix_class else 0.0) + vector_flops * e.vector_j_per_flop
             + hbm_bytes * e.hbm_j_per_byte + sram_bytes * e.sram_j_per_byte + comm_bytes * e.link_j_per_byte)
-    bound = _bound(compute_s, memory_s, comm_s, overhead_s)
     active_w = e.active_w * busy_share(chip, op_class)
-    headroom_w = chip.tdp_w - e.idle_w - active_w
+    return work, active_w, chip.tdp_w - e.idle_w - active_w
+
+
+def _finish(chip: ChipSpec, cal: Calibration, name: str, op_class: str, *, compute_s: float, memory_s: float, comm_s: float,
+            overhead_s: float, time_s: float, flops: float, matrix_class: str | None, vector_flops: float,
+            hbm_bytes: float, sram_bytes: float, comm_bytes: float, detail: str = "") -> OpCost:
+    work, active_w, headroom_w = _power_terms(chip, op_class, flops, matrix_class, vector_flops, hbm_bytes,
+                                              sram_bytes, comm_bytes)
+    bound = _bound(compute_s, memory_s, comm_s, overhead_s)
     if not cal.roofline and time_s > 0 and work / time_s > headroom_w:
         time_s = work / headroom_w        # the chip throttles to its TDP
         bound = "power"
-    energy = work + (e.idle_w + active_w) * time_s
+    energy = work + (chip.energy.idle_w + active_w) * time_s
     return OpCost(name=name, op_class=op_class, time_s=float(time_s), flops=float(flops + vector_flops),
                   hbm_bytes=float(hbm_bytes), comm_bytes=float(comm_bytes), energy_j=float(energy),
                   bound=bound, compute_s=float(compute_s), memory_s=float(memory_s), comm_s=float(comm_s),
@@ -229,6 +237,32 @@ def decode_attention(chip: ChipSpec, cal: Calibration, num_seqs: int, context_to
                            f"decode {num_seqs} seq, {int(context_tokens)} ctx tok, {heads}/{kv_heads} heads")
 
 
+def decode_attention_run(chip: ChipSpec, cal: Calibration, num_seqs: int, context_tokens: np.ndarray, heads: int,
+                         kv_heads: int, flops_per_pair_per_head: float, kv_elems_per_token: int,
+                         q_elems_per_head: int, act_fmt: str, kv_fmt: str, name: str = "attention", *,
+                         max_context_tokens: np.ndarray, window: int = 0) -> OpCost:
+    """:func:`decode_attention` at many contexts at once (a static batch's decode steps):
+    one OpCost whose time, energy and work are arrays, each element equal to the one-op
+    call's to the last bit (tested); ``bound`` is not resolved per element ("run")."""
+    fa, fk = get_format(act_fmt), get_format(kv_fmt)
+    r = attention.decode_attention_model(
+        chip, cal, num_seqs=num_seqs, context_tokens=np.asarray(context_tokens, dtype=float), heads=heads,
+        kv_heads=kv_heads, flops_per_pair_per_head=flops_per_pair_per_head, kv_elems_per_token=kv_elems_per_token,
+        act_bytes=fa.bytes_per_element, kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head,
+        max_context_tokens=np.asarray(max_context_tokens, dtype=float), window=window, exact=True)
+    shape = np.shape(r["time_s"])
+    time, flops, hbm = (np.broadcast_to(r[k], shape).astype(float) for k in ("time_s", "flops", "hbm_bytes"))
+    work, active_w, headroom_w = _power_terms(chip, "attention", flops, r["matrix_class"], 0.0, hbm, flops / 64.0, 0.0)
+    if not cal.roofline:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            throttled = (time > 0) & (work / time > headroom_w)
+        time = np.where(throttled, work / headroom_w, time)     # the chip throttles to its TDP
+    energy = work + (chip.energy.idle_w + active_w) * time
+    return OpCost(name=name, op_class="attention", time_s=time, flops=flops + 0.0, hbm_bytes=hbm, comm_bytes=0.0,
+                  energy_j=energy, bound="run", compute_s=r["compute_s"], memory_s=r["memory_s"],
+                  overhead_s=float(r["overhead_s"]), detail=f"decode {num_seqs} seq at {len(time)} contexts")
+
+
 # ---------------------------------------------------------------- activation quantization
 
 def quant_passes(fmt: NumericFormat, dynamic: bool = True,
@@ -312,6 +346,18 @@ def link_for(chip: ChipSpec, num_chips: int) -> tuple[float, float]:
             chip.node.scale_out_latency_s)
 
 
+@lru_cache(maxsize=65_536)
+def _collective_time(cal: Calibration, kind: str, size_bytes: float, num_chips: int, bw: float,
+                     hop: float) -> tuple[float, float]:
+    """(time, wire bytes) of a collective on links of ``bw`` and one-hop latency ``hop``:
+    what its cost depends on of the chip (a sweep's design points share their links)."""
+    c = cal.collective
+    xs, ys = c.curve(kind)
+    t, wire = kernels.collective_time(kind, size_bytes, num_chips, bw, c.latency_s[kind] + hop, c.latency_per_hop_s,
+                                      xs, ys)
+    return float(t), float(wire)
+
+
 @lru_cache(maxsize=200_000)
 def collective(chip: ChipSpec, cal: Calibration, kind: str, size_bytes: float, num_chips: int,
                name: str | None = None) -> OpCost:
@@ -321,12 +367,8 @@ def collective(chip: ChipSpec, cal: Calibration, kind: str, size_bytes: float, n
     if size_bytes < 0 or num_chips <= 0:
         raise SpecError(f"collective needs bytes >= 0 and num_chips >= 1, got {size_bytes!r}, {num_chips!r}")
     bw, hop = link_for(chip, num_chips)
-    c = cal.collective
-    xs, ys = c.curve(kind)
-    t, wire = kernels.collective_time(kind, size_bytes, num_chips, bw, c.latency_s[kind] + hop, c.latency_per_hop_s,
-                                      xs, ys)
-    t, wire = float(t), float(wire)
-    fixed = (c.latency_s[kind] + hop) if num_chips > 1 else 0.0
+    t, wire = _collective_time(cal, kind, size_bytes, num_chips, bw, hop)
+    fixed = (cal.collective.latency_s[kind] + hop) if num_chips > 1 else 0.0
     return _finish(chip, cal, name or kind, "collective", compute_s=0.0, memory_s=0.0, comm_s=t - fixed,
                    overhead_s=fixed, time_s=t, flops=0.0, matrix_class=None, vector_flops=0.0,
                    hbm_bytes=2.0 * wire, sram_bytes=0.0, comm_bytes=wire,

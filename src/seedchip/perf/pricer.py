@@ -24,6 +24,8 @@ import math
 from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
+
 from ..model.arch import ModelArch
 from . import graph, ops
 from .deployment import Deployment
@@ -78,6 +80,18 @@ class Priced(NamedTuple):
     hbm_bytes: float
     kernel_s: float = 0.0
     ops: tuple[OpCost, ...] = ()
+
+
+def _add_parts(parts, count: int, dyn, flops, hbm) -> tuple:
+    """(one chip's kernel time of ``parts``, and the replicas' dynamic energy, work and HBM
+    bytes with ``count`` layers of them added), summed part by part in order."""
+    t = 0.0
+    for p in parts:
+        t += p.time_s
+        dyn += p.dynamic_j * count
+        flops += p.flops * count
+        hbm += p.hbm_bytes * count
+    return t, dyn, flops, hbm
 
 
 class StepPricer:
@@ -183,36 +197,72 @@ class StepPricer:
             for r in replicas:
                 parts = self._head(r.num_tokens, r.num_logits) if moe is None else \
                     self._replica_layer(r, moe, w, t_all)
-                t = 0.0
-                for p in parts:
-                    t += p.time_s
-                    dyn += p.dynamic_j * count
-                    flops += p.flops * count
-                    hbm += p.hbm_bytes * count
+                t, dyn, flops, hbm = _add_parts(parts, count, dyn, flops, hbm)
                 if t > worst:
                     worst, worst_parts = t, parts
             kernel_s += worst * count
             kernels += sum(p.kernels for p in worst_parts) * count
             if detail:
                 critical += [o.scaled(o.count * count) for p in worst_parts for o in p.ops]
+        return self._step(kernel_s, kernels, dyn, flops, hbm, max(r.num_tokens for r in replicas),
+                          max(r.num_seqs for r in replicas), any(r.prefill for r in replicas),
+                          critical if detail else None)
+
+    def _step(self, kernel_s, kernels, dyn, flops, hbm, max_tokens: int, num_seqs: int, has_prefill: bool,
+              critical: list[OpCost] | None) -> Priced:
+        """A step from its replicas' sums (one chip of each stage's slowest replica: kernel
+        time and launches; one chip of every replica: dynamic energy and work): the
+        pipeline sends, the runtime's step time and every chip's energy. Arrays price a
+        run of steps at once (:meth:`price_uniform_decode`)."""
+        dep = self.dep
         tp = dep.tp
         dyn, flops, hbm = dyn * tp, flops * tp, hbm * tp      # a replica's layer runs on its stage's tp chips
         if dep.pp > 1:
-            p = self._pp_send(max(r.num_tokens for r in replicas))
+            p = self._pp_send(max_tokens)
             kernel_s += p.time_s * (dep.pp - 1)
             dyn += p.dynamic_j * (dep.pp - 1)
             kernels += p.kernels * (dep.pp - 1)
-            if detail:
+            if critical is not None:
                 critical += [o.scaled(dep.pp - 1) for o in p.ops]
-        num_seqs = max(r.num_seqs for r in replicas)
-        has_prefill = any(r.prefill for r in replicas)
         rt, pert = dep.runtime, dep.perturbation
-        graphed = rt.graphed(max(r.num_tokens for r in replicas), num_seqs, has_prefill)
+        graphed = rt.graphed(max_tokens, num_seqs, has_prefill)
         time_s = rt.step_time(kernel_s, kernels, num_seqs, graphed, pert.host if pert else 1.0)
         if pert:
             time_s *= pert.step
         energy = dyn + idle_energy_j(dep.chip, dep.num_chips, time_s)
-        return Priced(time_s, energy, flops, hbm, kernel_s, tuple(critical))
+        return Priced(time_s, energy, flops, hbm, kernel_s, tuple(critical or ()))
+
+    def price_uniform_decode(self, batch: int, contexts) -> Priced:
+        """The decode steps of a static batch of ``batch`` sequences that each hold
+        ``contexts[i]`` cached tokens, priced at once: a Priced of arrays whose element i
+        equals ``price_batches(graph.uniform_decode(batch, contexts[i], ...))`` to the last
+        bit (tested), the same parts summed in the same order with the decode attention
+        vectorised over the contexts. Exact mode only (bucketing is per step)."""
+        if self.bucketed:
+            raise ValueError("price_uniform_decode prices exact steps: use an exact pricer (pricer_for(..., False))")
+        dep = self.dep
+        c = np.asarray(contexts, dtype=float) + 1.0                          # keys of each sequence
+        ns = [len(range(i, batch, dep.dp)) for i in range(min(dep.dp, batch))]   # sequences per replica
+        kernel_s = dyn = flops = hbm = 0.0
+        kernels = 0
+        for moe, w, count in self._stages:
+            keys = c if not w else np.where(c < w, c, float(w))
+            worst = worst_kernels = None
+            for n in ns:
+                parts = self._head(n, n) if moe is None else (
+                    self._layer(moe, n, batch),
+                    Part.of(graph.decode_attention_ops(self.model, dep, n, n * keys, c, w), self.idle_w,
+                            dep.perturbation))
+                t, dyn, flops, hbm = _add_parts(parts, count, dyn, flops, hbm)
+                k = sum(p.kernels for p in parts)
+                if worst is None:
+                    worst, worst_kernels = t, k
+                else:      # the first slowest replica, step by step (price_batches keeps the first)
+                    slower = t > worst
+                    worst, worst_kernels = np.where(slower, t, worst), np.where(slower, k, worst_kernels)
+            kernel_s += worst * count
+            kernels += worst_kernels * count
+        return self._step(kernel_s, kernels, dyn, flops, hbm, max(ns), max(ns), False, None)
 
     def price(self, seqs: tuple, advance: int = 0, detail: bool = False) -> Priced:
         """Price a step of ``(new_tokens, cached_context, sampled)`` sequences;

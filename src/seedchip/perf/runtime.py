@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..spec_base import FrozenSpec, Seconds
@@ -63,10 +64,12 @@ class Runtime(FrozenSpec):
                   host_scale: float = 1.0) -> float:
         """A step's wall time from its kernels' time: kernels launched one by one cannot
         run faster than the host issues them; host work adds to it, or hides behind the
-        previous step's kernels when the engine overlaps them."""
-        device = kernel_s if graphed else max(kernel_s, num_kernels * self.launch_s)
+        previous step's kernels when the engine overlaps them. ``kernel_s`` and
+        ``num_kernels`` may be arrays (a run of steps priced at once)."""
+        most = np.maximum if isinstance(kernel_s, np.ndarray) else max
+        device = kernel_s if graphed else most(kernel_s, num_kernels * self.launch_s)
         host = (self.host_step_s + self.host_seq_s * num_seqs) * host_scale
-        return max(device, host) if self.overlap_host else device + host
+        return most(device, host) if self.overlap_host else device + host
 
 
 KERNELS = Runtime()
