@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import SpecError, UnknownNameError, one_line, validation_line
+from ..yamlio import safe_load
 from .spec import ChipSpec
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
@@ -21,7 +22,7 @@ def catalog_ids() -> list[str]:
 def _read_yaml(path: Path, what: str) -> dict:
     from ..outputs import read_text
     try:
-        data = yaml.safe_load(read_text(path, what))
+        data = safe_load(read_text(path, what))
     except yaml.YAMLError as e:
         raise SpecError(f"{what} {str(path)!r} is not valid YAML: {one_line(e)}") from None
     if not isinstance(data, dict):

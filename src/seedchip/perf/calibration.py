@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from ..formats import FORMATS, MATRIX_CLASSES
 from ..spec_base import FrozenSpec
+from ..yamlio import safe_load
 
 CAL_DIR = Path(__file__).parent / "calibrations"
 DEFAULT_CALIBRATION = "h100-sxm"
@@ -171,7 +172,7 @@ def _load_file(path: str) -> Calibration:
     from ..outputs import read_text
     text = read_text(path, "calibration file")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(f"calibration file {path!r} is not valid YAML: {one_line(e)[:300]}") from None
     if not isinstance(data, dict):

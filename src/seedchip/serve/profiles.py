@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
 from ..errors import SpecError, UnknownNameError, one_line
@@ -22,6 +21,7 @@ from ..model.arch import ModelArch
 from ..perf.deployment import Deployment, Layout, make_deployment
 from ..perf.runtime import Runtime
 from ..spec_base import FrozenSpec
+from ..yamlio import safe_load
 
 ENGINES_FILE = Path(__file__).parent / "engines.yaml"
 DEFAULT_ENGINE = "vllm"
@@ -126,7 +126,7 @@ class ServingDeployment(Layout, EngineLimits):
 
 @lru_cache(maxsize=1)
 def _raw() -> dict:
-    return yaml.safe_load(ENGINES_FILE.read_text())
+    return safe_load(ENGINES_FILE.read_text())
 
 
 def engine_ids() -> list[str]:

@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import SpecError, UnknownNameError
+from ..yamlio import safe_load
 
 WORKLOADS_FILE = Path(__file__).parent / "workloads.yaml"
 MOONCAKE_BLOCK_TOKENS = 512   # tokens per hash_ids block in the Mooncake traces
@@ -157,7 +157,7 @@ def read_trace(path: str | Path) -> list[TraceRow]:
 
 @lru_cache(maxsize=1)
 def synthetic_specs() -> dict:
-    return yaml.safe_load(WORKLOADS_FILE.read_text())
+    return safe_load(WORKLOADS_FILE.read_text())
 
 
 def workload_names() -> list[str]:

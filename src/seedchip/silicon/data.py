@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 from ..errors import SpecError, UnknownNameError, one_line, validation_line
 from ..hardware.spec import Source
 from ..spec_base import Bytes, FrozenSpec
+from ..yamlio import safe_load
 
 DATA_DIR = Path(__file__).parent
 
@@ -186,7 +187,7 @@ class ChipSilicon(FrozenSpec):
 
 def _read(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise SpecError(f"cannot read silicon data {str(path)!r}: {one_line(e)}") from None
     if not isinstance(data, dict):
