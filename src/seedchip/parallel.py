@@ -154,6 +154,10 @@ def _watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="seedchip-parent-watch").start()
 
 
+def _ready() -> None:
+    """A pool's first task: it makes the pool start its workers at once."""
+
+
 def _pool_worker(parent_pid: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _watch_parent(parent_pid)
@@ -168,6 +172,8 @@ class Pool:
         self.workers = workers
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                       initializer=_pool_worker, initargs=(os.getpid(),))
+        for _ in range(workers):       # start the workers now: they import while the caller gets ready
+            self.ex.submit(_ready)
 
     def map(self, fn: Callable, items: Iterable, *, setup: Callable | None = None, shared: Any = None,
             before: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
