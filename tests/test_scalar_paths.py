@@ -64,3 +64,16 @@ def test_decode_attention_run_equals_each_op(chip_id, cal):
                                                             max_context_tokens=float(longest[i]), **kw)
                     for key in ("time_s", "memory_s", "compute_s", "flops", "hbm_bytes"):
                         assert float(np.broadcast_to(run[key], longest.shape)[i]) == one[key], (key, n, longest[i])
+
+
+def test_pnorm_exact_equals_the_scalar_join():
+    """The arrays' join equals the one-op join bit for bit: zeros, ties, either side larger,
+    sharp and soft p, and p large enough to be a max."""
+    import numpy as np
+    from seedchip.perf import kernels
+    rnd = random.Random(7)
+    a = [0.0, 0.0, 1e-9, 3.0, 2.5] + [rnd.uniform(0, 1e-3) for _ in range(200)]
+    b = [0.0, 1e-6, 1e-9, 1.0, 7.5] + [rnd.choice([0.0, rnd.uniform(0, 1e-3)]) for _ in range(200)]
+    for p in (1.0, 1.7, 2.0, 3.3, 12.0, 1e6):
+        got = kernels.pnorm_exact(np.array(a), np.array(b), p)
+        assert got.tolist() == [kernels.pnorm_scalar(x, y, p) for x, y in zip(a, b)], p
