@@ -369,3 +369,30 @@ def test_bad_inputs():
         seedchip.simulate(model=MODEL, workload="chat", qps=1, disaggregate="prefill=4h200")
     with pytest.raises(DoesNotFitError):
         seedchip.simulate(model="llama-3.1-405b", workload="chat", qps=1)
+
+
+@pytest.mark.unit
+def test_a_step_aggregated_without_its_sequences_equals_the_pricer_aggregate():
+    """With one replica and no sliding window the engine sums a step's aggregate itself
+    (no sequences made); it equals the pricer's aggregate of the sequences: decodes,
+    prompt chunks, one-token last chunks, first tokens and prefix-cached contexts."""
+    import random
+    model = seedchip.load_model("llama-3.1-8b")
+    e = Engine(0, model, make_deployment("h100-sxm"), SchedulerConfig().validate())
+    assert e._direct
+    rnd = random.Random(3)
+    for _ in range(300):
+        work = []
+        for i in range(rnd.randint(1, 40)):
+            r = Request(i, 0.0, rnd.randint(1, 4000), rnd.randint(1, 500))
+            r.generated = rnd.choice([0, 0, rnd.randint(1, r.output_len)])
+            known = r.input_len + r.generated
+            r.computed = rnd.choice([known - 1, rnd.randint(0, known - 1)])
+            n = rnd.choice([1, known - r.computed, rnd.randint(1, known - r.computed)])
+            work.append((r, n))
+        replicas, seqs, tokens, decoding = e._aggregate(work)
+        assert seqs is None
+        want = tuple((n, r.computed, r.computed + n == r.input_len + r.generated) for r, n in work)
+        assert replicas == e.pricer.aggregate(want)
+        assert tokens == sum(n for _, n in work)
+        assert decoding == all(r.computed + 1 == r.input_len + r.generated and r.generated > 0 for r, _ in work)

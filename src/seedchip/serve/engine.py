@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..model.arch import ModelArch
 from ..perf.deployment import Deployment
+from ..perf.graph import ReplicaBatch
 from ..perf.memory import check_fits, memory_plan
 from ..perf.pricer import pricer_for
 from .kv import BlockManager
@@ -79,6 +80,7 @@ class Engine:
         self.plan = plan
         self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
         self.pricer = pricer_for(model, dep, bucketed=True)   # shared: its caches outlive one run
+        self._direct = dep.dp == 1 and self.pricer.windows == (0,)   # steps aggregated without their sequences
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
@@ -120,21 +122,7 @@ class Engine:
         work, blocked = self.policy.schedule(now)
         if not work:
             return None
-        # one pass over the batch: the sequences to price, the tokens, and whether every one
-        # decodes (a prompt whose last chunk is one token also has computed + 1 == known, but
-        # it has not produced its first token yet)
-        seqs = []
-        num_tokens = 0
-        decoding = True
-        for r, n in work:
-            c = r.computed
-            known = r.input_len + r.generated
-            seqs.append((n, c, c + n == known))
-            num_tokens += n
-            if decoding and (c + 1 != known or r.generated <= 0):
-                decoding = False
-        seqs = tuple(seqs)
-        replicas = self.pricer.aggregate(seqs)
+        replicas, seqs, num_tokens, decoding = self._aggregate(work)
         t0, e0, f0, b0 = self._price(replicas)
         k = 1
         slope = e_slope = 0.0
@@ -165,6 +153,48 @@ class Engine:
         step.end_s = now + step.span(k)
         self.current = step
         return step.end_s
+
+    def _aggregate(self, work: list) -> tuple[list, tuple | None, int, bool]:
+        """(the pricer's per-replica aggregates of the step, its sequences (None when the
+        aggregates do not need them), its tokens, whether every sequence decodes), in one
+        pass over the batch. A prompt whose last chunk is one token also has computed + 1 ==
+        known, but it has not produced its first token yet: it does not decode. With one
+        replica and no sliding window the aggregate is summed here, equal to
+        ``pricer.aggregate`` of the sequences (tested), without making them."""
+        num_tokens = 0
+        decoding = True
+        if self._direct:
+            keys = num_decode = logits = 0
+            longest = 0
+            prefill = []
+            for r, n in work:
+                c = r.computed
+                known = r.input_len + r.generated
+                if c + n == known:
+                    logits += 1
+                if n == 1:
+                    num_decode += 1
+                    keys += c + 1
+                    if c + 1 > longest:
+                        longest = c + 1
+                else:
+                    prefill.append((n, c))
+                num_tokens += n
+                if decoding and (c + 1 != known or r.generated <= 0):
+                    decoding = False
+            batch = ReplicaBatch(num_tokens, len(work), logits, num_decode, (float(keys),), tuple(prefill),
+                                 float(longest) if num_decode else 0.0)
+            return [batch], None, num_tokens, decoding
+        seqs = []
+        for r, n in work:
+            c = r.computed
+            known = r.input_len + r.generated
+            seqs.append((n, c, c + n == known))
+            num_tokens += n
+            if decoding and (c + 1 != known or r.generated <= 0):
+                decoding = False
+        seqs = tuple(seqs)
+        return self.pricer.aggregate(seqs), seqs, num_tokens, decoding
 
     def _block_room(self, work: list, kmax: int) -> int:
         """Most decode steps (up to ``kmax``) the running batch can take before KV
