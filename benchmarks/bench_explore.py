@@ -12,7 +12,8 @@ draws over bf16 FLOP/s (500-1500 TFLOP/s), SRAM, HBM stacks and generation, link
 and process node, on seedchip-ref. Rows:
 
   example    the example sweep, examples/explore/inference_asic.yaml, its whole grid (432 points
-             at full fidelity: every deployment, a batch search per scenario, 4,096-token decode)
+             at full fidelity: every deployment, a batch search per scenario, 4,096-token decode),
+             run as `seedchip explore ... --search grid --workers N` in a fresh process
   estimate   the workload above at seedchip.estimate's fidelity: 8 prefill steps + every one of
              the 255 decode steps
   sampled-9  the same prefill steps + decode at 9 contexts (trapezoid), ~1% from estimate
@@ -24,9 +25,11 @@ Each row is one sweep into a fresh directory, timed from the first point to the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,14 +69,16 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "exampl
 
 
 def run_example(workers: int) -> dict:
-    """The README's example sweep, its whole grid (432 points, full fidelity)."""
-    from seedchip.explore import explore
+    """The README's example sweep, its whole grid (432 points, full fidelity), run as a user
+    runs it: `seedchip explore` in a fresh process (its own set-up overlaps the pool's
+    start-up, as it does from the command line)."""
     out = tempfile.mkdtemp(prefix="bench-explore-")
     try:
-        r = explore(EXAMPLE, out=out, search="grid", workers=workers, plot=False)
-        d = r.to_dict()
-        return {"points": d["num_new"], "feasible": d["num_feasible"], "s": r.eval_s,
-                "per_min": d["num_new"] / r.eval_s * 60.0, "backend": r.backend}
+        cmd = [sys.executable, "-m", "seedchip.cli.main", "explore", EXAMPLE, "--out", os.path.join(out, "run"),
+               "--search", "grid", "--workers", str(workers), "--no-plot", "--json"]
+        d = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        return {"points": d["num_new"], "feasible": d["num_feasible"], "s": d["eval_s"],
+                "per_min": d["num_new"] / d["eval_s"] * 60.0, "backend": d["backend"]}
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
