@@ -441,7 +441,7 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         s = load_scenario(scenario)
     backend = open_backend(workers, use_ray, address)
     try:
-        return _plan(s, backend, what_if, (recompute_capacity, resume), cache_dir, out, progress, confidence, sweep)
+        return _plan(s, backend, what_if, recompute_capacity, resume, cache_dir, out, progress, confidence, sweep)
     except BackendError as e:
         if not recompute_capacity:
             raise
@@ -451,9 +451,9 @@ def plan(scenario: str | Path | dict | Scenario, *, what_if: list[str] | tuple[s
         backend.close()
 
 
-def _plan(s: Scenario, backend, what_if, recompute: tuple[bool, bool], cache_dir, out, progress, confidence,
+def _plan(s: Scenario, backend, what_if, recompute: bool, resume: bool, cache_dir, out, progress, confidence,
           sweep) -> PlanResult:
-    caps = resolve_capacities(s, recompute=recompute[0], resume=recompute[1], cache=cache_dir, progress=progress,
+    caps = resolve_capacities(s, recompute=recompute, resume=resume, cache=cache_dir, progress=progress,
                               backend=backend)
     p = build_problem(s, caps, confidence)
     result = solve_plan(p)

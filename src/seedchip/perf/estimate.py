@@ -170,8 +170,8 @@ def static_figures(model: ModelArch, dep: Deployment, batch: int, input_len: int
         p = priced.get(s)
         if p is None:
             p = priced[s] = pricer.price(s)
-        ttft += p.time_s * 1.0
-        pre_j += p.energy_j * 1.0
+        ttft += p.time_s
+        pre_j += p.energy_j
     n_dec = output_len - 1
     dec_s = dec_j = 0.0
     contexts = decode_contexts(n_dec, decode_samples)

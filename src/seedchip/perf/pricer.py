@@ -242,7 +242,7 @@ class StepPricer:
             raise ValueError("price_uniform_decode prices exact steps: use an exact pricer (pricer_for(..., False))")
         dep = self.dep
         c = np.asarray(contexts, dtype=float) + 1.0                          # keys of each sequence
-        ns = [len(range(i, batch, dep.dp)) for i in range(min(dep.dp, batch))]   # sequences per replica
+        ns = [r.num_decode for r in graph.uniform_decode(batch, 0, self.windows, dep.dp)]   # sequences per replica
         kernel_s = dyn = flops = hbm = 0.0
         kernels = 0
         for moe, w, count in self._stages:
