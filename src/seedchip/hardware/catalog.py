@@ -26,7 +26,9 @@ def _read_yaml(path: Path, what: str) -> dict:
     except yaml.YAMLError as e:
         raise SpecError(f"{what} {str(path)!r} is not valid YAML: {one_line(e)}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{what} {str(path)!r} must be a YAML mapping of fields, got {type(data).__name__}")
+        got = "an empty file" if data is None else f"a YAML {type(data).__name__}"
+        raise SpecError(f"{what} {str(path)!r} must be a YAML mapping of fields (see `seedchip chips --template`), "
+                        f"got {got}")
     return data
 
 
