@@ -130,7 +130,7 @@ def test_sglang_never_mixes_prefill_and_decode_in_a_step():
     def watch(now, horizon):
         end = start(now, horizon)
         if e.current is not None:
-            kinds.add(tuple(sorted({n == 1 for _, n in e.current.work})))
+            kinds.add(tuple(sorted({n == 1 for _, n in e.batch()})))
         return end
     e.start = watch
     res = run(e, WorkloadSpec(input_len=500, output_len=50, num_requests=40, qps=20.0))
@@ -146,7 +146,7 @@ def test_vllm_mixes_prefill_and_decode():
     def watch(now, horizon):
         end = start(now, horizon)
         if e.current is not None:
-            mixed.append(len({n == 1 for _, n in e.current.work}) == 2)
+            mixed.append(len({n == 1 for _, n in e.batch()}) == 2)
         return end
     e.start = watch
     run(e, WorkloadSpec(input_len=500, output_len=50, num_requests=40, qps=20.0))

@@ -57,7 +57,7 @@ def test_chunking_splits_a_long_prompt():
     chunks = []
     while r.generated == 0:
         end = e.start(0.0, math.inf)
-        chunks.append(e.current.work[0][1])
+        chunks.append(e.batch()[0][1])
         e.finish(end)
     assert chunks == [4096, 4096, 1808]
     assert r.first_token_s > 0
@@ -71,7 +71,7 @@ def test_decode_and_prefill_share_a_step_within_the_budget():
     e.finish(e.start(0.0, 0.0))                  # a's prompt; a now decodes
     e.add(Request(1, 0.0, 2000, 5))
     e.start(0.0, 0.0)
-    assert [(r.id, n) for r, n in e.current.work] == [(0, 1), (1, 511)]
+    assert [(r.id, n) for r, n in e.batch()] == [(0, 1), (1, 511)]
 
 
 @pytest.mark.unit

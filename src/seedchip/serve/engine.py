@@ -25,6 +25,7 @@ from ..perf.deployment import Deployment
 from ..perf.graph import ReplicaBatch
 from ..perf.memory import check_fits, memory_plan
 from ..perf.pricer import pricer_for
+from .cohort import Cohort
 from .kv import BlockManager
 from .metrics import ItlHistogram
 from .scheduler import POLICIES, SchedulerConfig
@@ -46,6 +47,7 @@ class Step:
     flops: float
     hbm_bytes: float
     num_tokens: int
+    members: int = 0            # decoding requests of the engine's cohort in it (beside ``work``)
 
     def span(self, k: int) -> float:
         return k * self.t0 + self.slope * k * (k - 1) / 2.0
@@ -81,6 +83,11 @@ class Engine:
         self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
         self.pricer = pricer_for(model, dep, bucketed=True)   # shared: its caches outlive one run
         self._direct = dep.dp == 1 and self.pricer.windows == (0,)   # steps aggregated without their sequences
+        # the decoding head of the running list stepped as one (``serve/cohort.py``): where a
+        # step's aggregate needs no sequences and the scheduler mixes decodes with prompt
+        # chunks under an admission that never reads the running requests' counters
+        self.cohort = (Cohort(self.kv) if self._direct and role == "both" and cfg.policy == "chunked-prefill"
+                       and cfg.mixed_batches and cfg.admission in ("on-demand", "reserve") else None)
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
@@ -96,8 +103,10 @@ class Engine:
         self.waiting.append(req)
 
     def outstanding_tokens(self) -> int:
-        n = 0
-        for r in self.running:
+        coh = self.cohort
+        m = coh.n if coh is not None else 0
+        n = coh.outstanding_tokens(self.running) if m else 0
+        for r in self.running[m:] if m else self.running:
             n += (r.known - r.computed) + (r.output_len - r.generated)
         for r in self.waiting:
             n += (r.known - r.computed) + (r.output_len - r.generated)
@@ -120,9 +129,11 @@ class Engine:
         """Schedule the next (macro) step at ``now``; returns its end time, or None when
         there is nothing to run. ``horizon``: the next external event."""
         work, blocked = self.policy.schedule(now)
-        if not work:
+        coh = self.cohort
+        m = coh.n if coh is not None else 0
+        if not work and not m:
             return None
-        replicas, seqs, num_tokens, decoding = self._aggregate(work)
+        replicas, seqs, num_tokens, decoding = self._aggregate(work, m)
         t0, e0, f0, b0 = self._price(replicas)
         k = 1
         slope = e_slope = 0.0
@@ -130,13 +141,15 @@ class Engine:
         # a pure decode stretch: every running request decodes; when the next event comes
         # within the first step, the stretch is one step and its last step is not priced
         # (k = 1 takes nothing from it)
-        if blocked and decoding and num_tokens == len(work) == len(self.running) and horizon - now > t0:
+        if blocked and decoding and num_tokens == len(work) + m == len(self.running) and horizon - now > t0:
             kmax = self.max_macro_steps
             for r, _ in work:
                 left = r.output_len - r.generated
                 if left < kmax:
                     kmax = left
-            kmax = self._block_room(work, kmax)
+            if m:
+                kmax = min(kmax, coh.steps_left())
+            kmax = self._block_room(work, kmax, m)
             if kmax > 1:
                 t1, e1, f1, b1 = self._price(self.pricer.advance(replicas, seqs, kmax - 1))
                 slope = (t1 - t0) / (kmax - 1)
@@ -149,23 +162,34 @@ class Engine:
                 frac = (k - 1) / (kmax - 1)
                 flops = (f0 + (f0 + (f1 - f0) * frac)) * k / 2
                 hbm = (b0 + (b0 + (b1 - b0) * frac)) * k / 2
-        step = Step(now, 0.0, work, k, t0, slope, e0, e_slope, flops, hbm, num_tokens)
+        step = Step(now, 0.0, work, k, t0, slope, e0, e_slope, flops, hbm, num_tokens, m)
         step.end_s = now + step.span(k)
         self.current = step
         return step.end_s
 
-    def _aggregate(self, work: list) -> tuple[list, tuple | None, int, bool]:
+    def batch(self) -> list:
+        """The running step's sequences as ``[(request, new tokens)]``: the cohort's members
+        (one token each) and the rest (``Step.work``)."""
+        s = self.current
+        return [(r, 1) for r in self.running[:s.members]] + s.work
+
+    def _aggregate(self, work: list, members: int = 0) -> tuple[list, tuple | None, int, bool]:
         """(the pricer's per-replica aggregates of the step, its sequences (None when the
         aggregates do not need them), its tokens, whether every sequence decodes), in one
         pass over the batch. A prompt whose last chunk is one token also has computed + 1 ==
         known, but it has not produced its first token yet: it does not decode. With one
         replica and no sliding window the aggregate is summed here, equal to
-        ``pricer.aggregate`` of the sequences (tested), without making them."""
+        ``pricer.aggregate`` of the sequences (tested), without making them; ``members``
+        decoding requests of the cohort come before ``work``, counted from its sums."""
         num_tokens = 0
         decoding = True
         if self._direct:
             keys = num_decode = logits = 0
             longest = 0
+            if members:
+                keys = self.cohort.keys()
+                num_decode = logits = num_tokens = members
+                longest = self.cohort.longest_context()
             prefill = []
             for r, n in work:
                 c = r.computed
@@ -182,7 +206,7 @@ class Engine:
                 num_tokens += n
                 if decoding and (c + 1 != known or r.generated <= 0):
                     decoding = False
-            batch = ReplicaBatch(num_tokens, len(work), logits, num_decode, (float(keys),), tuple(prefill),
+            batch = ReplicaBatch(num_tokens, members + len(work), logits, num_decode, (float(keys),), tuple(prefill),
                                  float(longest) if num_decode else 0.0)
             return [batch], None, num_tokens, decoding
         seqs = []
@@ -196,15 +220,16 @@ class Engine:
         seqs = tuple(seqs)
         return self.pricer.aggregate(seqs), seqs, num_tokens, decoding
 
-    def _block_room(self, work: list, kmax: int) -> int:
-        """Most decode steps (up to ``kmax``) the running batch can take before KV
-        blocks run out."""
+    def _block_room(self, work: list, kmax: int, members: int = 0) -> int:
+        """Most decode steps (up to ``kmax``) the running batch (``members`` of the cohort
+        and ``work``) can take before KV blocks run out."""
         kv = self.kv
         room = kv.available
         bs = kv.block_size
+        coh = self.cohort
 
         def need(k: int) -> int:
-            total = 0
+            total = coh.stretch_blocks(k) if members else 0
             for r, _ in work:
                 extra = -(-(r.computed + k) // bs) - r.blocks - r.shared_blocks
                 if extra > 0:
@@ -252,10 +277,11 @@ class Engine:
         st.macro_steps += 1
         self.policy.on_steps(s.k)
         emitted = firsts = 0
-        done = []
         kv = self.kv
+        done = self.cohort.advance(s.k) if s.members else []   # its finished members come first in running
+        emitted = s.members * s.k
         if s.k > 1:
-            emitted = self._finish_stretch(s.work, s.k, done)
+            emitted += self._finish_stretch(s.work, s.k, done)
         for r, n in s.work if s.k == 1 else ():
             was_prompt = r.generated == 0 or r.computed < r.input_len
             r.computed += n
@@ -286,6 +312,8 @@ class Engine:
                 r.status = RequestStatus.FINISHED
                 kv.release(r)
                 self.finished.append(r)
+        if self.cohort is not None:
+            self.cohort.extend(self.running)
 
     def _finish_stretch(self, work: list, k: int, done: list) -> int:
         """Apply ``k`` decode steps of a stretch: each request gains ``k`` tokens (and the KV
@@ -318,6 +346,8 @@ class Engine:
     def preempt(self, victim: Request) -> None:
         """Preemption by recompute: free the victim's blocks; it restarts its prefill
         (prompt + tokens generated so far) from the front of the queue."""
+        if self.cohort is not None and self.cohort.n:
+            raise AssertionError("a preemption with the cohort standing: the scheduler dissolves it first")
         self.kv.release(victim)
         victim.computed = 0
         victim.preemptions += 1

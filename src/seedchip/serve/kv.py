@@ -65,6 +65,15 @@ class BlockManager:
         self.private += need
         return True
 
+    def grant(self, blocks: int) -> None:
+        """Take ``blocks`` private blocks known to be available, evicting unreferenced cache
+        entries as :meth:`grow` does (the same entries, in the same LRU order, as growing
+        the requests one by one: eviction takes whole entries only while free blocks fall
+        short, so the entries it takes depend on the total alone)."""
+        if blocks > self.free:
+            self._evict(blocks)
+        self.private += blocks
+
     def release(self, req: Request) -> None:
         self.private -= req.blocks
         req.blocks = 0

@@ -109,6 +109,13 @@ class ChunkedPrefill:
         preempted = False
         i = 0
         running = e.running          # the engine's list (preemption removes from it)
+        coh = e.cohort
+        if coh is not None and coh.n:
+            if not decode_only and coh.n <= budget and coh.take_blocks(self._rest_blocks(coh.n, budget - coh.n)):
+                i = coh.n            # the cohort decodes as a whole: running[:i], one token each
+                budget -= i
+            else:
+                coh.sync(running)    # the step the cohort cannot take as the loop would: request by request
         while i < len(running) and (budget > 0 or decode_only):
             r = running[i]
             n = r.input_len + r.generated - r.computed     # known - computed
@@ -132,6 +139,22 @@ class ChunkedPrefill:
             budget -= n
             i += 1
         return work, budget, preempted
+
+    def _rest_blocks(self, start: int, budget: int) -> int:
+        """KV blocks the loop of :meth:`_running` would take for ``running[start:]`` with
+        ``budget`` tokens left (every grant succeeds when the cohort's and these fit)."""
+        kv = self.e.kv
+        bs = kv.block_size
+        total = 0
+        for r in self.e.running[start:]:
+            if budget <= 0:
+                break
+            n = min(r.input_len + r.generated - r.computed, budget)
+            extra = -(-(r.computed + n) // bs) - r.blocks - r.shared_blocks
+            if extra > 0:
+                total += extra
+            budget -= n
+        return total
 
     def _retract(self, r, n: int) -> bool:
         """Preempt the most recent requests until ``r`` can grow by ``n`` tokens; False

@@ -250,7 +250,7 @@ class Simulation:
             self.trace.append({"name": "decode" if pre == 0 else ("prefill" if pre == s.num_tokens else "mixed"),
                                "ph": "X", "pid": e.index, "tid": 0, "ts": round(s.start_s * 1e6, 3),
                                "dur": round((s.end_s - s.start_s) * 1e6, 3),
-                               "args": {"steps": s.k, "seqs": len(s.work), "tokens": s.num_tokens,
+                               "args": {"steps": s.k, "seqs": s.members + len(s.work), "tokens": s.num_tokens,
                                         "prefill_tokens": pre}})
 
     def _mode(self) -> str:

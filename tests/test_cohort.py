@@ -1,0 +1,73 @@
+"""The engine's decoding cohort (``serve/cohort.py``) against the per-request loop it
+stands for: the same simulation with and without it gives the same JSON to the last byte,
+over the cases where the cohort has to step aside (preemptions, a token budget smaller
+than the batch, prefix-cache sharing and eviction, a router that reads every engine's
+outstanding tokens) and where it decodes on its own (macro stretches, reserved blocks,
+one-token blocks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import seedchip
+from seedchip.serve import engine as engine_mod
+
+pytestmark = pytest.mark.unit
+
+TRACE = "../shared/data/traces/mooncake_conversation_trace.jsonl"
+
+CASES = {
+    "vllm chat, large batches": dict(model="llama-3.1-8b", workload="chat", qps=40.0, num_requests=1500),
+    "on-demand blocks run out: preemptions": dict(model="llama-3.1-8b", workload="chat", qps=30.0, num_requests=600,
+                                                  kv_memory_fraction=0.14),
+    "budget below the batch": dict(model="llama-3.1-8b", workload="chat", qps=30.0, num_requests=800,
+                                   max_batched_tokens=96, max_num_seqs=512),
+    "trtllm reserve, offline": dict(model="llama-3.1-8b", engine="trtllm", input_len=900, output_len=300,
+                                    range_ratio=0.3, offline=True, num_requests=700),
+    "one-token blocks, closed loop": dict(model="llama-3.1-8b", block_size=1, max_concurrency=48, input_len=300,
+                                          output_len=120, range_ratio=0.1, num_requests=400),
+    "large blocks, short outputs": dict(model="llama-3.1-8b", block_size=64, input_len=200, output_len=3,
+                                        range_ratio=0.3, qps=50.0, num_requests=500),
+    "prefix cache, two replicas, least work": dict(model="llama-3.1-8b", trace=TRACE, num_requests=600,
+                                                   prefix_caching=True, replicas=2, kv_memory_fraction=0.13),
+    "prefix cache, prefix-aware router": dict(model="llama-3.1-8b", trace=TRACE, num_requests=500,
+                                              prefix_caching=True, replicas=2, router="prefix-aware"),
+}
+
+
+def _run(kw: dict, tmp_path, tag: str) -> str:
+    trace = tmp_path / f"{tag}.json"
+    d = seedchip.simulate(**kw, interval=False, trace_out=str(trace)).to_dict()
+    d.pop("provenance", None)
+    return json.dumps(d, sort_keys=True) + trace.read_text()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_cohort_equals_the_per_request_loop(name, tmp_path, monkeypatch):
+    kw = CASES[name]
+    joined = []
+    real = engine_mod.Cohort
+
+    def counting(kv):
+        c = real(kv)
+        joined.append(c)
+        return c
+
+    monkeypatch.setattr(engine_mod, "Cohort", counting)
+    fast = _run(kw, tmp_path, "fast")
+    assert joined and sum(c.seq for c in joined) > 0          # requests did join a cohort
+    monkeypatch.setattr(engine_mod, "Cohort", lambda kv: None)
+    slow = _run(kw, tmp_path, "slow")
+    assert fast == slow
+
+
+def test_the_cases_reach_what_they_name():
+    """The cases above do exercise the paths they are named for."""
+    pre = seedchip.simulate(**CASES["on-demand blocks run out: preemptions"], interval=False).to_dict()
+    assert pre["num_preemptions"] > 0
+    macro = seedchip.simulate(**CASES["trtllm reserve, offline"], interval=False).to_dict()
+    assert macro["engines"][0]["macro_steps"] < macro["engines"][0]["steps"]
+    hit = seedchip.simulate(**CASES["prefix cache, two replicas, least work"], interval=False).to_dict()
+    assert hit["prefix_hit_rate"] > 0 and hit["num_preemptions"] > 0
