@@ -15,7 +15,10 @@ prefill attention by its aggregates, the head by (tokens, sampled sequences). In
 ``step_cost`` uses the exact mode. Both run this same code. Whole steps (without the
 ``detail`` breakdown) are cached too, by the same quantities. The simulator's engines
 share one pricer per (model, deployment) (:func:`pricer_for`), so the caches serve every
-run of that deployment in a process (a capacity search, the runs of an interval).
+run of that deployment in a process (a capacity search). A part's ops do not depend on
+the deployment's perturbation (one draw of the model's error, which scales their times
+as they are summed), so the pricers of a deployment's draws (an interval's runs) share
+the ops they build (:func:`_shared_ops`) and each sums them with its own factors.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class StepPricer:
         self._stages = [(moe, w, count) for (moe, w), count in self.kinds] + [(None, 0, 1)]   # layer kinds, the head
         self.idle_w = dep.chip.energy.idle_w
         self._cache: dict = {}
+        self._ops = _shared_ops(model, dep if dep.perturbation is None else dep.replace(perturbation=None))
         self._steps: dict = {}      # whole steps (no detail) by what prices them: see _step_key
 
     # ---- cached parts -------------------------------------------------------
@@ -114,7 +118,12 @@ class StepPricer:
         if v is None:
             if len(self._cache) >= MAX_CACHED_PARTS:
                 self._cache.clear()
-            v = self._cache[key] = Part.of(build(*args), self.idle_w, self.dep.perturbation)
+            built = self._ops.get(key)
+            if built is None:
+                if len(self._ops) >= MAX_CACHED_PARTS:
+                    self._ops.clear()
+                built = self._ops[key] = tuple(build(*args))
+            v = self._cache[key] = Part.of(built, self.idle_w, self.dep.perturbation)
         return v
 
     def _dense_layer_ops(self, t: int) -> list[OpCost]:
@@ -276,6 +285,13 @@ class StepPricer:
     def advance(self, replicas: list[graph.ReplicaBatch], seqs: tuple, advance: int) -> list[graph.ReplicaBatch]:
         """``aggregate(seqs, advance)`` from ``replicas = aggregate(seqs)`` (:func:`graph.advance_batches`)."""
         return graph.advance_batches(replicas, seqs, self.windows, self.dep.dp, advance)
+
+
+@lru_cache(maxsize=16)
+def _shared_ops(model: ModelArch, dep: Deployment) -> dict:
+    """The ops of every part priced for a model on a deployment without perturbation, by
+    the part's key: shared by the pricers of that deployment and of its draws."""
+    return {}
 
 
 @lru_cache(maxsize=256)
