@@ -3,7 +3,7 @@ stands for: the same simulation with and without it gives the same JSON to the l
 over the cases where the cohort has to step aside (preemptions, a token budget smaller
 than the batch, prefix-cache sharing and eviction, a router that reads every engine's
 outstanding tokens) and where it decodes on its own (macro stretches, reserved blocks,
-one-token blocks)."""
+one-token blocks, data-parallel replicas that a step's sequences are dealt to by position)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ CASES = {
                                                    prefix_caching=True, replicas=2, kv_memory_fraction=0.13),
     "prefix cache, prefix-aware router": dict(model="llama-3.1-8b", trace=TRACE, num_requests=500,
                                               prefix_caching=True, replicas=2, router="prefix-aware"),
+    "four replicas dealt by position": dict(model="llama-3.1-8b", num_chips=4, tp=1, workload="chat", qps=60.0,
+                                            num_requests=800),
+    "MoE, expert parallel over four replicas": dict(model="mixtral-8x7b", num_chips=4, ep=4, weight_format="fp8",
+                                                    workload="chat", qps=30.0, num_requests=600,
+                                                    kv_memory_fraction=0.5),
+    "three replicas, preemptions": dict(model="llama-3.1-8b", num_chips=3, tp=1, workload="chat", qps=90.0,
+                                        num_requests=800, kv_memory_fraction=0.13),
 }
 
 
@@ -50,15 +57,15 @@ def test_the_cohort_equals_the_per_request_loop(name, tmp_path, monkeypatch):
     joined = []
     real = engine_mod.Cohort
 
-    def counting(kv):
-        c = real(kv)
+    def counting(kv, dp):
+        c = real(kv, dp)
         joined.append(c)
         return c
 
     monkeypatch.setattr(engine_mod, "Cohort", counting)
     fast = _run(kw, tmp_path, "fast")
     assert joined and sum(c.seq for c in joined) > 0          # requests did join a cohort
-    monkeypatch.setattr(engine_mod, "Cohort", lambda kv: None)
+    monkeypatch.setattr(engine_mod, "Cohort", lambda kv, dp: None)
     slow = _run(kw, tmp_path, "slow")
     assert fast == slow
 
@@ -71,3 +78,5 @@ def test_the_cases_reach_what_they_name():
     assert macro["engines"][0]["macro_steps"] < macro["engines"][0]["steps"]
     hit = seedchip.simulate(**CASES["prefix cache, two replicas, least work"], interval=False).to_dict()
     assert hit["prefix_hit_rate"] > 0 and hit["num_preemptions"] > 0
+    dealt = seedchip.simulate(**CASES["three replicas, preemptions"], interval=False).to_dict()
+    assert dealt["engines"][0]["dp"] == 3 and dealt["num_preemptions"] > 0

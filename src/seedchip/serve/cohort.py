@@ -31,8 +31,11 @@ def decodes(r: Request) -> bool:
 
 
 class Cohort:
-    def __init__(self, kv: BlockManager):
-        self.kv = kv
+    def __init__(self, kv: BlockManager, dp: int = 1):
+        """``dp``: the replicas a step's sequences are dealt to by position (sequence i to
+        replica i mod dp, :func:`seedchip.perf.graph.split_replicas`)."""
+        self.kv, self.dp = kv, dp
+        self.dealt: tuple | None = None   # dp > 1: per replica (members, sum of offsets, largest offset)
         self.bs = kv.block_size
         self.tick = 0                 # steps the engine has run
         self.n = 0                    # members: the engine's running[:n]
@@ -58,6 +61,12 @@ class Cohort:
         self.need_at[r] = at
         self.due.setdefault(at, []).append(r)
         heappush(self.longest, (-off, s, r))
+        if self.dealt is not None:         # joins at the end: the positions before it keep their replicas
+            cnt, offs, top = self.dealt
+            j = self.n % self.dp
+            top[j] = off if not cnt[j] or off > top[j] else top[j]
+            cnt[j] += 1
+            offs[j] += off
         self.n += 1
 
     def _leave(self, r: Request) -> None:
@@ -68,6 +77,7 @@ class Cohort:
         r.generated += d
         del self.need_at[r]
         self.n -= 1
+        self.dealt = None                  # the members after it moved one position
 
     def sync(self, running: list) -> None:
         """Dissolve the cohort: every member's counters made true."""
@@ -81,6 +91,7 @@ class Cohort:
         self.ends.clear()
         self.due.clear()
         self.longest.clear()
+        self.dealt = None
         self.n = self.sum_off = 0
 
     def extend(self, running: list) -> None:
@@ -106,6 +117,22 @@ class Cohort:
             h[:] = [e for e in h if base.get(e[2]) is not None and e[2].computed - base[e[2]] == -e[0]]
             heapify(h)
         return -h[0][0] + self.tick + 1
+
+    def replicas(self, running: list) -> tuple[list, list, list]:
+        """dp > 1: per replica, its members, the sum of their offsets and the largest
+        (a member's keys this step are its offset + tick + 1), recounted when a member
+        has left since the last step."""
+        if self.dealt is None:
+            dp, base = self.dp, self.base
+            cnt, offs, top = [0] * dp, [0] * dp, [0] * dp
+            for p, r in enumerate(running[:self.n]):
+                j = p % dp
+                off = r.computed - base[r]
+                top[j] = off if not cnt[j] or off > top[j] else top[j]
+                cnt[j] += 1
+                offs[j] += off
+            self.dealt = (cnt, offs, top)
+        return self.dealt
 
     def steps_left(self) -> int:
         """Steps until the first member emits its last token."""

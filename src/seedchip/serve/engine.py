@@ -83,11 +83,13 @@ class Engine:
         self.kv = BlockManager((plan.max_kv_tokens // cfg.block_size) * dep.dp, cfg.block_size, cfg.prefix_caching)
         self.pricer = pricer_for(model, dep, bucketed=True)   # shared: its caches outlive one run
         self._direct = dep.dp == 1 and self.pricer.windows == (0,)   # steps aggregated without their sequences
-        # the decoding head of the running list stepped as one (``serve/cohort.py``): where a
-        # step's aggregate needs no sequences and the scheduler mixes decodes with prompt
-        # chunks under an admission that never reads the running requests' counters
-        self.cohort = (Cohort(self.kv) if self._direct and role == "both" and cfg.policy == "chunked-prefill"
-                       and cfg.mixed_batches and cfg.admission in ("on-demand", "reserve") else None)
+        # the decoding head of the running list stepped as one (``serve/cohort.py``): where no
+        # layer has a window (a step's aggregates are sums, per replica) and the scheduler
+        # mixes decodes with prompt chunks under an admission that never reads the running
+        # requests' counters
+        self.cohort = (Cohort(self.kv, dep.dp) if self.pricer.windows == (0,) and role == "both"
+                       and cfg.policy == "chunked-prefill" and cfg.mixed_batches
+                       and cfg.admission in ("on-demand", "reserve") else None)
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.current: Step | None = None
@@ -209,6 +211,8 @@ class Engine:
             batch = ReplicaBatch(num_tokens, members + len(work), logits, num_decode, (float(keys),), tuple(prefill),
                                  float(longest) if num_decode else 0.0)
             return [batch], None, num_tokens, decoding
+        if members:
+            return self._aggregate_dealt(work, members)
         seqs = []
         for r, n in work:
             c = r.computed
@@ -219,6 +223,40 @@ class Engine:
                 decoding = False
         seqs = tuple(seqs)
         return self.pricer.aggregate(seqs), seqs, num_tokens, decoding
+
+    def _aggregate_dealt(self, work: list, members: int) -> tuple[list, None, int, bool]:
+        """:meth:`_aggregate` with dp > 1 replicas and the cohort standing: the members hold
+        positions 0 .. members - 1 and ``work`` follows, each sequence dealt to replica
+        position mod dp as :func:`graph.split_replicas` deals them; each replica summed as
+        ``ReplicaBatch.from_seqs`` sums it (whole numbers: exact; tested equal)."""
+        dp = self.dep.dp
+        cnt, offs, top = self.cohort.replicas(self.running)
+        t1 = self.cohort.tick + 1
+        tokens, seqs, logits, dec = list(cnt), list(cnt), list(cnt), list(cnt)
+        keys = [offs[j] + cnt[j] * t1 for j in range(dp)]
+        longest = [top[j] + t1 for j in range(dp)]
+        prefill: list = [[] for _ in range(dp)]
+        num_tokens, decoding = members, True
+        for i, (r, n) in enumerate(work, members):
+            j = i % dp
+            c = r.computed
+            known = r.input_len + r.generated
+            seqs[j] += 1
+            if c + n == known:
+                logits[j] += 1
+            if n == 1:
+                keys[j] += c + 1
+                longest[j] = c + 1 if not dec[j] or c + 1 > longest[j] else longest[j]
+                dec[j] += 1
+            else:
+                prefill[j].append((n, c))
+            tokens[j] += n
+            num_tokens += n
+            if decoding and (c + 1 != known or r.generated <= 0):
+                decoding = False
+        replicas = [ReplicaBatch(tokens[j], seqs[j], logits[j], dec[j], (float(keys[j]),), tuple(prefill[j]),
+                                 float(longest[j]) if dec[j] else 0.0) for j in range(dp) if seqs[j]]
+        return replicas, None, num_tokens, decoding
 
     def _block_room(self, work: list, kmax: int, members: int = 0) -> int:
         """Most decode steps (up to ``kmax``) the running batch (``members`` of the cohort
@@ -276,10 +314,9 @@ class Engine:
         st.steps += s.k
         st.macro_steps += 1
         self.policy.on_steps(s.k)
-        emitted = firsts = 0
         kv = self.kv
         done = self.cohort.advance(s.k) if s.members else []   # its finished members come first in running
-        emitted = s.members * s.k
+        emitted, firsts = s.members * s.k, 0
         if s.k > 1:
             emitted += self._finish_stretch(s.work, s.k, done)
         for r, n in s.work if s.k == 1 else ():
