@@ -3,15 +3,19 @@ stands for: the same simulation with and without it gives the same JSON to the l
 over the cases where the cohort has to step aside (preemptions, a token budget smaller
 than the batch, prefix-cache sharing and eviction, a router that reads every engine's
 outstanding tokens) and where it decodes on its own (macro stretches, reserved blocks,
-one-token blocks, data-parallel replicas that a step's sequences are dealt to by position)."""
+one-token blocks, data-parallel replicas that a step's sequences are dealt to by position),
+then on 40 settings drawn at random."""
 
 from __future__ import annotations
 
 import json
 
+import random
+
 import pytest
 
 import seedchip
+from seedchip.errors import DoesNotFitError
 from seedchip.serve import engine as engine_mod
 
 pytestmark = pytest.mark.unit
@@ -80,3 +84,25 @@ def test_the_cases_reach_what_they_name():
     assert hit["prefix_hit_rate"] > 0 and hit["num_preemptions"] > 0
     dealt = seedchip.simulate(**CASES["three replicas, preemptions"], interval=False).to_dict()
     assert dealt["engines"][0]["dp"] == 3 and dealt["num_preemptions"] > 0
+
+
+@pytest.mark.property
+@pytest.mark.parametrize("draw", range(40))
+def test_the_cohort_equals_the_loop_on_drawn_settings(draw, tmp_path, monkeypatch):
+    """The same comparison on settings drawn uniformly (a seeded generator per case):
+    engines, block sizes, budgets, batch limits, KV sizes, one replica or two dealt by
+    position, lengths, length ranges and arrival patterns."""
+    rnd = random.Random(draw)
+    pick = rnd.choice
+    load = pick([("qps", 20.0), ("qps", 200.0), ("offline", True), ("max_concurrency", 24)])
+    kw = dict(model="llama-3.1-8b", engine=pick(["vllm", "vllm", "trtllm"]), block_size=pick([1, 4, 16, 64]),
+              max_batched_tokens=pick([None, 48, 256, 2048]), max_num_seqs=pick([None, 8, 64]),
+              kv_memory_fraction=pick([0.125, 0.13, None]), num_chips=pick([1, 2]), tp=1,
+              input_len=rnd.randint(1, 3000), output_len=rnd.randint(1, 600), range_ratio=pick([0.05, 0.5, 1.0]),
+              num_requests=250, seed=rnd.randint(0, 3), **{load[0]: load[1]})
+    try:
+        fast = _run(kw, tmp_path, "fast")
+    except DoesNotFitError:
+        pytest.skip("the KV share is too small for the drawn engine's memory plan")
+    monkeypatch.setattr(engine_mod, "Cohort", lambda kv, dp: None)
+    assert fast == _run(kw, tmp_path, "slow"), kw
