@@ -45,7 +45,7 @@ class Cohort:
         self.ends: list = []          # (tick after its last token, seq, member)
         self.due: dict[int, list] = {}       # tick -> members whose step at that tick needs a block
         self.need_at: dict[Request, int] = {}
-        self.longest: list = []       # (-(computed - base), seq, member)
+        self.longest: list = []       # dp 1: (-(computed - base), seq, member)
 
     # -- membership -----------------------------------------------------------------
     def add(self, r: Request) -> None:
@@ -60,8 +60,9 @@ class Cohort:
         at = t + (r.blocks + r.shared_blocks) * self.bs - r.computed
         self.need_at[r] = at
         self.due.setdefault(at, []).append(r)
-        heappush(self.longest, (-off, s, r))
-        if self.dealt is not None:         # joins at the end: the positions before it keep their replicas
+        if self.dp == 1:
+            heappush(self.longest, (-off, s, r))
+        elif self.dealt is not None:         # joins at the end: the positions before it keep their replicas
             cnt, offs, top = self.dealt
             j = self.n % self.dp
             top[j] = off if not cnt[j] or off > top[j] else top[j]
