@@ -179,40 +179,13 @@ class Engine:
         """(the pricer's per-replica aggregates of the step, its sequences (None when the
         aggregates do not need them), its tokens, whether every sequence decodes), in one
         pass over the batch. A prompt whose last chunk is one token also has computed + 1 ==
-        known, but it has not produced its first token yet: it does not decode. With one
-        replica and no sliding window the aggregate is summed here, equal to
-        ``pricer.aggregate`` of the sequences (tested), without making them; ``members``
-        decoding requests of the cohort come before ``work``, counted from its sums."""
+        known, but it has not produced its first token yet: it does not decode. Without
+        sliding windows (with one replica, or with the cohort standing) the aggregates are
+        summed here (:meth:`_summed`) without making the sequences."""
+        if self._direct or members:
+            return self._summed(work, members)
         num_tokens = 0
         decoding = True
-        if self._direct:
-            keys = num_decode = logits = 0
-            longest = 0
-            if members:
-                keys = self.cohort.keys()
-                num_decode = logits = num_tokens = members
-                longest = self.cohort.longest_context()
-            prefill = []
-            for r, n in work:
-                c = r.computed
-                known = r.input_len + r.generated
-                if c + n == known:
-                    logits += 1
-                if n == 1:
-                    num_decode += 1
-                    keys += c + 1
-                    if c + 1 > longest:
-                        longest = c + 1
-                else:
-                    prefill.append((n, c))
-                num_tokens += n
-                if decoding and (c + 1 != known or r.generated <= 0):
-                    decoding = False
-            batch = ReplicaBatch(num_tokens, members + len(work), logits, num_decode, (float(keys),), tuple(prefill),
-                                 float(longest) if num_decode else 0.0)
-            return [batch], None, num_tokens, decoding
-        if members:
-            return self._aggregate_dealt(work, members)
         seqs = []
         for r, n in work:
             c = r.computed
@@ -224,17 +197,22 @@ class Engine:
         seqs = tuple(seqs)
         return self.pricer.aggregate(seqs), seqs, num_tokens, decoding
 
-    def _aggregate_dealt(self, work: list, members: int) -> tuple[list, None, int, bool]:
-        """:meth:`_aggregate` with dp > 1 replicas and the cohort standing: the members hold
-        positions 0 .. members - 1 and ``work`` follows, each sequence dealt to replica
-        position mod dp as :func:`graph.split_replicas` deals them; each replica summed as
-        ``ReplicaBatch.from_seqs`` sums it (whole numbers: exact; tested equal)."""
-        dp = self.dep.dp
-        cnt, offs, top = self.cohort.replicas(self.running)
-        t1 = self.cohort.tick + 1
+    def _summed(self, work: list, members: int) -> tuple[list, None, int, bool]:
+        """:meth:`_aggregate` summed per replica, equal to ``pricer.aggregate`` of the
+        sequences (whole numbers: exact; tested): the cohort's ``members`` hold positions
+        0 .. members - 1 (their sums from the cohort) and ``work`` follows, each sequence
+        dealt to replica position mod dp as :func:`graph.split_replicas` deals them."""
+        dp, coh = self.dep.dp, self.cohort
+        if not members:
+            cnt, keys, longest = [0] * dp, [0] * dp, [0] * dp
+        elif dp == 1:
+            cnt, keys, longest = [members], [coh.keys()], [coh.longest_context()]
+        else:
+            cnt, offs, top = coh.replicas(self.running)
+            t1 = coh.tick + 1
+            keys = [offs[j] + cnt[j] * t1 for j in range(dp)]
+            longest = [top[j] + t1 for j in range(dp)]
         tokens, seqs, logits, dec = list(cnt), list(cnt), list(cnt), list(cnt)
-        keys = [offs[j] + cnt[j] * t1 for j in range(dp)]
-        longest = [top[j] + t1 for j in range(dp)]
         prefill: list = [[] for _ in range(dp)]
         num_tokens, decoding = members, True
         for i, (r, n) in enumerate(work, members):
