@@ -4,13 +4,14 @@ expert parallelism (expected maximum of a multinomial), with hand-derived number
 
 import math
 
+import numpy as np
 import pytest
 
 import seedchip
 from seedchip.errors import SpecError
 from seedchip.perf import graph
 from seedchip.perf.deployment import make_deployment
-from seedchip.perf.routing import EXACT_MAX_TRIALS, expected_distinct, expected_max_load, expected_max_normal
+from seedchip.perf.routing import EXACT_MAX_TRIALS, _exact, expected_distinct, expected_max_load, expected_max_normal
 from seedchip.perf.runtime import Runtime
 from seedchip.perf.step import step_cost
 
@@ -49,6 +50,31 @@ def test_exact_and_normal_agree_at_the_switch():
     n = EXACT_MAX_TRIALS
     exact, approx = expected_max_load(n, 8), expected_max_load(n + 1, 8)
     assert approx == pytest.approx(exact, rel=0.015)
+
+
+def _direct_expected_max(n: int, bins: int) -> float:
+    """The same Poissonization with the truncated series raised to the power by exact
+    polynomial products (no FFT): the reference the FFT batches are checked against."""
+    lam = n / bins
+    pois = np.array([math.exp(j * math.log(lam) - lam - math.lgamma(j + 1)) for j in range(n + 1)])
+    p_sum = math.exp(n * math.log(n) - n - math.lgamma(n + 1))
+    start = -(-n // bins)
+    out = float(start - 1)
+    for m in range(start, n + 1):
+        poly = np.array([1.0])
+        for _ in range(bins):
+            poly = np.convolve(poly, pois[:m])[: n + 1]
+        p = (poly[n] if len(poly) > n else 0.0) / p_sum
+        out += 1.0 - min(1.0, p)
+        if p > 1.0 - 1e-12:
+            break
+    return out
+
+
+@pytest.mark.parametrize("bins", [2, 3, 8, 16, 64])
+def test_exact_expected_max_equals_the_direct_polynomial_product(bins):
+    for n in (1, 2, 5, 17, 64, 129, 300, 1000):
+        assert _exact(n, bins) == pytest.approx(_direct_expected_max(n, bins), rel=1e-12, abs=1e-12), n
 
 
 def test_expected_max_load_refuses_bad_input():

@@ -49,33 +49,36 @@ def expected_max_normal(bins: int) -> float:
     return float(np.sum((f[1:] + f[:-1]) * 0.5 * np.diff(x)))
 
 
+EXACT_CHUNK = 32     # values of m whose P(max < m) one FFT batch computes
+
+
 def _exact(n: int, bins: int) -> float:
     """E[max] of a multinomial(n, 1/bins), by Poissonization: with X_i independent
-    Poisson(n / bins), P(max < m) = P(all X_i < m, sum X_i = n) / P(sum X_i = n)."""
+    Poisson(n / bins), P(max < m) = P(all X_i < m, sum X_i = n) / P(sum X_i = n), and
+    P(all X_i < m, sum X_i = n) is the x^n coefficient of the truncated series
+    ``(sum_{j<m} P(X = j) x^j)^bins``. The coefficients of a batch of m values come from
+    one FFT: each truncated series is evaluated at the roots of unity of a size above
+    both n and the power's degree less n (so that nothing folds onto x^n), raised to the
+    power there, and transformed back (within ~1e-14 of the exact polynomial product
+    for up to 64 bins, ~1e-12 at 256; tested against it)."""
     lam = n / bins
     j = np.arange(n + 1)
     pois = np.exp(j * math.log(lam) - lam - np.array([math.lgamma(x + 1) for x in j]))
     p_sum = math.exp(n * math.log(n) - n - math.lgamma(n + 1))
     start = -(-n // bins)         # below the mean load some bin surely holds >= m rows
     expected = float(start - 1)
-    for m in range(start, n + 1):
-        p_all_below = _power_coeff(pois[:m], bins, n) / p_sum
-        expected += 1.0 - min(1.0, p_all_below)
-        if p_all_below > 1.0 - 1e-12:
-            break
+    m = start
+    while m <= n:
+        ms = np.arange(m, min(n, m + EXACT_CHUNK - 1) + 1)
+        size = 1 << int(max(n, bins * (int(ms[-1]) - 1) - n)).bit_length()
+        series = np.where(j[None, :] < ms[:, None], pois[None, :], 0.0)
+        coeff = np.fft.irfft(np.fft.rfft(series, n=size, axis=1) ** bins, n=size, axis=1)[:, n]
+        for p_all_below in coeff / p_sum:
+            expected += 1.0 - min(1.0, float(p_all_below))
+            if p_all_below > 1.0 - 1e-12:
+                return expected
+        m = int(ms[-1]) + 1
     return expected
-
-
-def _power_coeff(base: np.ndarray, power: int, n: int) -> float:
-    """The x^n coefficient of base(x)^power (polynomials truncated at x^n), by squaring."""
-    result, sq = np.array([1.0]), base
-    while power:
-        if power & 1:
-            result = np.convolve(result, sq)[: n + 1]
-        power >>= 1
-        if power:
-            sq = np.convolve(sq, sq)[: n + 1]
-    return float(result[n]) if len(result) > n else 0.0
 
 
 @lru_cache(maxsize=100_000)
