@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
 
+import numpy as np
+
 from .kv import BlockManager
 from .workload import Request
 
@@ -45,7 +47,13 @@ class Cohort:
         self.ends: list = []          # (tick after its last token, seq, member)
         self.due: dict[int, list] = {}       # tick -> members whose step at that tick needs a block
         self.need_at: dict[Request, int] = {}
+        self.due_n: dict[int, int] = {}      # tick -> members whose need_at is that tick (exact counts)
         self.longest: list = []       # dp 1: (-(computed - base), seq, member)
+        # dp > 1: members' offsets by join slot (join order is running order), and which are in
+        self.slot: dict[Request, int] = {}
+        self.offs = np.zeros(64, dtype=np.int64)
+        self.alive = np.zeros(64, dtype=bool)
+        self.slots = 0
 
     # -- membership -----------------------------------------------------------------
     def add(self, r: Request) -> None:
@@ -60,9 +68,18 @@ class Cohort:
         at = t + (r.blocks + r.shared_blocks) * self.bs - r.computed
         self.need_at[r] = at
         self.due.setdefault(at, []).append(r)
+        self.due_n[at] = self.due_n.get(at, 0) + 1
         if self.dp == 1:
             heappush(self.longest, (-off, s, r))
-        elif self.dealt is not None:         # joins at the end: the positions before it keep their replicas
+            self.n += 1
+            return
+        if self.slots == len(self.offs):
+            self._compact()
+        self.slot[r] = self.slots
+        self.offs[self.slots] = off
+        self.alive[self.slots] = True
+        self.slots += 1
+        if self.dealt is not None:           # joins at the end: the positions before it keep their replicas
             cnt, offs, top = self.dealt
             j = self.n % self.dp
             top[j] = off if not cnt[j] or off > top[j] else top[j]
@@ -76,9 +93,27 @@ class Cohort:
         d = self.tick - b
         r.computed += d
         r.generated += d
-        del self.need_at[r]
+        at = self.need_at.pop(r)
+        left = self.due_n[at] - 1
+        if left:
+            self.due_n[at] = left
+        else:
+            del self.due_n[at]
         self.n -= 1
-        self.dealt = None                  # the members after it moved one position
+        if self.dp > 1:
+            self.alive[self.slot.pop(r)] = False
+            self.dealt = None              # the members after it moved one position
+
+    def _compact(self) -> None:
+        """dp > 1: the slots of members gone dropped (room for as many members again)."""
+        keep = np.flatnonzero(self.alive[:self.slots])
+        size = max(64, 2 * len(keep))
+        offs, alive = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=bool)
+        offs[:len(keep)] = self.offs[keep]
+        alive[:len(keep)] = True
+        new = {int(old): i for i, old in enumerate(keep)}
+        self.slot = {r: new[i] for r, i in self.slot.items()}
+        self.offs, self.alive, self.slots = offs, alive, len(keep)
 
     def sync(self, running: list) -> None:
         """Dissolve the cohort: every member's counters made true."""
@@ -89,9 +124,13 @@ class Cohort:
             r.generated += d
         self.base.clear()
         self.need_at.clear()
+        self.due_n.clear()
         self.ends.clear()
         self.due.clear()
         self.longest.clear()
+        self.slot.clear()
+        self.alive[:self.slots] = False
+        self.slots = 0
         self.dealt = None
         self.n = self.sum_off = 0
 
@@ -124,15 +163,18 @@ class Cohort:
         (a member's keys this step are its offset + tick + 1), recounted when a member
         has left since the last step."""
         if self.dealt is None:
-            dp, base = self.dp, self.base
-            cnt, offs, top = [0] * dp, [0] * dp, [0] * dp
-            for p, r in enumerate(running[:self.n]):
-                j = p % dp
-                off = r.computed - base[r]
-                top[j] = off if not cnt[j] or off > top[j] else top[j]
-                cnt[j] += 1
-                offs[j] += off
-            self.dealt = (cnt, offs, top)
+            dp, n = self.dp, self.n
+            offs = self.offs[:self.slots][self.alive[:self.slots]]     # in running order
+            full, rest = divmod(n, dp)
+            cnt = [full + (j < rest) for j in range(dp)]
+            sums, top = [0] * dp, [0] * dp
+            if full:
+                grid = offs[:full * dp].reshape(full, dp)
+                sums, top = grid.sum(axis=0).tolist(), grid.max(axis=0).tolist()
+            for j, off in enumerate(offs[full * dp:].tolist()):
+                top[j] = off if not full or off > top[j] else top[j]
+                sums[j] += off
+            self.dealt = (cnt, sums, top)
         return self.dealt
 
     def steps_left(self) -> int:
@@ -152,6 +194,7 @@ class Cohort:
         for t in ticks:
             got = due.pop(t, None)
             if got:
+                self.due_n.pop(t, None)
                 out += [r for r in got if need_at.get(r) == t]
         return out
 
@@ -172,15 +215,15 @@ class Cohort:
             r.blocks += 1
             need_at[r] = at
         self.due.setdefault(at, []).extend(got)
+        self.due_n[at] = self.due_n.get(at, 0) + len(got)
         return True
 
     def stretch_blocks(self, k: int) -> int:
         """Blocks the members need to run ``k`` steps from now."""
-        total, bs, t = 0, self.bs, self.tick
-        for at in self.need_at.values():
-            short = k - (at - t)
-            if short > 0:
-                total += -(-short // bs)
+        total, end, bs = 0, self.tick + k, self.bs
+        for at, members in self.due_n.items():      # at most one tick per slot of a block
+            if at < end:
+                total += members * -(-(end - at) // bs)
         return total
 
     def advance(self, k: int) -> list:
@@ -188,7 +231,8 @@ class Cohort:
         members that emitted their last token, in running order, with true counters."""
         got = self._pop_due(self.tick + k)
         if got:
-            total, t, bs, base, need_at, due = 0, self.tick, self.bs, self.base, self.need_at, self.due
+            total, t, bs, base, need_at, due, due_n = 0, self.tick, self.bs, self.base, self.need_at, self.due, \
+                self.due_n
             for r in got:
                 c = r.computed + t - base[r]
                 held = r.blocks + r.shared_blocks
@@ -198,6 +242,7 @@ class Cohort:
                 at = t + (held + more) * bs - c
                 need_at[r] = at
                 due.setdefault(at, []).append(r)
+                due_n[at] = due_n.get(at, 0) + 1
             self.kv.grant(total)
         self.tick += k
         h, base, done = self.ends, self.base, []
