@@ -42,11 +42,21 @@ MAX_CACHED_PARTS = 200_000
 MAX_CACHED_STEPS = 65_536     # whole steps: a few hundred bytes each
 
 
+_BUCKETS: dict[float, float] = {}
+MAX_BUCKETS = 1_000_000
+
+
 def bucket(x: float) -> float:
-    """x rounded to the nearest 0.5% log bucket (exact below 1,000)."""
+    """x rounded to the nearest 0.5% log bucket (exact below 1,000); remembered (a step's
+    keys recur from step to step, and a logarithm costs more than a lookup)."""
     if x < EXACT_BELOW:
         return x
-    return math.exp(round(math.log(x) / _LOG_STEP) * _LOG_STEP)
+    v = _BUCKETS.get(x)
+    if v is None:
+        if len(_BUCKETS) >= MAX_BUCKETS:
+            _BUCKETS.clear()
+        v = _BUCKETS[x] = math.exp(round(math.log(x) / _LOG_STEP) * _LOG_STEP)
+    return v
 
 
 class Part(NamedTuple):

@@ -194,8 +194,8 @@ class Cohort:
         for t in ticks:
             got = due.pop(t, None)
             if got:
-                self.due_n.pop(t, None)
-                out += [r for r in got if need_at.get(r) == t]
+                members = self.due_n.pop(t, 0)
+                out += got if members == len(got) else [r for r in got if need_at.get(r) == t]  # else some left
         return out
 
     def take_blocks(self, extra_blocks: int) -> bool:
