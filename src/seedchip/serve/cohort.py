@@ -3,17 +3,21 @@
 In steady serving most of a batch decodes: every step each such request computes one
 token, emits one, and now and then takes one more KV block. A :class:`Cohort` holds the
 longest prefix ``running[:n]`` of the running list in which every request decodes, and
-steps it in O(1) plus O(the requests that finish or need a block this step): a member's
-counters are lazy (its true ``computed`` and ``generated`` are the stored ones plus the
-steps run since it joined, ``tick - base[r]``), the tick at which it finishes sits in a
-heap and the tick at which it needs its next block in a bucket of that tick. A member's
-counters are made true again when it finishes or when the cohort is dissolved
-(:meth:`sync`), which the scheduler does before any step the cohort cannot take exactly
-as the per-request loop would: a member that cannot get its block, a token budget
-smaller than the cohort, or a preemption. Results equal the per-request loop to the
-last bit (tested): the keys attended are integer sums, blocks are granted only when
-every grant of the step succeeds (then their order does not matter), and finished
-members leave in running order.
+steps it in O(1) plus O(the requests that finish this step) plus O(block size): a
+member's counters are lazy (its true ``computed`` and ``generated`` are the stored ones
+plus the steps run since it joined, ``tick - base[r]``) and so are its KV blocks. A member
+needs its next block every ``block_size`` steps from the tick at which it first needs one,
+so the members are counted by the tick of their next need (``due_n``): the blocks a step,
+or a stretch of steps, needs come from those counts (at most a block's worth of ticks),
+the counts move on by whole blocks as blocks are granted, and a member's blocks are the
+ones it held when it joined plus its need ticks that grants have covered (``covered``).
+The tick at which a member finishes sits in a heap. A member's counters and blocks are
+made true again when it finishes or when the cohort is dissolved (:meth:`sync`), which
+the scheduler does before any step the cohort cannot take exactly as the per-request
+loop would: a member that cannot get its block, a token budget smaller than the cohort,
+or a preemption. Results equal the per-request loop to the last bit (tested): the keys
+attended are integer sums, blocks are granted only when every grant of the step succeeds
+(then their order does not matter), and finished members leave in running order.
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ class Cohort:
         self.sum_off = 0              # sum of members' computed - base (the keys without the tick)
         self.seq = 0                  # join order: ties in the heaps resolve in running order
         self.ends: list = []          # (tick after its last token, seq, member)
-        self.due: dict[int, list] = {}       # tick -> members whose step at that tick needs a block
-        self.need_at: dict[Request, int] = {}
-        self.due_n: dict[int, int] = {}      # tick -> members whose need_at is that tick (exact counts)
+        self.first_need: dict[Request, int] = {}   # member -> the tick at which it needed a block after joining
+        self.due_n: dict[int, int] = {}      # tick -> members whose next block is needed at that tick
+        self.covered = 0              # every member holds the blocks of the steps before this tick
         self.longest: list = []       # dp 1: (-(computed - base), seq, member)
         # dp > 1: members' offsets by join slot (join order is running order), and which are in
         self.slot: dict[Request, int] = {}
@@ -65,9 +69,8 @@ class Cohort:
         self.seq += 1
         s = self.seq
         heappush(self.ends, (t + r.output_len - r.generated, s, r))
-        at = t + (r.blocks + r.shared_blocks) * self.bs - r.computed
-        self.need_at[r] = at
-        self.due.setdefault(at, []).append(r)
+        at = t + (r.blocks + r.shared_blocks) * self.bs - r.computed     # >= t = covered: it holds its tokens
+        self.first_need[r] = at
         self.due_n[at] = self.due_n.get(at, 0) + 1
         if self.dp == 1:
             heappush(self.longest, (-off, s, r))
@@ -93,7 +96,7 @@ class Cohort:
         d = self.tick - b
         r.computed += d
         r.generated += d
-        at = self.need_at.pop(r)
+        at = self._make_blocks_true(r)
         left = self.due_n[at] - 1
         if left:
             self.due_n[at] = left
@@ -103,6 +106,14 @@ class Cohort:
         if self.dp > 1:
             self.alive[self.slot.pop(r)] = False
             self.dealt = None              # the members after it moved one position
+
+    def _make_blocks_true(self, r: Request) -> int:
+        """``r``'s blocks made true (those it held plus one per need tick covered); returns
+        the tick of its next need."""
+        first = self.first_need.pop(r)
+        granted = -(-(self.covered - first) // self.bs) if self.covered > first else 0
+        r.blocks += granted
+        return first + granted * self.bs
 
     def _compact(self) -> None:
         """dp > 1: the slots of members gone dropped (room for as many members again)."""
@@ -122,11 +133,11 @@ class Cohort:
             d = t - self.base[r]
             r.computed += d
             r.generated += d
+            self._make_blocks_true(r)
+        self.covered = t
         self.base.clear()
-        self.need_at.clear()
         self.due_n.clear()
         self.ends.clear()
-        self.due.clear()
         self.longest.clear()
         self.slot.clear()
         self.alive[:self.slots] = False
@@ -187,35 +198,22 @@ class Cohort:
                 return end - self.tick
             heappop(h)
 
-    def _pop_due(self, before: int) -> list:
-        """Members whose blocks run out before tick ``before`` (taken from their buckets)."""
-        due, need_at, out = self.due, self.need_at, []
-        ticks = range(self.tick, before) if before - self.tick <= len(due) else sorted(t for t in due if t < before)
-        for t in ticks:
-            got = due.pop(t, None)
-            if got:
-                members = self.due_n.pop(t, 0)
-                out += got if members == len(got) else [r for r in got if need_at.get(r) == t]  # else some left
-        return out
-
     def take_blocks(self, extra_blocks: int) -> bool:
         """This step's blocks for the members that need one (one block each: they hold whole
         blocks and fill the last one now), when they and ``extra_blocks`` more (the rest of
         the batch's) all fit; False (nothing granted, and the cohort must be dissolved): they
         do not."""
-        got = self._pop_due(self.tick + 1)
-        if not got:
+        t = self.tick
+        need = self.due_n.get(t, 0)
+        if not need:
             return extra_blocks <= self.kv.available
-        if len(got) + extra_blocks > self.kv.available:
+        if need + extra_blocks > self.kv.available:
             return False                       # the caller dissolves the cohort (sync)
-        self.kv.grant(len(got))
-        at = self.tick + self.bs
-        need_at = self.need_at
-        for r in got:
-            r.blocks += 1
-            need_at[r] = at
-        self.due.setdefault(at, []).extend(got)
-        self.due_n[at] = self.due_n.get(at, 0) + len(got)
+        self.kv.grant(need)
+        del self.due_n[t]
+        at = t + self.bs
+        self.due_n[at] = self.due_n.get(at, 0) + need
+        self.covered = t + 1
         return True
 
     def stretch_blocks(self, k: int) -> int:
@@ -228,23 +226,20 @@ class Cohort:
 
     def advance(self, k: int) -> list:
         """Run ``k`` steps: the blocks for them (known to fit), then the tick; returns the
-        members that emitted their last token, in running order, with true counters."""
-        got = self._pop_due(self.tick + k)
-        if got:
-            total, t, bs, base, need_at, due, due_n = 0, self.tick, self.bs, self.base, self.need_at, self.due, \
-                self.due_n
-            for r in got:
-                c = r.computed + t - base[r]
-                held = r.blocks + r.shared_blocks
-                more = -(-(c + k) // bs) - held
-                r.blocks += more
-                total += more
-                at = t + (held + more) * bs - c
-                need_at[r] = at
-                due.setdefault(at, []).append(r)
-                due_n[at] = due_n.get(at, 0) + 1
+        members that emitted their last token, in running order, with true counters and
+        blocks."""
+        end, bs, due_n = self.tick + k, self.bs, self.due_n
+        total = 0
+        for at in [a for a in due_n if a < end]:           # at most one tick per slot of a block
+            more = -(-(end - at) // bs)
+            members = due_n.pop(at)
+            total += members * more
+            after = at + more * bs
+            due_n[after] = due_n.get(after, 0) + members
+        if total:
             self.kv.grant(total)
-        self.tick += k
+        self.covered = end
+        self.tick = end
         h, base, done = self.ends, self.base, []
         while h and h[0][0] <= self.tick:
             end, _, r = heappop(h)
