@@ -194,21 +194,37 @@ def decode_attention_ops(model: ModelArch, dep: Deployment, num_decode: int, con
     sequence's keys before the cap (the kernel sizes its split-KV partitions by it).
     Arrays of keys and longest sequences price a run of steps at once
     (:func:`ops.decode_attention_run`: the attention op's figures are arrays)."""
+    before, after = decode_absorb_ops(model, dep, num_decode)
+    return before + [decode_attention_core(model, dep, num_decode, context_tokens, max_context, window)] + after
+
+
+def decode_absorb_ops(model: ModelArch, dep: Deployment, num_decode: int) -> tuple[list[OpCost], list[OpCost]]:
+    """The GEMMs around the attention core of a decode (MLA: the query absorbed into the
+    latent space before, the values out of it after; none otherwise): they depend on the
+    sequences alone, not on the keys attended."""
+    if model.attention != "mla":
+        return [], []
+    heads, _ = _heads(model, dep)
+    r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
+    return ([_gemm(dep, "q_absorb", num_decode, r, nope, groups=heads)],
+            [_gemm(dep, "v_absorb", num_decode, v, r, groups=heads)])
+
+
+def decode_attention_core(model: ModelArch, dep: Deployment, num_decode: int, context_tokens: float,
+                          max_context: float | None = None, window: int = 0) -> OpCost:
+    """The attention kernel of :func:`decode_attention_ops`."""
     chip, cal = dep.chip, dep.calibration
     heads, kv_heads = _heads(model, dep)
     act, kv_fmt = "bf16", dep.kv_format
     longest = {"max_context_tokens": max_context, "window": window}
     attend = ops.decode_attention_run if isinstance(context_tokens, np.ndarray) else ops.decode_attention
     if model.attention == "mla":
-        r, nope, v = model.kv_lora_rank, model.qk_nope_head_dim, model.v_head_dim
-        lat = model.kv_latent_dim
-        return [_gemm(dep, "q_absorb", num_decode, r, nope, groups=heads),
-                attend(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat, act, kv_fmt,
-                       "attention_decode", **longest),
-                _gemm(dep, "v_absorb", num_decode, v, r, groups=heads)]
+        r, lat = model.kv_lora_rank, model.kv_latent_dim
+        return attend(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat, act, kv_fmt,
+                      "attention_decode", **longest)
     d = model.head_dim
-    return [attend(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
-                   kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode", **longest)]
+    return attend(chip, cal, num_decode, context_tokens, heads, kv_heads, 2.0 * (d + model.v_head_dim),
+                  kv_heads * (d + model.v_head_dim), d, act, kv_fmt, "attention_decode", **longest)
 
 
 def qkv_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
@@ -259,7 +275,22 @@ def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int
 
 def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> list[OpCost]:
     """Routed experts, shared experts, router, and the all-to-all dispatch/combine when
-    experts are spread: the kernels an MoE layer runs (:func:`routed_expert_ops`)."""
+    experts are spread: the kernels an MoE layer runs (:func:`routed_expert_ops`). Only
+    the routed experts depend on the tokens of all replicas (``t_all``): the ops before
+    and after them (:func:`moe_pre_ops`, :func:`moe_post_ops`) on the replica's alone."""
+    return moe_pre_ops(model, dep, t_replica) + routed_expert_ops(model, dep, t_replica, t_all) + \
+        moe_post_ops(model, dep, t_replica)
+
+
+def _tokens_per_chip(dep: Deployment, t_replica: int) -> int:
+    """A replica's tokens on each of its tp chips when experts are spread (all of them
+    otherwise)."""
+    chips_per_token = dep.tp * dep.dp // max(1, dep.dp)  # tokens of a replica are split over its tp chips
+    return math.ceil(t_replica / chips_per_token) if dep.ep > 1 else t_replica
+
+
+def moe_pre_ops(model: ModelArch, dep: Deployment, t_replica: int) -> list[OpCost]:
+    """An MoE layer before its routed experts: norm, router, top-k, quantization, dispatch."""
     h = model.hidden_size
     e, k = model.num_experts, model.num_experts_per_tok
     ep = dep.ep
@@ -267,14 +298,22 @@ def moe_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: int) -> li
            _gemm(dep, "router", t_replica, e, h, weight=False, a_fmt="bf16", b_fmt="bf16"),
            _vector(dep, "topk", t_replica * e, 4, 4)]
     out += _quant(dep, "norm", t_replica * h, "experts_quant")
-    chips_per_token = dep.tp * dep.dp // max(1, dep.dp)  # tokens of a replica are split over its tp chips
-    t_chip = math.ceil(t_replica / chips_per_token) if ep > 1 else t_replica
     if ep > 1:
-        size = t_chip * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / max(ep - 1, 1)
+        size = _tokens_per_chip(dep, t_replica) * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / \
+            max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
-    out += routed_expert_ops(model, dep, t_replica, t_all)
+    return out
+
+
+def moe_post_ops(model: ModelArch, dep: Deployment, t_replica: int) -> list[OpCost]:
+    """An MoE layer after its routed experts: combine, shared experts, the tensor-parallel
+    reduction."""
+    h = model.hidden_size
+    k = model.num_experts_per_tok
+    ep = dep.ep
+    out: list[OpCost] = []
     if ep > 1:
-        size = t_chip * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
+        size = _tokens_per_chip(dep, t_replica) * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
         out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
     if model.shared_expert_intermediate_size:
         out += dense_mlp_ops(model, dep, t_replica, model.shared_expert_intermediate_size, dep.tp, "shared_expert",

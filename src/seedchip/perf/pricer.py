@@ -136,14 +136,39 @@ class StepPricer:
             v = self._cache[key] = Part.of(built, self.idle_w, self.dep.perturbation)
         return v
 
+    def _piece(self, key, build, *args) -> tuple[OpCost, ...]:
+        """Ops shared by several parts (what an MoE layer runs around its routed experts,
+        a decode's GEMMs around its attention), built once per key: a part made of pieces
+        holds the same ops in the same order as one built whole."""
+        v = self._ops.get(key)
+        if v is None:
+            if len(self._ops) >= MAX_CACHED_PARTS:
+                self._ops.clear()
+            v = self._ops[key] = tuple(build(*args))
+        return v
+
     def _dense_layer_ops(self, t: int) -> list[OpCost]:
         m, d = self.model, self.dep
         return graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t) + graph.dense_mlp_ops(m, d, t, m.intermediate_size,
                                                                                            d.tp)
 
-    def _moe_layer_ops(self, t: int, t_all: int) -> list[OpCost]:
+    def _moe_head_ops(self, t: int) -> list[OpCost]:
         m, d = self.model, self.dep
-        return graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t) + graph.moe_ops(m, d, t, t_all)
+        return graph.qkv_ops(m, d, t) + graph.out_proj_ops(m, d, t) + graph.moe_pre_ops(m, d, t)
+
+    def _moe_layer_ops(self, t: int, t_all: int) -> tuple[OpCost, ...]:
+        """qkv, out_proj and :func:`graph.moe_ops`, the ops around the routed experts
+        built once per replica token count."""
+        m, d = self.model, self.dep
+        return self._piece(("moe_head", t), self._moe_head_ops, t) + \
+            tuple(graph.routed_expert_ops(m, d, t, t_all)) + self._piece(("moe_tail", t), graph.moe_post_ops, m, d, t)
+
+    def _decode_ops(self, n: int, keys: float, longest: float, window: int) -> tuple[OpCost, ...]:
+        """:func:`graph.decode_attention_ops`, the GEMMs around the attention built once per
+        sequence count."""
+        m, d = self.model, self.dep
+        before, after = self._piece(("dec_absorb", n), lambda: map(tuple, graph.decode_absorb_ops(m, d, n)))
+        return (*before, graph.decode_attention_core(m, d, n, keys, longest, window), *after)
 
     def _layer(self, moe: bool, t: int, t_all: int) -> Part:
         if moe:
@@ -152,7 +177,7 @@ class StepPricer:
 
     def _decode(self, n: int, keys: float, longest: float, window: int) -> Part:
         k, m = (bucket(keys), bucket(longest)) if self.bucketed else (keys, longest)
-        return self._part(("dec", n, k, m, window), graph.decode_attention_ops, self.model, self.dep, n, k, m, window)
+        return self._part(("dec", n, k, m, window), self._decode_ops, n, k, m, window)
 
     def _prefill(self, chunks: tuple[tuple[int, int], ...], window: int) -> Part:
         q, pairs, kv, max_keys = graph.prefill_aggregates(chunks, window)
