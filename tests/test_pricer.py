@@ -235,3 +235,21 @@ def test_a_run_of_decode_steps_needs_an_exact_pricer():
     model, dep = setup("8b-h100")
     with pytest.raises(ValueError, match="exact"):
         StepPricer(model, dep, bucketed=True).price_uniform_decode(4, [10, 20])
+
+
+@pytest.mark.parametrize("name", ["dsv3-h200-ep8-pp2-mla", "qwen3moe-h100-ep4-dp4", "mixtral-h100-tp2-pp2"])
+def test_parts_built_from_shared_pieces_hold_the_ops_built_whole(name):
+    """An MoE layer's ops around its routed experts and an MLA decode's absorb GEMMs are
+    built once and shared (pricer pieces): every part holds the ops, in the order, that
+    building it whole gives, whatever part was priced before it."""
+    model, dep = setup(name)
+    p = StepPricer(model, dep, bucketed=True)
+    rnd = random.Random(name)
+    for _ in range(40):
+        t = rnd.choice([1, 2, 7, 64, 255, 1000])
+        t_all = t * rnd.choice([1, 2, 4]) + rnd.randint(0, 3)
+        whole = graph.qkv_ops(model, dep, t) + graph.out_proj_ops(model, dep, t) + graph.moe_ops(model, dep, t, t_all)
+        assert p._moe_layer_ops(t, t_all) == tuple(whole)
+        n = rnd.choice([1, 3, 64])
+        keys, longest = float(n * rnd.randint(1, 5000)), float(rnd.randint(5000, 9000))
+        assert p._decode_ops(n, keys, longest, 0) == tuple(graph.decode_attention_ops(model, dep, n, keys, longest, 0))
