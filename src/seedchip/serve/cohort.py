@@ -230,9 +230,13 @@ class Cohort:
         blocks."""
         end, bs, due_n = self.tick + k, self.bs, self.due_n
         total = 0
-        for at in [a for a in due_n if a < end]:           # at most one tick per slot of a block
+        # the ticks due before the end (every key is >= covered; at most one per slot of a block)
+        ticks = range(self.covered, end) if end - self.covered <= len(due_n) else [a for a in due_n if a < end]
+        for at in ticks:
+            members = due_n.pop(at, 0)
+            if not members:
+                continue
             more = -(-(end - at) // bs)
-            members = due_n.pop(at)
             total += members * more
             after = at + more * bs
             due_n[after] = due_n.get(after, 0) + members
