@@ -5,6 +5,8 @@ per model, TP and ISL/OSL shape, and its wall time.
     .venv/bin/python benchmarks/bench_e2e.py --quick         # every 4th row
     .venv/bin/python benchmarks/bench_e2e.py --json out.json # also write the rows
     .venv/bin/python benchmarks/bench_e2e.py --quick --interval   # and the 80% intervals' coverage
+    .venv/bin/python benchmarks/bench_e2e.py --shares        # the NVIDIA rows' error against the
+                                                             # all-reduce's share of a decode step
 
 Each table is replayed as it was run: NVIDIA's with --kv_cache_free_gpu_mem_fraction 0.95
 ("in the majority of cases", perf-overview.md) and trtllm-bench's limits per row; Azure's
@@ -27,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from seedchip import api  # noqa: E402
 from seedchip.validate.replay import validate_e2e  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "e2e"
@@ -39,6 +42,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every row here")
     ap.add_argument("--calibration", default=None)
     ap.add_argument("--interval", action="store_true", help="80%% intervals per row and their coverage (slower)")
+    ap.add_argument("--shares", action="store_true", help="the NVIDIA rows' error against the all-reduce's share")
     args = ap.parse_args()
     rows = []
     t0 = time.perf_counter()
@@ -83,8 +87,43 @@ def main() -> None:
         if len(e):
             print(f"  shape {s[0]:5d}/{s[1]:<5d} n={len(e):3d} median |err| {np.median(np.abs(e)) * 100:5.1f}% "
                   f"mean {e.mean() * 100:+6.1f}%")
+    if args.shares:
+        shares([x for x in rows if x["table"].startswith("trtllm") and x["error"] is not None])
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def decode_shares(x: dict) -> dict:
+    """Each op class's share of a row's decode step: the batch its limits and memory allow,
+    at its mid-run context (a static estimate with the row's engine and memory fraction)."""
+    kw = dict(chip="h100-sxm", model=x["model"], num_chips=x["tp"], tp=x["tp"], weight_format="fp8",
+              kv_format="fp8", engine="trtllm", memory_fraction=0.95, interval=False)
+    memory = api.estimate(**kw, batch=1, input_len=x["isl"], output_len=x["osl"]).to_dict()["memory"]
+    kv_tokens = memory["max_kv_tokens"]
+    batch = max(1, min(x["max_num_seqs"] or 1, kv_tokens // (x["isl"] + x["osl"])))
+    step = api.estimate(**kw, batch=batch, input_len=x["isl"] + x["osl"] // 2, output_len=2).to_dict()["decode"]
+    return {k: v["time_s"] / step["time_s"] for k, v in step["by_class"].items()}
+
+
+def shares(rows: list[dict]) -> None:
+    """Mean error per TP beside the all-reduce's mean share, and least-squares lines of the
+    error on that share and on TP > 1 (where the TP bias sits; nothing here is fitted into
+    the model)."""
+    err = np.array([x["error"] * 100 for x in rows])
+    coll = np.array([decode_shares(x).get("collective", 0.0) for x in rows])
+    multi = np.array([1.0 if x["tp"] > 1 else 0.0 for x in rows])
+    print("\nNVIDIA rows: error against the all-reduce's share of a decode step")
+    for tp in sorted({x["tp"] for x in rows}):
+        sel = np.array([x["tp"] == tp for x in rows])
+        print(f"  TP {tp}: n={sel.sum():3d} mean err {err[sel].mean():+6.1f}%  all-reduce share {coll[sel].mean():.2f}")
+    for label, cols in (("err ~ a + b x share", [coll]), ("err ~ a + c x [TP > 1]", [multi]),
+                        ("err ~ a + b x share + c x [TP > 1]", [coll, multi])):
+        x = np.column_stack([np.ones_like(err)] + cols)
+        coef = np.linalg.lstsq(x, err, rcond=None)[0]
+        rms = float(np.sqrt(np.mean((x @ coef - err) ** 2)))
+        print(f"  {label:36s} coefficients {np.round(coef, 1)}  RMS residual {rms:.1f}%")
+    low = (multi > 0) & (coll < 0.15)
+    print(f"  TP > 1 with the all-reduce under 15% of the step: n={low.sum()} mean err {err[low].mean():+.1f}%")
 
 
 if __name__ == "__main__":
