@@ -127,7 +127,7 @@ class Cohort:
         self.offs, self.alive, self.slots = offs, alive, len(keep)
 
     def sync(self, running: list) -> None:
-        """Dissolve the cohort: every member's counters made true."""
+        """Dissolve the cohort: every member's counters and blocks made true."""
         t = self.tick
         for r in running[:self.n]:
             d = t - self.base[r]
@@ -169,7 +169,7 @@ class Cohort:
             heapify(h)
         return -h[0][0] + self.tick + 1
 
-    def replicas(self, running: list) -> tuple[list, list, list]:
+    def replicas(self) -> tuple[list, list, list]:
         """dp > 1: per replica, its members, the sum of their offsets and the largest
         (a member's keys this step are its offset + tick + 1), recounted when a member
         has left since the last step."""
@@ -228,22 +228,22 @@ class Cohort:
         """Run ``k`` steps: the blocks for them (known to fit), then the tick; returns the
         members that emitted their last token, in running order, with true counters and
         blocks."""
-        end, bs, due_n = self.tick + k, self.bs, self.due_n
+        stop, bs, due_n = self.tick + k, self.bs, self.due_n
         total = 0
-        # the ticks due before the end (every key is >= covered; at most one per slot of a block)
-        ticks = range(self.covered, end) if end - self.covered <= len(due_n) else [a for a in due_n if a < end]
+        # the ticks due before the stop (every key is >= covered; at most one per slot of a block)
+        ticks = range(self.covered, stop) if stop - self.covered <= len(due_n) else [a for a in due_n if a < stop]
         for at in ticks:
             members = due_n.pop(at, 0)
             if not members:
                 continue
-            more = -(-(end - at) // bs)
+            more = -(-(stop - at) // bs)
             total += members * more
             after = at + more * bs
             due_n[after] = due_n.get(after, 0) + members
         if total:
             self.kv.grant(total)
-        self.covered = end
-        self.tick = end
+        self.covered = stop
+        self.tick = stop
         h, base, done = self.ends, self.base, []
         while h and h[0][0] <= self.tick:
             end, _, r = heappop(h)

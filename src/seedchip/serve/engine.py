@@ -208,7 +208,7 @@ class Engine:
         elif dp == 1:
             cnt, keys, longest = [members], [coh.keys()], [coh.longest_context()]
         else:
-            cnt, offs, top = coh.replicas(self.running)
+            cnt, offs, top = coh.replicas()
             t1 = coh.tick + 1
             keys = [offs[j] + cnt[j] * t1 for j in range(dp)]
             longest = [top[j] + t1 for j in range(dp)]
