@@ -95,9 +95,10 @@ def main() -> None:
 
 def decode_shares(x: dict) -> dict:
     """Each op class's share of a row's decode step: the batch its limits and memory allow,
-    at its mid-run context (a static estimate with the row's engine and memory fraction)."""
-    kw = dict(chip="h100-sxm", model=x["model"], num_chips=x["tp"], tp=x["tp"], weight_format="fp8",
-              kv_format="fp8", engine="trtllm", memory_fraction=0.95, interval=False)
+    at its mid-run context (a static estimate with the row's chip, engine and table's memory
+    fraction; the NVIDIA table's rows are all fp8 weights and KV)."""
+    kw = dict(chip=x["chip"], model=x["model"], num_chips=x["tp"], tp=x["tp"], weight_format="fp8",
+              kv_format="fp8", engine=x["engine"], memory_fraction=TABLES[x["table"]][0], interval=False)
     memory = api.estimate(**kw, batch=1, input_len=x["isl"], output_len=x["osl"]).to_dict()["memory"]
     kv_tokens = memory["max_kv_tokens"]
     batch = max(1, min(x["max_num_seqs"] or 1, kv_tokens // (x["isl"] + x["osl"])))
@@ -118,9 +119,9 @@ def shares(rows: list[dict]) -> None:
         print(f"  TP {tp}: n={sel.sum():3d} mean err {err[sel].mean():+6.1f}%  all-reduce share {coll[sel].mean():.2f}")
     for label, cols in (("err ~ a + b x share", [coll]), ("err ~ a + c x [TP > 1]", [multi]),
                         ("err ~ a + b x share + c x [TP > 1]", [coll, multi])):
-        x = np.column_stack([np.ones_like(err)] + cols)
-        coef = np.linalg.lstsq(x, err, rcond=None)[0]
-        rms = float(np.sqrt(np.mean((x @ coef - err) ** 2)))
+        design = np.column_stack([np.ones_like(err)] + cols)
+        coef = np.linalg.lstsq(design, err, rcond=None)[0]
+        rms = float(np.sqrt(np.mean((design @ coef - err) ** 2)))
         print(f"  {label:36s} coefficients {np.round(coef, 1)}  RMS residual {rms:.1f}%")
     low = (multi > 0) & (coll < 0.15)
     print(f"  TP > 1 with the all-reduce under 15% of the step: n={low.sum()} mean err {err[low].mean():+.1f}%")

@@ -209,26 +209,13 @@ class Cohort:
             return extra_blocks <= self.kv.available
         if need + extra_blocks > self.kv.available:
             return False                       # the caller dissolves the cohort (sync)
-        self.kv.grant(need)
-        del self.due_n[t]
-        at = t + self.bs
-        self.due_n[at] = self.due_n.get(at, 0) + need
-        self.covered = t + 1
+        self._cover(t + 1)
         return True
 
-    def stretch_blocks(self, k: int) -> int:
-        """Blocks the members need to run ``k`` steps from now."""
-        total, end, bs = 0, self.tick + k, self.bs
-        for at, members in self.due_n.items():      # at most one tick per slot of a block
-            if at < end:
-                total += members * -(-(end - at) // bs)
-        return total
-
-    def advance(self, k: int) -> list:
-        """Run ``k`` steps: the blocks for them (known to fit), then the tick; returns the
-        members that emitted their last token, in running order, with true counters and
-        blocks."""
-        stop, bs, due_n = self.tick + k, self.bs, self.due_n
+    def _cover(self, stop: int) -> None:
+        """Grant the members the blocks of every step before tick ``stop`` (known to fit):
+        the counts due before it move on by whole blocks."""
+        bs, due_n = self.bs, self.due_n
         total = 0
         # the ticks due before the stop (every key is >= covered; at most one per slot of a block)
         ticks = range(self.covered, stop) if stop - self.covered <= len(due_n) else [a for a in due_n if a < stop]
@@ -243,7 +230,21 @@ class Cohort:
         if total:
             self.kv.grant(total)
         self.covered = stop
-        self.tick = stop
+
+    def stretch_blocks(self, k: int) -> int:
+        """Blocks the members need to run ``k`` steps from now."""
+        total, end, bs = 0, self.tick + k, self.bs
+        for at, members in self.due_n.items():      # at most one tick per slot of a block
+            if at < end:
+                total += members * -(-(end - at) // bs)
+        return total
+
+    def advance(self, k: int) -> list:
+        """Run ``k`` steps: the blocks for them (known to fit), then the tick; returns the
+        members that emitted their last token, in running order, with true counters and
+        blocks."""
+        self._cover(self.tick + k)
+        self.tick += k
         h, base, done = self.ends, self.base, []
         while h and h[0][0] <= self.tick:
             end, _, r = heappop(h)
