@@ -78,6 +78,37 @@ def test_trtllm_bench_limits_by_hand():
     assert trtllm_bench_limits(m, 80e9, 1, 1, "fp8", "fp8", 20000, 2000, 0.95) == (64, 2048)
 
 
+def test_trtllm_bench_batch_size_tuner_table():
+    h100 = seedchip.load_chip("h100-sxm")
+    t = resolve_engine("trtllm", h100, offline=True).batch_size_tuning
+    # KV capacity in requests -> runtime batch: the table, then multiples of 512 within 128 above them
+    caps = (100, 143, 144, 335, 336, 671, 672, 831, 1279, 1663, 1664, 2047, 2048, 2175, 2176)
+    assert [t.batch(c) for c in caps] == [128, 128, 256, 256, 512, 512, 768, 768, 1024, 1536, 1664, 2047,
+                                          2048, 2048, 2176]
+    assert resolve_engine("trtllm", h100).batch_size_tuning is None      # trtllm-serve: no tuner
+    assert resolve_engine("vllm", h100, offline=True).batch_size_tuning is None
+
+
+def test_trtllm_bench_offline_runs_take_the_build_limits_and_the_tuner_cap():
+    # llama-3.1-8b fp8 on one H100, 128/4096: the build sizes for 384 requests (0.95 of the free
+    # memory); the KV cache holds ~258 requests of 4,224 tokens, which the tuner maps to 256
+    kw = dict(chip="h100-sxm", model=MODEL, weight_format="fp8", kv_format="fp8", engine="trtllm",
+              input_len=128, output_len=4096, num_requests=8)
+    d = seedchip.simulate(offline=True, kv_memory_fraction=0.95, **kw).to_dict()["inputs"]
+    tuned = d["batch_size_tuning"]
+    assert tuned["engine_max_num_seqs"] == 384 and 144 <= tuned["kv_capacity_requests"] < 336
+    assert d["max_num_seqs"] == tuned["runtime_max_num_seqs"] == 256
+    # the build's limits do not follow the fraction the benchmark runs with; the tuner does
+    half = seedchip.simulate(offline=True, kv_memory_fraction=0.5, **kw).to_dict()["inputs"]
+    assert half["batch_size_tuning"]["engine_max_num_seqs"] == 384
+    assert half["max_batched_tokens"] == d["max_batched_tokens"]
+    assert half["batch_size_tuning"]["kv_capacity_requests"] < 144 and half["max_num_seqs"] == 128
+    # an explicit limit below the tuner's stands; an online server has no tuner
+    assert seedchip.simulate(offline=True, max_num_seqs=200, **kw).to_dict()["inputs"]["max_num_seqs"] == 200
+    online = seedchip.simulate(qps=1.0, **kw).to_dict()["inputs"]
+    assert online["max_num_seqs"] == 2048 and "batch_size_tuning" not in online
+
+
 # ------------------------------------------------------------------ admission
 
 def engine(name: str, kv_tokens: int | None = None, **over) -> Engine:

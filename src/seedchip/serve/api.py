@@ -9,6 +9,8 @@ profile's values.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import units
 from ..errors import SpecError
 from ..hardware.catalog import load_chip
@@ -17,12 +19,13 @@ from ..model.zoo import load_model
 from ..perf.calibration import load_calibration
 from ..perf.deployment import MAX_CHIPS, Deployment, Parallelism
 from ..perf.estimate import check_context
+from ..perf.memory import memory_plan
 from ..perf.uncertainty import Perturbation, draws, interval80
 from .engine import Engine
 from .profiles import DEFAULT_ENGINE, EngineLimits, EngineProfile, engine_deployment, engine_model, resolve_engine
 from .scheduler import SchedulerConfig
 from .sim import Simulation, SimResult, Slo, parse_pools, write_chrome_trace
-from .tuning import best_limits, mean_lengths, trtllm_bench_limits
+from .tuning import best_limits, mean_lengths, runtime_max_seqs, trtllm_bench_limits
 from .workload import WorkloadSpec
 
 
@@ -61,8 +64,7 @@ def bench_overrides(profile: EngineProfile, o: EngineLimits, arch: ModelArch, sp
     if profile.offline_limits != "trtllm-bench" or (o.max_num_seqs and o.max_batched_tokens):
         return o
     isl, osl = mean_lengths(workload)
-    seqs, tokens = trtllm_bench_limits(arch, spec.hbm_capacity_bytes, tp, pp, weight_format, kv_format, isl, osl,
-                                       o.kv_memory_fraction or profile.memory_fraction)
+    seqs, tokens = trtllm_bench_limits(arch, spec.hbm_capacity_bytes, tp, pp, weight_format, kv_format, isl, osl)
     return o.model_copy(update={"max_num_seqs": o.max_num_seqs or seqs,
                                 "max_batched_tokens": o.max_batched_tokens or tokens})
 
@@ -91,7 +93,12 @@ def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format
                               max_batched_tokens=o.max_batched_tokens, memory_fraction=o.kv_memory_fraction,
                               perturbation=perturbation)
         d.check_model(m)
-        return m, d, scheduler_config(profile, o, scheduler)
+        cfg = scheduler_config(profile, o, scheduler)
+        if profile.batch_size_tuning is not None:          # resolved for offline use only
+            tuned = runtime_max_seqs(profile.batch_size_tuning, cfg.max_num_seqs, memory_plan(m, d).max_kv_tokens,
+                                     cfg.block_size, *mean_lengths(workload))
+            cfg = replace(cfg, max_num_seqs=tuned["runtime_max_num_seqs"], batch_tuning=tuned)
+        return m, d, cfg
 
     if disaggregate:
         pools = parse_pools(disaggregate)
@@ -227,6 +234,7 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
         "num_chips": sum(e.dep.num_chips for e in engines), "replicas": replicas if not disaggregate else None,
         "disaggregate": disaggregate, "router": router, "engine": profile["id"],
         "scheduler": scheduler, "admission": e0.cfg.admission, "max_num_seqs": e0.cfg.max_num_seqs,
+        **({"batch_size_tuning": e0.cfg.batch_tuning} if e0.cfg.batch_tuning else {}),
         "max_batched_tokens": e0.dep.max_batched_tokens, "block_size": e0.cfg.block_size,
         "kv_memory_fraction": e0.dep.memory_fraction, "memory_basis": e0.dep.memory_basis,
         "prefix_caching": e0.cfg.prefix_caching, "weight_format": weight_format, "kv_format": kv_format,

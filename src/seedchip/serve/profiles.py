@@ -34,6 +34,24 @@ class NewTokenRatio(FrozenSpec):
     decay_steps: int = Field(gt=0)
 
 
+class BatchSizeTuning(FrozenSpec):
+    """A runtime cap on the batch from the KV capacity (TensorRT-LLM's dynamic batch-size
+    tuner): the requests of mean length that the KV blocks hold are looked up in
+    ``table`` (the first row whose bound exceeds them gives the batch); above the table
+    they are rounded down to ``granularity`` when within ``threshold`` of it."""
+    table: list[tuple[int, int]] = Field(min_length=1)
+    granularity: int = Field(gt=0)
+    threshold: int = Field(ge=0)
+
+    def batch(self, capacity: int) -> int:
+        """The runtime batch size for ``capacity`` requests in the KV cache."""
+        for bound, size in self.table:
+            if capacity < bound:
+                return size
+        floor = capacity // self.granularity * self.granularity
+        return floor if capacity < floor + self.threshold else capacity
+
+
 class EngineSource(FrozenSpec):
     what: str
     document: str
@@ -60,6 +78,8 @@ class EngineProfile(FrozenSpec):
         "model", description="model: sliding-window layers keep and read only their window; ignored: the engine "
                              "runs them as full attention unless told otherwise (its default setting)")
     new_token_ratio: NewTokenRatio | None = None
+    batch_size_tuning: BatchSizeTuning | None = Field(
+        None, description="a runtime cap on the batch from the KV capacity at the workload's mean lengths")
     step_sigma: float = Field(ge=0, description="log-spread of what the engine model misses per step, from "
                                                  "measured end-to-end results (for the 80% intervals)")
     runtime: Runtime
@@ -68,7 +88,8 @@ class EngineProfile(FrozenSpec):
 
     def summary(self) -> dict:
         """What the JSON of a run reports under ``engine``."""
-        d = self.model_dump(mode="json", exclude={"sources", "assumed", "runtime"})
+        d = self.model_dump(mode="json", exclude={"sources", "assumed", "runtime"}
+                            | ({"batch_size_tuning"} if self.batch_size_tuning is None else set()))
         d["runtime"] = self.runtime.model_dump(mode="json")
         d["sources"] = [f"{s.document} ({s.year})" for s in self.sources]
         d["assumed"] = " ".join(self.assumed.split())

@@ -22,7 +22,7 @@ allow" is the engine's admission rule (see ``serve/engines.yaml``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SpecError, UnknownNameError
 from .profiles import ADMISSIONS, NewTokenRatio
@@ -40,6 +40,7 @@ class SchedulerConfig:
     prefix_caching: bool = False
     mixed_batches: bool = True
     new_token_ratio: NewTokenRatio | None = None
+    batch_tuning: dict | None = field(default=None, compare=False)   # how a runtime tuner set max_num_seqs
 
     def validate(self) -> "SchedulerConfig":
         if self.policy not in POLICIES:

@@ -6,7 +6,8 @@ search for the best limits within memory (``--max-throughput``).
 ``finetune_setting``, 2025): the KV memory left after the weights (all GPUs of the
 tensor x pipeline group, a fraction of it) divided by one request's KV (mean prompt +
 mean output, KV heads at least tp) gives the requests that fit; the batch size is that
-(at most 4,096, divided by pp), rounded up optimistically; the token budget is batch x
+(at most 4,096, divided by pp), rounded up optimistically; the fraction is the build's
+own 0.95, whatever fraction the benchmark then runs with; the token budget is batch x
 (1 + ISL / OSL), at most 32,768, rounded up, at least 2,048.
 
 ``best_limits`` searches ``max_num_seqs`` (powers of two up to what memory holds, plus
@@ -28,6 +29,8 @@ from .workload import WorkloadSpec, requests
 TOKEN_BUDGETS = (2048, 4096, 8192, 16384, 32768)
 MAX_BENCH_BATCH = 4096          # trtllm-bench caps the batch size (decoder buffers)
 MAX_BENCH_TOKENS = 32768        # and the token budget (activation buffers)
+BUILD_KV_FRACTION = 0.95        # calc_engine_setting's default; `trtllm-bench build` has no option to change it,
+                                # so the runtime's --kv_cache_free_gpu_mem_fraction does not reach the limits
 
 
 def mean_lengths(spec: WorkloadSpec, sample: int = 2000) -> tuple[float, float]:
@@ -53,7 +56,8 @@ def _round_tokens(raw: float) -> int:
 
 
 def trtllm_bench_limits(model: ModelArch, chip_hbm_bytes: float, tp: int, pp: int, weight_format: str,
-                        kv_format: str, isl: float, osl: float, kv_fraction: float) -> tuple[int, int]:
+                        kv_format: str, isl: float, osl: float,
+                        kv_fraction: float = BUILD_KV_FRACTION) -> tuple[int, int]:
     """(max_num_seqs, max_batched_tokens) as trtllm-bench's build heuristic sets them."""
     kv_bytes = get_format(kv_format).bytes_per_element
     if model.attention == "mla":
@@ -67,6 +71,18 @@ def trtllm_bench_limits(model: ModelArch, chip_hbm_bytes: float, tp: int, pp: in
     raw_bs = min(requests_fit, MAX_BENCH_BATCH) / pp
     raw_tokens = min(raw_bs * (1 + isl / osl), MAX_BENCH_TOKENS)
     return _round_batch(raw_bs), _round_tokens(raw_tokens)
+
+
+def runtime_max_seqs(tuning, max_num_seqs: int, kv_tokens: int, block_size: int, isl: float,
+                     osl: float) -> dict:
+    """The batch limit a dynamic batch-size tuner sets at run time: the requests of the
+    workload's mean lengths (truncated to whole tokens) whose blocks the KV cache holds
+    (``kv_capacity_requests``), looked up in the tuner's table, and never above the
+    engine's own ``max_num_seqs`` (``runtime_max_num_seqs``)."""
+    per_request = max(math.ceil((int(isl) + int(osl)) / block_size), 1)
+    capacity = (kv_tokens // block_size) // per_request
+    return {"kv_capacity_requests": capacity, "engine_max_num_seqs": max_num_seqs,
+            "runtime_max_num_seqs": min(max_num_seqs, tuning.batch(capacity))}
 
 
 def best_limits(run: Callable[[int, int], dict], start: tuple[int, int], most_seqs: int) -> tuple[dict, dict]:
@@ -92,4 +108,4 @@ def best_limits(run: Callable[[int, int], dict], start: tuple[int, int], most_se
     return chosen, search
 
 
-__all__ = ["trtllm_bench_limits", "best_limits", "mean_lengths"]
+__all__ = ["trtllm_bench_limits", "best_limits", "mean_lengths", "runtime_max_seqs"]

@@ -10,7 +10,6 @@ from ..errors import SeedChipError, one_line
 from ..hardware.catalog import load_chip
 from ..model.zoo import load_model
 from ..serve.api import simulate
-from ..serve.profiles import resolve_engine
 from ..serve.tuning import trtllm_bench_limits
 from .e2e import METRICS, Case, error_table, pick, read_cases
 
@@ -47,17 +46,15 @@ def run_case(c: Case, calibration: str | None, kv_memory_fraction: float | None,
                     max_num_seqs=seqs, max_batched_tokens=tokens, interval=interval).to_dict()
 
 
-def largest_build(cases: list[Case], kv_memory_fraction: float | None) -> dict:
+def largest_build(cases: list[Case]) -> dict:
     """Batch limits per (model, chip, tp) when one engine was built for the table's
     largest ISL + OSL of that model and reused for every row (as Azure's benchmarking
     guide runs trtllm-bench: Benchmarks/NVIDIA/LLMBenchmark.py, 2025)."""
     out = {}
     for key in {(c.model, c.chip, c.tp) for c in cases}:
         c = max((x for x in cases if (x.model, x.chip, x.tp) == key), key=lambda x: (x.isl + x.osl, x.line))
-        chip = load_chip(c.chip)
-        frac = kv_memory_fraction or resolve_engine(c.engine, chip, c.tp).memory_fraction
-        out[key] = trtllm_bench_limits(load_model(c.model), chip.hbm_capacity_bytes, c.tp, 1, c.weight_format,
-                                       c.kv_format, c.isl, c.osl, frac)
+        out[key] = trtllm_bench_limits(load_model(c.model), load_chip(c.chip).hbm_capacity_bytes, c.tp, 1,
+                                       c.weight_format, c.kv_format, c.isl, c.osl)
     return out
 
 
@@ -103,7 +100,7 @@ def validate_e2e(table: str, *, engine: str = "trtllm", calibration: str | None 
     ``interval``: each row also gets its 80% interval (perturbed runs, several times
     slower) and the result the share of measurements inside (``interval80_coverage``)."""
     cases = read_cases(table, engine)
-    limits = largest_build(cases, kv_memory_fraction) if build_for_largest else {}
+    limits = largest_build(cases) if build_for_largest else {}
     rows: list[dict] = []
     for i, c in enumerate(cases):
         if progress:
