@@ -42,6 +42,36 @@ def test_profiles_resolve_their_documented_defaults_per_chip():
         assert s["sources"] and s["id"] == e and s["runtime"]["id"] == e
 
 
+def test_sglang_derives_its_memory_fraction_from_what_it_keeps_out():
+    h100, v5e = seedchip.load_chip("h100-sxm"), seedchip.load_chip("tpu-v5e")
+    # 80 GiB = 81,920 MiB; reserve 512 + 1.5 x 8,192 + 2 x 256 (graph batch) + 1/8 x 1,024 = 13,440 MiB
+    assert resolve_engine("sglang", h100).memory_fraction == 0.836
+    # tp 8: graphs of 512 sequences, 8/8 x 1,024: 14,848 MiB -> 0.819
+    assert resolve_engine("sglang", h100, tp=8).memory_fraction == 0.819
+    # 16 GiB: chunks of 2,048, graphs of 8: 512 + 3,072 + 16 + 128 = 3,728 of 16,384 MiB (no 10 GiB floor)
+    p = resolve_engine("sglang", v5e)
+    assert (p.max_batched_tokens, p.runtime.graph_max_tokens, p.memory_fraction) == (2048, 8, 0.772)
+    # a larger chunk keeps more out: 512 + 1.5 x 16,384 + 512 + 128 = 25,728 MiB -> 0.686
+    kw = dict(chip="h100-sxm", model=MODEL, engine="sglang", input_len=128, output_len=8, num_requests=4, qps=1.0)
+    assert seedchip.simulate(max_batched_tokens=16384, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.686
+    # a small chunk: 512 + 3,072 + 512 + 128 = 4,224 MiB, but at least 10 GiB above 60 GiB -> 0.875
+    assert seedchip.simulate(max_batched_tokens=2048, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.875
+    assert seedchip.simulate(kv_memory_fraction=0.7, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.7
+
+
+def test_sglang_static_memory_holds_weights_and_kv_and_leaves_activations_out():
+    from seedchip.perf.memory import RUNTIME_RESERVE_BYTES, memory_plan
+    from seedchip.serve.profiles import engine_deployment
+    h100, m = seedchip.load_chip("h100-sxm"), seedchip.load_model(MODEL)
+    p = resolve_engine("sglang", h100)
+    plans = [memory_plan(m, engine_deployment(p, h100, max_batched_tokens=t, memory_fraction=0.836)) for t in
+             (2048, 8192)]
+    for plan in plans:   # KV = fraction x (HBM - the runtime's reserve) - weights, whatever the activations
+        kv = 0.836 * (h100.hbm_capacity_bytes - RUNTIME_RESERVE_BYTES) - plan.weights_bytes
+        assert plan.max_kv_tokens == int(kv // plan.kv_bytes_per_token)
+    assert plans[0].activation_bytes < plans[1].activation_bytes
+
+
 def test_trtllm_runs_sliding_window_layers_as_full_attention_by_default():
     """TensorRT-LLM keeps and reads the whole context unless max_attention_window_size is
     set; vLLM and SGLang honour the model's window. A Mistral decode at 16k of context

@@ -147,7 +147,7 @@ def estimate(*, chip: str | ChipSpec, model: str | ModelArch, num_chips: int = 1
     arch = load_model(model) if not isinstance(model, ModelArch) else model
     spec = load_chip(chip)
     probe_tp = tp if tp is not None else max(1, num_chips // pp)
-    profile = resolve_engine(engine, spec, probe_tp, offline=True)
+    profile = resolve_engine(engine, spec, probe_tp, offline=True, pp=pp)
     arch = engine_model(profile, arch)
     dep = engine_deployment(profile, spec, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                             act_format=act_format, kv_format=kv_format, calibration=calibration,

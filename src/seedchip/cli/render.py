@@ -234,10 +234,14 @@ def engines_table(rows: list[dict]) -> Table:
                   f"{r['max_num_seqs']}" + (f" ({off['max_num_seqs']} offline)" if "max_num_seqs" in off else ""),
                   f"{r['max_batched_tokens']}" + (f" ({off['max_batched_tokens']} offline)"
                                                   if "max_batched_tokens" in off else ""),
-                  f"{r['memory_fraction']:.0%} of {r['memory_basis']}", "on" if r["prefix_caching"] else "off",
+                  f"{r['memory_fraction']:.1%} " + BASIS_WORDS.get(r["memory_basis"], r["memory_basis"]),
+                  "on" if r["prefix_caching"] else "off",
                   f"fused: {', '.join(fused) or 'none'}; {graphs}; host {fmt(rt['host_step_s'], 's')}/step"
                   + (" overlapped" if rt["overlap_host"] else ""))
     return t
+
+
+BASIS_WORDS = {"total": "of total", "free": "of free", "static": "of total: weights + KV"}
 
 
 def e2e_tables(r: dict) -> list[Table]:

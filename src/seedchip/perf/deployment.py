@@ -73,10 +73,12 @@ class Deployment(Layout):
     chip: ChipSpec
     tp: int = Field(1, gt=0)
     memory_fraction: float = Field(0.9, gt=0, le=1, description="share of memory the engine may use; see memory_basis")
-    memory_basis: Literal["total", "free"] = Field(
+    memory_basis: Literal["total", "free", "static"] = Field(
         "total", description="total: memory_fraction of the whole HBM holds weights, activations and KV (vLLM "
                              "gpu_memory_utilization); free: that fraction of what is left after weights and "
-                             "activations holds the KV cache (TensorRT-LLM kv_cache_free_gpu_mem_fraction)")
+                             "activations holds the KV cache (TensorRT-LLM kv_cache_free_gpu_mem_fraction); "
+                             "static: that fraction of the memory free at start holds weights and KV, activations "
+                             "and graphs live in the rest (SGLang mem_fraction_static)")
     max_batched_tokens: int = Field(8192, gt=0, description="tokens per step the activation reserve is sized for")
     calibration: Calibration
     runtime: Runtime = Field(KERNELS, description="how the engine runs the kernels (fusion, launches, host work)")

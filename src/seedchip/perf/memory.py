@@ -101,7 +101,9 @@ def activation_bytes(model: ModelArch, dep: Deployment, tokens: int) -> float:
 def memory_plan(model: ModelArch, dep: Deployment, tokens_per_step: int | None = None) -> MemoryPlan:
     """What fits on one chip. ``memory_basis`` "total": ``memory_fraction`` of the HBM
     holds everything (weights, activations, reserve, KV); "free": everything but the KV
-    cache is placed first and that fraction of what is left becomes KV cache."""
+    cache is placed first and that fraction of what is left becomes KV cache; "static":
+    that fraction of the memory free at start (the HBM less the runtime's reserve) holds
+    the weights and the KV cache, and the activations live in the rest."""
     chip = dep.chip
     cap = chip.hbm_capacity_bytes
     w, total = weights_bytes(model, dep)
@@ -109,6 +111,8 @@ def memory_plan(model: ModelArch, dep: Deployment, tokens_per_step: int | None =
     if dep.memory_basis == "free":
         left = cap - w - act - RUNTIME_RESERVE_BYTES
         usable = w + act + RUNTIME_RESERVE_BYTES + max(left, 0.0) * dep.memory_fraction if left > 0 else cap
+    elif dep.memory_basis == "static":     # the activations and the reserve sit outside the fraction
+        usable = min(cap, (cap - RUNTIME_RESERVE_BYTES) * dep.memory_fraction + act + RUNTIME_RESERVE_BYTES)
     else:
         usable = cap * dep.memory_fraction
     free = usable - w - act - RUNTIME_RESERVE_BYTES
@@ -155,8 +159,10 @@ def check_fits(model: ModelArch, dep: Deployment, plan: MemoryPlan, kv_tokens_ne
         if get_format(dep.kv_format).bits > 8:
             hints.append("or --kv-format fp8")
         hints.append("or add chips")
-    share = (f"{dep.memory_fraction:.0%} of {fmt(plan.capacity_bytes, 'bytes')}" if dep.memory_basis == "total" else
-             f"{fmt(plan.capacity_bytes, 'bytes')}, the KV cache {dep.memory_fraction:.0%} of what weights leave")
+    share = {"total": f"{dep.memory_fraction:.0%} of {fmt(plan.capacity_bytes, 'bytes')}",
+             "free": f"{fmt(plan.capacity_bytes, 'bytes')}, the KV cache {dep.memory_fraction:.0%} of what weights leave",
+             "static": f"{fmt(plan.capacity_bytes, 'bytes')}, weights and KV cache {dep.memory_fraction:.1%} of "
+                       f"{fmt(plan.capacity_bytes - plan.reserve_bytes, 'bytes')}"}[dep.memory_basis]
     raise DoesNotFitError(
         f"{model.id} does not fit on {where}: needs {fmt(need, 'bytes')} per chip ({parts}) but "
         f"{fmt(plan.usable_bytes, 'bytes')} are usable ({share}); "

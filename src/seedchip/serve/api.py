@@ -84,7 +84,7 @@ def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format
     def one(c, n, tp_, pp_, ep_) -> tuple[ModelArch, Deployment, SchedulerConfig]:
         spec = load_chip(c)
         probe_tp = tp_ if tp_ is not None else max(1, n // pp_)
-        profile = resolve_engine(engine, spec, probe_tp, workload.offline)
+        profile = resolve_engine(engine, spec, probe_tp, workload.offline, pp_)
         m = engine_model(profile, arch)
         o = bench_overrides(profile, overrides, m, spec, probe_tp, pp_, weight_format, kv_format, workload) \
             if workload.offline else overrides
@@ -228,7 +228,7 @@ def _simulate(*, chip, model, num_chips, tp, pp, ep, weight_format, act_format, 
                      disaggregated=bool(disaggregate), progress=progress)
     res = sim.run()
     e0 = engines[0]
-    profile = resolve_engine(engine, e0.dep.chip, e0.dep.tp, offline).summary()
+    profile = resolve_engine(engine, e0.dep.chip, e0.dep.tp, offline, e0.dep.pp).summary()
     inputs = {
         "model": arch.id, "chip": chip if not disaggregate else None,
         "num_chips": sum(e.dep.num_chips for e in engines), "replicas": replicas if not disaggregate else None,

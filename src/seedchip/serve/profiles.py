@@ -52,6 +52,29 @@ class BatchSizeTuning(FrozenSpec):
         return floor if capacity < floor + self.threshold else capacity
 
 
+class MemoryReserve(FrozenSpec):
+    """A memory fraction derived from what the engine keeps out of it, in MiB (SGLang's
+    mem_fraction_static when not given): ``base`` + ``per_prefill_token`` x max(chunk,
+    ``min_prefill_tokens``) + ``per_graph_seq`` x the largest CUDA-graph batch +
+    ``per_8_ranks`` x tp x pp / 8, at least ``floor_mib`` on chips above ``floor_above_gib``;
+    the fraction is (HBM - reserve) / HBM rounded to three decimals."""
+    base_mib: float = Field(ge=0)
+    per_prefill_token_mib: float = Field(ge=0)
+    min_prefill_tokens: int = Field(ge=0)
+    per_graph_seq_mib: float = Field(ge=0)
+    per_8_ranks_mib: float = Field(ge=0)
+    floor_mib: float = Field(ge=0)
+    floor_above_gib: float = Field(ge=0)
+
+    def fraction(self, hbm_bytes: float, chunk: int, graph_seqs: int, ranks: int) -> float:
+        mem = hbm_bytes / 2**20
+        reserve = (self.base_mib + self.per_prefill_token_mib * max(chunk, self.min_prefill_tokens)
+                   + self.per_graph_seq_mib * graph_seqs + self.per_8_ranks_mib * ranks / 8)
+        if mem > self.floor_above_gib * 1024:
+            reserve = max(reserve, self.floor_mib)
+        return min(1.0, max(0.01, round((mem - reserve) / mem, 3)))
+
+
 class EngineSource(FrozenSpec):
     what: str
     document: str
@@ -69,7 +92,10 @@ class EngineProfile(FrozenSpec):
     max_num_seqs: int = Field(gt=0)
     max_batched_tokens: int = Field(gt=0)
     memory_fraction: float = Field(gt=0, le=1)
-    memory_basis: Literal["total", "free"]
+    memory_basis: Literal["total", "free", "static"]
+    memory_reserve: MemoryReserve | None = Field(
+        None, description="memory_fraction derived from the memory the engine keeps out of it (its chunk size, "
+                          "CUDA-graph batch and ranks) unless given")
     mixed_batches: bool = Field(True, description="prefill chunks and decodes share a step (False: separate steps)")
     offline_limits: Literal["profile", "trtllm-bench"] = Field(
         "profile", description="offline runs take the profile's limits, or derive them from the workload's mean "
@@ -86,10 +112,19 @@ class EngineProfile(FrozenSpec):
     sources: list[EngineSource] = Field(min_length=1)
     assumed: str = ""
 
+    def fraction_for(self, chip: ChipSpec, tp: int, pp: int, max_batched_tokens: int | None) -> float:
+        """The memory fraction of this deployment: derived when the profile says how
+        (``memory_reserve``, from the token budget in force), else the profile's."""
+        if self.memory_reserve is None:
+            return self.memory_fraction
+        return self.memory_reserve.fraction(chip.hbm_capacity_bytes, max_batched_tokens or self.max_batched_tokens,
+                                            self.runtime.graph_max_tokens, tp * pp)
+
     def summary(self) -> dict:
         """What the JSON of a run reports under ``engine``."""
         d = self.model_dump(mode="json", exclude={"sources", "assumed", "runtime"}
-                            | ({"batch_size_tuning"} if self.batch_size_tuning is None else set()))
+                            | ({"batch_size_tuning"} if self.batch_size_tuning is None else set())
+                            | ({"memory_reserve"} if self.memory_reserve is None else set()))
         d["runtime"] = self.runtime.model_dump(mode="json")
         d["sources"] = [f"{s.document} ({s.year})" for s in self.sources]
         d["assumed"] = " ".join(self.assumed.split())
@@ -131,7 +166,7 @@ class ServingDeployment(Layout, EngineLimits):
         """The model as the engine runs it and the deployment (checked against the model),
         for a plain (not disaggregated) deployment."""
         tp = self.tp if self.tp is not None else max(1, self.num_chips // self.pp)
-        profile = resolve_engine(engine or DEFAULT_ENGINE, chip, tp, offline)
+        profile = resolve_engine(engine or DEFAULT_ENGINE, chip, tp, offline, self.pp)
         dep = engine_deployment(profile, chip, **self.layout_kwargs(), calibration=calibration,
                                 max_batched_tokens=self.max_batched_tokens, memory_fraction=self.kv_memory_fraction)
         arch = engine_model(profile, model)
@@ -155,20 +190,22 @@ def engine_ids() -> list[str]:
 
 
 def _pick(value: Any, hbm_gib: float, tp: int, usage: str) -> Any:
-    """A value, or a rule table keyed by usage (offline/server), chip HBM or tp."""
+    """A value, or a rule table keyed by usage (offline/server), chip HBM or tp (a rule's
+    value may be a rule table itself)."""
     if not isinstance(value, dict):
         return value
     if "offline" in value or "server" in value:
         return _pick(value[usage], hbm_gib, tp, usage)
     if "by_hbm" in value:
-        return next(r["value"] for r in value["by_hbm"] if hbm_gib >= r["min_hbm_gib"])
+        return _pick(next(r["value"] for r in value["by_hbm"] if hbm_gib >= r["min_hbm_gib"]), hbm_gib, tp, usage)
     if "by_tp" in value:
-        return next(r["value"] for r in value["by_tp"] if tp >= r["min_tp"])
+        return _pick(next(r["value"] for r in value["by_tp"] if tp >= r["min_tp"]), hbm_gib, tp, usage)
     return {k: _pick(v, hbm_gib, tp, usage) for k, v in value.items()}
 
 
-def resolve_engine(name: str, chip: ChipSpec, tp: int = 1, offline: bool = False) -> EngineProfile:
-    """The named profile with its chip-, tp- and usage-dependent values resolved."""
+def resolve_engine(name: str, chip: ChipSpec, tp: int = 1, offline: bool = False, pp: int = 1) -> EngineProfile:
+    """The named profile with its chip-, tp- and usage-dependent values resolved (a
+    derived memory fraction from the profile's own token budget)."""
     raw = _raw()
     key = (DEFAULT_ENGINE if name is None else name).strip().lower()
     if key not in raw:
@@ -177,7 +214,10 @@ def resolve_engine(name: str, chip: ChipSpec, tp: int = 1, offline: bool = False
     data = {k: _pick(v, hbm_gib, tp, "offline" if offline else "server") for k, v in raw[key].items()}
     data["runtime"] = dict(data.get("runtime") or {}, id=key)
     try:
-        return EngineProfile(id=key, **data)
+        profile = EngineProfile(id=key, **data)
+        if profile.memory_reserve is not None:
+            profile = profile.model_copy(update={"memory_fraction": profile.fraction_for(chip, tp, pp, None)})
+        return profile
     except ValidationError as e:   # the shipped file is tested; a broken edit says where
         raise SpecError(f"engine profile {key!r} in {ENGINES_FILE.name} is not valid: {one_line(e)[:300]}") from None
 
@@ -196,11 +236,14 @@ def engine_deployment(profile: EngineProfile, chip: ChipSpec, *, num_chips: int 
                       memory_fraction: float | None = None, perturbation=None) -> Deployment:
     """A deployment run by this engine: its runtime costs, memory share and basis and
     token budget (the last two unless given)."""
+    if memory_fraction is None:
+        memory_fraction = profile.fraction_for(chip, tp if tp is not None else max(1, num_chips // pp), pp,
+                                               max_batched_tokens)
     return make_deployment(chip, num_chips=num_chips, tp=tp, pp=pp, ep=ep, weight_format=weight_format,
                            act_format=act_format, kv_format=kv_format, calibration=calibration,
                            max_batched_tokens=profile.max_batched_tokens if max_batched_tokens is None
                            else max_batched_tokens,
-                           memory_fraction=profile.memory_fraction if memory_fraction is None else memory_fraction,
+                           memory_fraction=memory_fraction,
                            memory_basis=profile.memory_basis, runtime=profile.runtime, perturbation=perturbation)
 
 
