@@ -177,7 +177,8 @@ def _max_throughput(kw: dict) -> SimResult:
             raise SpecError(f"--max-throughput searches --{k.replace('_', '-')} itself: drop it")
     first = _simulate(**kw)
     d = first.to_dict()
-    start = (d["inputs"]["max_num_seqs"], d["inputs"]["max_batched_tokens"])
+    tuner = d["inputs"].get("batch_size_tuning")        # the engine's own limit, which a runtime tuner may cap
+    start = (tuner["engine_max_num_seqs"] if tuner else d["inputs"]["max_num_seqs"], d["inputs"]["max_batched_tokens"])
     isl, osl = mean_lengths(WorkloadSpec(**{k: kw[k] for k in WORKLOAD_KEYS}))
     most = max(e["kv_tokens"] for e in d["engines"]) // max(1, round(isl + osl))
     runs = {start: first}
