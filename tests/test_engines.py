@@ -128,6 +128,9 @@ def test_trtllm_bench_offline_runs_take_the_build_limits_and_the_tuner_cap():
     tuned = d["batch_size_tuning"]
     assert tuned["engine_max_num_seqs"] == 384 and 144 <= tuned["kv_capacity_requests"] < 336
     assert d["max_num_seqs"] == tuned["runtime_max_num_seqs"] == 256
+    # --max-throughput starts from what the engine was built with, not the tuner's cap
+    best = seedchip.simulate(offline=True, kv_memory_fraction=0.95, max_throughput=True, **kw).to_dict()["tuned"]
+    assert best["engine_choice"]["max_num_seqs"] == 384
     # the build's limits do not follow the fraction the benchmark runs with; the tuner does
     half = seedchip.simulate(offline=True, kv_memory_fraction=0.5, **kw).to_dict()["inputs"]
     assert half["batch_size_tuning"]["engine_max_num_seqs"] == 384
