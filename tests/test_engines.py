@@ -59,6 +59,25 @@ def test_sglang_derives_its_memory_fraction_from_what_it_keeps_out():
     assert seedchip.simulate(kv_memory_fraction=0.7, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.7
 
 
+def test_sglang_sizes_its_request_pool_from_the_kv_cache():
+    kw = dict(engine="sglang", input_len=128, output_len=8, num_requests=4, qps=1.0)
+
+    def run(**more) -> tuple[int, int]:
+        d = seedchip.simulate(**kw, **more).to_dict()
+        return d["inputs"]["max_num_seqs"], d["engines"][0]["kv_tokens"]
+
+    # 8B on one H100: ~418,000 KV tokens / 131,072 of context x 512 = ~1,630 -> at least 2,048
+    seqs, kv = run(chip="h100-sxm", model=MODEL)
+    assert seqs == 2048 and kv / 131072 * 512 < 2048
+    # Mixtral (32,768 of context) on 2 H200s: ~1.37M tokens -> ~21,000 -> at most 4,096
+    seqs, kv = run(chip="h200-sxm", model="mixtral-8x7b", num_chips=2)
+    assert seqs == 4096 and kv / 32768 * 512 > 4096
+    # a pool of ~3,000 tokens: at most one request per 2 tokens
+    seqs, kv = run(chip="h100-sxm", model=MODEL, kv_memory_fraction=0.194)
+    assert seqs == kv // 2 < 2048
+    assert run(chip="h100-sxm", model=MODEL, max_num_seqs=300)[0] == 300
+
+
 def test_sglang_static_memory_holds_weights_and_kv_and_leaves_activations_out():
     from seedchip.perf.memory import RUNTIME_RESERVE_BYTES, memory_plan
     from seedchip.serve.profiles import engine_deployment

@@ -75,6 +75,21 @@ class MemoryReserve(FrozenSpec):
         return min(1.0, max(0.01, round((mem - reserve) / mem, 3)))
 
 
+class SeqsFromKV(FrozenSpec):
+    """A batch limit derived from the KV pool (SGLang's request pool when
+    max_running_requests is not given): ``per_context`` requests per context length of KV
+    tokens, within ``low``..``high``, and at most one request per ``tokens_per_seq`` KV
+    tokens; per data-parallel replica."""
+    per_context: float = Field(gt=0)
+    low: int = Field(gt=0)
+    high: int = Field(gt=0)
+    tokens_per_seq: int = Field(gt=0)
+
+    def seqs(self, kv_tokens: int, context_len: int) -> int:
+        pool = min(max(int(kv_tokens / context_len * self.per_context), self.low), self.high)
+        return max(1, min(pool, kv_tokens // self.tokens_per_seq))
+
+
 class EngineSource(FrozenSpec):
     what: str
     document: str
@@ -90,6 +105,8 @@ class EngineProfile(FrozenSpec):
     prefix_caching: bool
     block_size: int = Field(gt=0)
     max_num_seqs: int = Field(gt=0)
+    max_num_seqs_from_kv: SeqsFromKV | None = Field(
+        None, description="max_num_seqs derived from the KV pool and the model's context length unless given")
     max_batched_tokens: int = Field(gt=0)
     memory_fraction: float = Field(gt=0, le=1)
     memory_basis: Literal["total", "free", "static"]
@@ -124,7 +141,8 @@ class EngineProfile(FrozenSpec):
         """What the JSON of a run reports under ``engine``."""
         d = self.model_dump(mode="json", exclude={"sources", "assumed", "runtime"}
                             | ({"batch_size_tuning"} if self.batch_size_tuning is None else set())
-                            | ({"memory_reserve"} if self.memory_reserve is None else set()))
+                            | ({"memory_reserve"} if self.memory_reserve is None else set())
+                            | ({"max_num_seqs_from_kv"} if self.max_num_seqs_from_kv is None else set()))
         d["runtime"] = self.runtime.model_dump(mode="json")
         d["sources"] = [f"{s.document} ({s.year})" for s in self.sources]
         d["assumed"] = " ".join(self.assumed.split())
