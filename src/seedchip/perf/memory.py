@@ -160,7 +160,8 @@ def check_fits(model: ModelArch, dep: Deployment, plan: MemoryPlan, kv_tokens_ne
             hints.append("or --kv-format fp8")
         hints.append("or add chips")
     share = {"total": f"{dep.memory_fraction:.0%} of {fmt(plan.capacity_bytes, 'bytes')}",
-             "free": f"{fmt(plan.capacity_bytes, 'bytes')}, the KV cache {dep.memory_fraction:.0%} of what weights leave",
+             "free": f"{fmt(plan.capacity_bytes, 'bytes')}, the KV cache {dep.memory_fraction:.0%} of what weights "
+                     "leave",
              "static": f"{fmt(plan.capacity_bytes, 'bytes')}, weights and KV cache {dep.memory_fraction:.1%} of "
                        f"{fmt(plan.capacity_bytes - plan.reserve_bytes, 'bytes')}"}[dep.memory_basis]
     raise DoesNotFitError(
