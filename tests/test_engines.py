@@ -57,6 +57,9 @@ def test_sglang_derives_its_memory_fraction_from_what_it_keeps_out():
     # a small chunk: 512 + 3,072 + 512 + 128 = 4,224 MiB, but at least 10 GiB above 60 GiB -> 0.875
     assert seedchip.simulate(max_batched_tokens=2048, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.875
     assert seedchip.simulate(kv_memory_fraction=0.7, **kw).to_dict()["inputs"]["kv_memory_fraction"] == 0.7
+    # a chunk whose reserve exceeds the chip is refused, not clamped: 512 + 1.5 x 16,384 + ... > 16,384 MiB
+    with pytest.raises(SpecError, match="--max-batched-tokens"):
+        seedchip.simulate(**dict(kw, chip="tpu-v5e"), max_batched_tokens=16384)
 
 
 def test_sglang_sizes_its_request_pool_from_the_kv_cache():

@@ -231,7 +231,7 @@ def engines_table(rows: list[dict]) -> Table:
             f"graphs <= {rt['graph_max_tokens']} tok" + (" (decode)" if rt["graph_decode_only"] else ""))
         off = r.get("offline") or {}
         t.add_row(f"{r['id']}\n{r['name']} {r['version']}", r["admission"],
-                  (f"{kv['low']}-{kv['high']} by KV" if (kv := r.get("max_num_seqs_from_kv"))
+                  (f"{kv['min_requests']}-{kv['max_requests']} by KV" if (kv := r.get("max_num_seqs_from_kv"))
                    else f"{r['max_num_seqs']}")
                   + (f" ({off['max_num_seqs']} offline)" if "max_num_seqs" in off else ""),
                   f"{r['max_batched_tokens']}" + (f" ({off['max_batched_tokens']} offline)"

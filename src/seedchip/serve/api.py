@@ -94,12 +94,12 @@ def build_engines(arch: ModelArch, *, chip, num_chips, tp, pp, ep, weight_format
                               perturbation=perturbation)
         d.check_model(m)
         cfg = scheduler_config(profile, o, scheduler)
-        rule, ctx = profile.max_num_seqs_from_kv, m.max_position_embeddings
+        rule, ctx, tuning = profile.max_num_seqs_from_kv, m.max_position_embeddings, profile.batch_size_tuning
+        kv_tokens = memory_plan(m, d).max_kv_tokens if (rule and ctx) or tuning else 0    # per replica
         if rule is not None and o.max_num_seqs is None and ctx:       # the engine sizes its request pool
-            cfg = replace(cfg, max_num_seqs=rule.seqs(memory_plan(m, d).max_kv_tokens, ctx) * d.dp)
-        if profile.batch_size_tuning is not None:          # resolved for offline use only
-            tuned = runtime_max_seqs(profile.batch_size_tuning, cfg.max_num_seqs, memory_plan(m, d).max_kv_tokens,
-                                     cfg.block_size, *mean_lengths(workload))
+            cfg = replace(cfg, max_num_seqs=rule.seqs(kv_tokens, ctx) * d.dp)
+        if tuning is not None:                                        # resolved for offline use only
+            tuned = runtime_max_seqs(tuning, cfg.max_num_seqs, kv_tokens, cfg.block_size, *mean_lengths(workload))
             cfg = replace(cfg, max_num_seqs=tuned["runtime_max_num_seqs"], batch_tuning=tuned)
         return m, d, cfg
 

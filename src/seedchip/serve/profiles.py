@@ -38,18 +38,19 @@ class BatchSizeTuning(FrozenSpec):
     """A runtime cap on the batch from the KV capacity (TensorRT-LLM's dynamic batch-size
     tuner): the requests of mean length that the KV blocks hold are looked up in
     ``table`` (the first row whose bound exceeds them gives the batch); above the table
-    they are rounded down to ``granularity`` when within ``threshold`` of it."""
+    they are rounded down to a multiple of ``granularity_seqs`` when within
+    ``threshold_seqs`` of it. ``table`` rows: (requests the KV holds, sequences)."""
     table: list[tuple[int, int]] = Field(min_length=1)
-    granularity: int = Field(gt=0)
-    threshold: int = Field(ge=0)
+    granularity_seqs: int = Field(gt=0)
+    threshold_seqs: int = Field(ge=0)
 
     def batch(self, capacity: int) -> int:
         """The runtime batch size for ``capacity`` requests in the KV cache."""
         for bound, size in self.table:
             if capacity < bound:
                 return size
-        floor = capacity // self.granularity * self.granularity
-        return floor if capacity < floor + self.threshold else capacity
+        floor = capacity // self.granularity_seqs * self.granularity_seqs
+        return floor if capacity < floor + self.threshold_seqs else capacity
 
 
 class MemoryReserve(FrozenSpec):
@@ -67,27 +68,35 @@ class MemoryReserve(FrozenSpec):
     floor_above_gib: float = Field(ge=0)
 
     def fraction(self, hbm_bytes: float, chunk: int, graph_seqs: int, ranks: int) -> float:
-        mem = hbm_bytes / 2**20
-        reserve = (self.base_mib + self.per_prefill_token_mib * max(chunk, self.min_prefill_tokens)
-                   + self.per_graph_seq_mib * graph_seqs + self.per_8_ranks_mib * ranks / 8)
-        if mem > self.floor_above_gib * 1024:
-            reserve = max(reserve, self.floor_mib)
-        return min(1.0, max(0.01, round((mem - reserve) / mem, 3)))
+        """The fraction; a typed error when the reserve leaves nothing (the engine would
+        refuse to start: not enough memory)."""
+        mem_mib = hbm_bytes / 2**20
+        reserve_mib = (self.base_mib + self.per_prefill_token_mib * max(chunk, self.min_prefill_tokens)
+                       + self.per_graph_seq_mib * graph_seqs + self.per_8_ranks_mib * ranks / 8)
+        if mem_mib > self.floor_above_gib * 1024:
+            reserve_mib = max(reserve_mib, self.floor_mib)
+        f = round((mem_mib - reserve_mib) / mem_mib, 3)
+        if f <= 0:
+            raise SpecError(f"the engine keeps {reserve_mib:,.0f} MiB out of its memory share for a {chunk:,}-token "
+                            f"chunk and {graph_seqs}-sequence CUDA graphs, more than the chip's {mem_mib:,.0f} MiB: "
+                            "use a smaller --max-batched-tokens or give --kv-memory-fraction")
+        return f
 
 
 class SeqsFromKV(FrozenSpec):
     """A batch limit derived from the KV pool (SGLang's request pool when
-    max_running_requests is not given): ``per_context`` requests per context length of KV
-    tokens, within ``low``..``high``, and at most one request per ``tokens_per_seq`` KV
-    tokens; per data-parallel replica."""
-    per_context: float = Field(gt=0)
-    low: int = Field(gt=0)
-    high: int = Field(gt=0)
-    tokens_per_seq: int = Field(gt=0)
+    max_running_requests is not given): ``requests_per_context`` requests per context
+    length of KV tokens, within ``min_requests``..``max_requests``, and at most one request
+    per ``kv_tokens_per_request`` KV tokens; per data-parallel replica."""
+    requests_per_context: float = Field(gt=0)
+    min_requests: int = Field(gt=0)
+    max_requests: int = Field(gt=0)
+    kv_tokens_per_request: int = Field(gt=0)
 
     def seqs(self, kv_tokens: int, context_len: int) -> int:
-        pool = min(max(int(kv_tokens / context_len * self.per_context), self.low), self.high)
-        return max(1, min(pool, kv_tokens // self.tokens_per_seq))
+        pool = min(max(int(kv_tokens / context_len * self.requests_per_context), self.min_requests),
+                   self.max_requests)
+        return max(1, min(pool, kv_tokens // self.kv_tokens_per_request))
 
 
 class EngineSource(FrozenSpec):
