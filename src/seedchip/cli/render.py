@@ -203,10 +203,14 @@ def capacity_tables(d: dict) -> list[Table]:
     t.add_row("binding limit", d["binding"] or "-")
     t.add_row("throughput there", f"{d['throughput_tokens_per_s']:,.0f} output tok/s")
     m = d["metrics"]["steady"]
-    t.add_row("TTFT / TPOT p99 there (steady)", f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
+    at = d["metrics"]["inputs"].get("qps")
+    t.add_row(f"TTFT / TPOT p99 at {at:.4g} req/s (steady)" if at else "TTFT / TPOT p99 (steady)",
+              f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
     t.add_row("saturated rate", f"{d['saturated_requests_per_s']:.4g} req/s")
     t.add_row("run length", " -> ".join(f"{c['num_requests']:,}: {c['max_qps']:.4g}"
-                                        + (f" (+-{c['sampling_error_fraction']:.1%})" if c.get("sampling_error_fraction") else "")
+                                        + (f" (+-{c['sampling_error_fraction']:.1%}" if c.get("sampling_error_fraction") else "")
+                                        + (f", {len(c['sampling_shares']) + 1} streams" if c.get("sampling_shares") else "")
+                                        + (")" if c.get("sampling_error_fraction") else "")
                                         for c in d["convergence"])
               + ("" if d.get("converged") else " [yellow](not converged: raise --max-requests)[/yellow]"))
     s = Table(title="search", header_style="bold")

@@ -213,15 +213,19 @@ def _build_capacity(d: dict) -> Page:
     _search_figure(p, d)
     conv = d.get("convergence") or []
     if conv:
-        p.table(["run length (requests)", "highest rate (req/s)", "sampling error"],
-                [[show(c["num_requests"], "int"), show(c["max_qps"]),
+        p.table(["run length (requests)", "highest rate (req/s)", "bisection (req/s)", "streams", "sampling error"],
+                [[show(c["num_requests"], "int"), show(c["max_qps"]), show(c.get("search_qps") or c["max_qps"]),
+                  show(len(c.get("sampling_shares") or ()) + 1, "int"),
                   f"{c['sampling_error_fraction']:.1%}" if c.get("sampling_error_fraction") else "-"] for c in conv],
-                "Convergence: the run length doubles until two answers agree (within 1.5%, or within twice "
-                "their sampling errors, at most 3%) and the last one's sampling error is at most 1%.",
-                numeric={0, 1, 2})
+                "Convergence: at each run length the rate is bisected on one request stream; independent "
+                "streams run at that rate, and the answer is where their pooled share of requests over the "
+                "binding limit meets it. The run length doubles until two answers agree (within 1.5%, or within "
+                "twice their sampling errors, at most 3%) and the last one's sampling error is at most 1%.",
+                numeric={0, 1, 2, 3, 4})
     m = d.get("metrics")
     if isinstance(m, dict) and "series" in m:
-        p.section("The run at the chosen rate")
+        at = (m.get("inputs") or {}).get("qps")
+        p.section(f"The search's run at {show(at)} req/s" if at else "The run at the chosen rate")
         latency_cdfs(p, m)
         timeline(p, m)
     p.notes((m or {}).get("notes"))

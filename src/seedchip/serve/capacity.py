@@ -7,16 +7,18 @@ when the requests of that window meet the SLO percentiles and the run keeps up
 (completes requests as fast as they arrive over the window). The search is a
 bisection over the rate between a low rate that must pass and the saturated rate (the
 steady completion rate of an offline run, an upper bound no answer exceeds); each point
-is a simulation of the same request stream (same seed) rescaled in time. The run length
-is then doubled, and the bracket around the last answer re-searched, until two
-successive answers agree within ``CONVERGED`` (or within twice their sampling errors,
-at most ``PROMISE``), both were judged on a settled steady window, and the last one's
-sampling error is at most ``SE_TARGET`` (or the run length reaches ``MAX_REQUESTS``, or a
-trace runs out): the answer does not depend on how long you simulate. The sampling
-error (:func:`sampling_error`, ``max_qps_sampling_error_fraction``) is what the answer owes to the
-requests a finite run drew: p99 latencies are set by a few episodes (a rare long prompt
-stalls every request decoding beside it), so two short runs can agree by chance and a
-longer one still move the answer by several %. A run that starts empty fills up first; with
+is a simulation of the same request stream (same seed) rescaled in time. Then
+``SAMPLING_STREAMS`` independent streams (other seeds) run at the bisection's answer, and
+the answer at that run length is where the share of requests over the binding limit,
+pooled over all the streams, meets the limit (:func:`pooled_answer`): p99 latencies are
+set by a few episodes (a rare long prompt stalls every request decoding beside it), so one
+stream's answer is a sample several % wide, and the streams both narrow it and measure how
+wide it still is (``max_qps_sampling_error_fraction``). The run length is then doubled, and
+the bracket around the last answer re-searched, until two successive answers agree within
+``CONVERGED`` (or within twice their sampling errors, at most ``PROMISE``), both were judged
+on a settled steady window, and the last one's sampling error is at most ``SE_TARGET`` (or
+the run length reaches ``MAX_REQUESTS``, or a trace runs out): the answer does not depend
+on how long you simulate. A run that starts empty fills up first; with
 requests lasting minutes that takes many sojourns (a fuller batch steps more slowly),
 so when the answer's window still held part of the fill-up the next run length is
 sized from the measured warm-up (it ends ``MIN_WINDOW_SOJOURNS`` mean sojourns after
@@ -35,6 +37,7 @@ from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Z80, Perturbation, draws, interval80
 from .api import seconds, simulate
 from .metrics import MIN_WINDOW_SOJOURNS
+from .sampling import binding_share, error_bound, pooled_answer, share_of
 from .sim import Slo
 from .workload import MAX_REQUESTS as RUN_LIMIT
 
@@ -42,13 +45,15 @@ START_REQUESTS = 4000
 MAX_REQUESTS = 32000
 CONVERGED = 0.015          # successive run lengths agree within 1.5% (half the 3% promise) ...
 PROMISE = 0.03             # ... or within twice their sampling errors combined, never more than 3%
-SE_TARGET = 0.01           # and the last answer's sampling error is at most 1%
-SLOPE_SPAN = 0.07          # the SLO share's slope in the rate: from the points within +-7% of the answer
+SE_TARGET = 0.01           # and the last answer's sampling error is at most 1% (at its 80% bound: sampling.py)
 LOW_FRACTION = 1 / 64      # the first low rate, as a share of the saturated rate
 HEADROOM = 1.25            # the search reaches this far above an offline run's rate (ramp and drain weigh on it)
 BRACKET = 0.06             # a longer run re-searches +-6% around the last answer
 INTERVAL_REQUESTS = 2000   # the perturbed searches run this many requests (the spread, not the level)
 INTERVAL_TOLERANCE = 0.02
+SAMPLING_STREAMS = 4       # independent request streams at the bisection's answer (pooled answer, sampling error)
+MAX_STREAMS = 16           # ... added 4 at a time while only the sampling error keeps two lengths from agreeing
+STREAM_SEED_STEP = 7919    # stream i runs with seed + i x this (a prime: apart from any seed a user picks nearby)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,15 @@ class CapacityResult:
         h = self.convergence
         return len(h) >= 2 and _agree(h[-2], h[-1])
 
+    @property
+    def rate_scale(self) -> float:
+        """The answer over the rate of the run in ``metrics`` (the bisection's answer on the
+        search's own stream; the pooled answer may sit a few % from it): its steady output
+        tokens/s, scaled by this, is the throughput at the answer (tokens per request do not
+        depend on the rate)."""
+        q = self.metrics["inputs"].get("qps")
+        return self.max_qps / q if q else 1.0
+
     def to_dict(self) -> dict:
         n = self.inputs["num_chips"]
         price = self.inputs.get("price_per_chip_hour")
@@ -94,7 +108,7 @@ class CapacityResult:
                 "max_qps_sampling_error_fraction": self.convergence[-1].get("sampling_error_fraction"),
                 "interval80": self.interval,
                 "binding": self.binding, "saturated_requests_per_s": self.saturated_requests_per_s,
-                "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"],
+                "throughput_tokens_per_s": self.metrics["steady"]["output_tokens_per_s"] * self.rate_scale,
                 "converged": self.converged, "metrics": self.metrics, "convergence": self.convergence,
                 "search": self.search,
                 "inputs": self.inputs}
@@ -105,6 +119,7 @@ class _Search:
                  label: str = "search"):
         self.base, self.slo, self.points = dict(base, interval=False, perturbation=perturbation), slo, []
         self.progress, self.label = progress, label
+        self.stream_runs: dict[tuple[float, int, int], dict] = {}      # (rate, run length, stream) -> steady
 
     def tell(self, what: str) -> None:
         """Tell the progress callback (a bar) which run starts: ``progress(runs done, 0, label)``."""
@@ -134,6 +149,20 @@ class _Search:
         self.points.append(p)
         return p
 
+    def streams(self, q: float, n: int, metric: str, count: int) -> list[float] | None:
+        """The share of requests over the ``metric`` limit in ``count`` independent request
+        streams (stream i: seed + i x ``STREAM_SEED_STEP``) at rate ``q``, each run once; None
+        for a trace (one stream only)."""
+        if self.base.get("trace") is not None:
+            return None
+        seed = self.base.get("seed") or 0
+        for i in range(1, count + 1):
+            if (q, n, i) not in self.stream_runs:
+                self.tell(f"sampling stream {i}/{count}: {q:.4g} req/s x {n:,} requests")
+                d = simulate(**dict(self.base, seed=seed + i * STREAM_SEED_STEP), qps=q, num_requests=n).to_dict()
+                self.stream_runs[(q, n, i)] = d["steady"]
+        return [share_of({"steady": self.stream_runs[(q, n, i)]}, metric) or 0.0 for i in range(1, count + 1)]
+
     def bisect(self, lo: RatePoint, hi_q: float, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
         """(best passing point, lowest failing point) between a passing ``lo`` and ``hi_q``."""
         top = self.point(hi_q, n)
@@ -153,7 +182,8 @@ class _Search:
     def settle(self, best: RatePoint, fail: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint]:
         """Percentiles of a finite run are not exactly monotone in the rate: when a rate
         below the answer failed at this run length, the answer is re-searched below that
-        failure, so no reported capacity sits above a rate that missed the SLO."""
+        failure, so the bisection's answer never sits above a rate that missed the SLO on its
+        stream (the pooled answer may: other streams say whether that stream was unlucky)."""
         while True:
             same = [p for p in self.points if p.num_requests == n]
             low_fail = min((p for p in same if not p.ok), key=lambda p: p.qps)
@@ -221,50 +251,50 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
     return best, fail
 
 
-def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None) -> dict:
+def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None, earlier: list[dict],
+           streams: int = SAMPLING_STREAMS) -> dict:
+    """One run length's answer; ``earlier``: the entries of the shorter lengths (their
+    streams inform this one's error)."""
     s = best.metrics["steady"]
-    return {"num_requests": n, "max_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"],
-            "sampling_error_fraction": sampling_error(search.points, n, best, fail)}
+    metric = binding_share(fail)
+    shares = search.streams(best.qps, n, metric, streams) if metric else None
+    samples = [(e["num_requests"], [e["search_share"], *e["sampling_shares"]]) for e in earlier
+               if e.get("sampling_shares") and e.get("binding_share") == metric]
+    answer, err, df = pooled_answer(search.points, n, best, fail, shares, samples)
+    return {"num_requests": n, "max_qps": answer, "search_qps": best.qps, "settled": s["settled"],
+            "window_sojourns": s["window_sojourns"], "sampling_error_fraction": err, "sampling_error_df": df,
+            "binding_share": metric,
+            "search_share": share_of(best.metrics, metric) if metric else None, "sampling_shares": shares}
 
 
-def sampling_error(points: list[RatePoint], n: int, best: RatePoint, fail: RatePoint | None) -> float | None:
-    """The answer's relative standard error (a fraction of the answer) from the sample a run
-    of ``n`` requests drew.
-    A p99 limit is met while at most 1% of the window's requests exceed it; that share F
-    carries a batch-means error se(F) (:func:`seedchip.serve.metrics.exceed_fraction`), and
-    near the answer F rises with the rate by dF/dln(rate) (a least-squares slope over this
-    run length's points within ``SLOPE_SPAN``: one request stream rescaled in time, so the
-    slope is not blurred by sampling); the answer's error is se(F) / slope. With long
-    requests or rare long prompts the latencies' tails are set by few episodes, and short
-    runs give answers several % apart. None: the limit that binds is not an SLO share
-    (throughput, memory) or the slope is not measurable."""
-    if fail is None:
-        return None
-    metric = next((m for m in fail.failed if m in ("ttft_p99", "tpot_p99")), None)
-    ex = (best.metrics["steady"].get("slo_exceed") or {}).get(metric)
-    if metric is None or ex is None or ex["se"] is None:
-        return None
-    shares = [(p.qps, ((p.metrics["steady"].get("slo_exceed") or {}).get(metric) or {}).get("fraction"))
-              for p in points if p.num_requests == n and abs(math.log(p.qps / best.qps)) <= SLOPE_SPAN]
-    near = [(math.log(q), f) for q, f in shares if f is not None]
-    xs = [x for x, _ in near]
-    if len(set(xs)) < 2:
-        return None
-    mx, my = sum(xs) / len(xs), sum(y for _, y in near) / len(near)
-    slope = sum((x - mx) * (y - my) for x, y in near) / sum((x - mx) ** 2 for x in xs)
-    return ex["se"] / slope if slope > 0 else None
-
-
-def _agree(prev: dict, last: dict) -> bool:
-    """Two successive run lengths agree, each judged on a steady window that starts after
-    the fill-up (``settled``; None: no window, e.g. a closed loop): within ``CONVERGED``, or
-    within twice their sampling errors combined (at most ``PROMISE``); and the last answer's
-    own sampling error is at most ``SE_TARGET`` (two short runs can agree by chance)."""
+def _within(prev: dict, last: dict) -> bool:
+    """Two successive run lengths give answers within ``CONVERGED`` of each other, or within
+    twice their sampling errors combined (at most ``PROMISE``), each judged on a steady window
+    that starts after the fill-up (``settled``; None: no window, e.g. a closed loop)."""
     se = [e.get("sampling_error_fraction") for e in (prev, last)]
     tol = CONVERGED if None in se else min(PROMISE, max(CONVERGED, 2 * math.hypot(*se)))
     return (not last.get("note") and prev.get("settled") is not False and last.get("settled") is not False
-            and (se[1] is None or se[1] <= SE_TARGET)
             and abs(last["max_qps"] - prev["max_qps"]) <= tol * last["max_qps"])
+
+
+def _agree(prev: dict, last: dict) -> bool:
+    """Two successive run lengths agree (:func:`_within`) and the last answer's sampling error
+    is at most ``SE_TARGET`` even at its 80% bound (:func:`error_bound`; two short runs can
+    agree by chance)."""
+    bound = error_bound(last)
+    return _within(prev, last) and (bound is None or bound <= SE_TARGET)
+
+
+def _more_streams(prev: dict, last: dict) -> bool:
+    """Only the last answer's sampling error keeps two run lengths from agreeing, and more
+    streams at this length may bring it down: cheaper than a longer run (no new bisection).
+    Streams are worth adding only while ``MAX_STREAMS`` of them would be expected to bring
+    the error's bound to ``SE_TARGET`` (the error falls as one over the root of the streams
+    pooled)."""
+    bound, shares = error_bound(last), last.get("sampling_shares") or ()
+    pooled = len(shares) + 1                                  # the search's own stream and the others
+    return (bound is not None and bound > SE_TARGET and len(shares) + SAMPLING_STREAMS <= MAX_STREAMS
+            and bound * math.sqrt(pooled / (MAX_STREAMS + 1)) <= SE_TARGET and _within(prev, last))
 
 
 def _next_length(n: int, best: RatePoint, max_requests: int) -> int:
@@ -356,24 +386,26 @@ def _capacity(slo: Slo, n: int, max_requests: int, price_per_chip_hour, toleranc
               backend, kw: dict) -> CapacityResult:
     search = _Search(_base(dict(kw), slo), slo, None, progress)
     best, fail, sat = _first(search, n, tolerance)
-    history = [_entry(search, n, best, fail)]
+    history = [_entry(search, n, best, fail, [])]
     while n * 2 <= max_requests:
         n = _next_length(n, best, max_requests)
-        prev = best
-        best, fail = _refine(search, prev.qps, n, tolerance)
+        best, fail = _refine(search, history[-1]["max_qps"], n, tolerance)
         if best.metrics["num_requests"] < n:       # a trace shorter than n: no longer run exists
             history.append({"num_requests": best.metrics["num_requests"], "max_qps": best.qps,
                             "note": "the trace has no more requests"})
             break
-        history.append(_entry(search, n, best, fail))
+        entry = _entry(search, n, best, fail, history)
+        while _more_streams(history[-1], entry):
+            entry = _entry(search, n, best, fail, history, len(entry["sampling_shares"]) + SAMPLING_STREAMS)
+        history.append(entry)
         if _agree(history[-2], history[-1]):
             break
     final = [p for p in search.points if p.num_requests == history[-1]["num_requests"]]
     observed = max([sat] + [p.metrics["steady"]["completed_per_s"] for p in final])
     binding = ",".join(fail.failed)
+    answer = min(history[-1]["max_qps"], observed)
     inputs = dict(best.metrics["inputs"], slo_ttft_p99_s=slo.ttft_p99_s, slo_tpot_p99_s=slo.tpot_p99_s,
-                  price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"])
-    answer = min(best.qps, observed)
+                  price_per_chip_hour=price_per_chip_hour, num_requests=history[-1]["num_requests"], qps=answer)
     band = (_interval(search.base, slo, answer, best.metrics, history[-1]["num_requests"],
                       history[-1].get("sampling_error_fraction"), progress, backend) if interval
             else None)
