@@ -188,6 +188,14 @@ def sim_tables(d: dict) -> list[Table]:
     return [head, eng]
 
 
+def _length_note(c: dict) -> str:
+    """' (+-1.2%, 5 streams)' after a run length's answer: its sampling error and the
+    request streams pooled for it, whichever it has."""
+    parts = ([f"+-{c['sampling_error_fraction']:.1%}"] if c.get("sampling_error_fraction") else []) \
+        + ([f"{len(c['sampling_shares']) + 1} streams"] if c.get("sampling_shares") else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def capacity_tables(d: dict) -> list[Table]:
     i = d["inputs"]
     t = Table(title=(f"capacity of {i['model']} on {i['num_chips']} chips within TTFT p99 <= "
@@ -207,10 +215,7 @@ def capacity_tables(d: dict) -> list[Table]:
     t.add_row(f"TTFT / TPOT p99 at {at:.4g} req/s (steady)" if at else "TTFT / TPOT p99 (steady)",
               f"{fmt(m['ttft_s']['p99'], 's')} / {fmt(m['tpot_s']['p99'], 's')}")
     t.add_row("saturated rate", f"{d['saturated_requests_per_s']:.4g} req/s")
-    t.add_row("run length", " -> ".join(f"{c['num_requests']:,}: {c['max_qps']:.4g}"
-                                        + (f" (+-{c['sampling_error_fraction']:.1%}" if c.get("sampling_error_fraction") else "")
-                                        + (f", {len(c['sampling_shares']) + 1} streams" if c.get("sampling_shares") else "")
-                                        + (")" if c.get("sampling_error_fraction") else "")
+    t.add_row("run length", " -> ".join(f"{c['num_requests']:,}: {c['max_qps']:.4g}" + _length_note(c)
                                         for c in d["convergence"])
               + ("" if d.get("converged") else " [yellow](not converged: raise --max-requests)[/yellow]"))
     s = Table(title="search", header_style="bold")

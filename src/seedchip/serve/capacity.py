@@ -264,7 +264,7 @@ def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None, ear
     return {"num_requests": n, "max_qps": answer, "search_qps": best.qps, "settled": s["settled"],
             "window_sojourns": s["window_sojourns"], "sampling_error_fraction": err, "sampling_error_df": df,
             "binding_share": metric,
-            "search_share": share_of(best.metrics, metric) if metric else None, "sampling_shares": shares}
+            "search_share": (share_of(best.metrics, metric) or 0.0) if metric else None, "sampling_shares": shares}
 
 
 def _within(prev: dict, last: dict) -> bool:

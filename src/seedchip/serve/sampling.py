@@ -80,8 +80,9 @@ def pooled_answer(points: list[RatePoint], n: int, best: RatePoint, fail: RatePo
     ``SLOPE_SPAN``, the range the slope was measured on): the rate where the pooled share
     meets the limit. Its error is the streams' standard error of that mean, relative to it,
     over the slope, with the one-stream spread pooled over this and the shorter run lengths
-    (``earlier``: :func:`relative_variance`). Independent streams, because one run's share is decided by a few episodes
-    (a rare very long prompt stalls every request decoding beside it): between streams it
+    (``earlier``: :func:`relative_variance`). Independent streams, because one run's share
+    is decided by a few episodes (a rare very long prompt stalls every request decoding
+    beside it): between streams it
     varies several-fold at one rate, one stream's answer carries that spread, and the run's
     own batch-means error (:func:`seedchip.serve.metrics.exceed_fraction`) understates it about
     twofold where the share is low. Without ``shares`` (a trace: one stream only) the answer is
