@@ -297,9 +297,39 @@ def test_capacity_interval_brackets_the_answer():
     # the interval's searches side by side on two worker processes: the same bytes
     two = seedchip.capacity(**kw, workers=2).to_dict()
     assert json.dumps(two, sort_keys=True) == json.dumps(c, sort_keys=True)
-    with pytest.raises(SpecError, match="--workers 2 runs the 80% interval's searches side by side, and "
-                                        "--no-interval has none"):
-        seedchip.capacity(**kw, workers=2, interval=False)
+    # and the search itself (its streams, brackets and bisection levels run ahead), without one
+    one = seedchip.capacity(**kw, interval=False).to_dict()
+    told = []
+    two = seedchip.capacity(**kw, workers=2, interval=False, progress=lambda i, n, what: told.append(what)).to_dict()
+    assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True)
+    assert any("side by side" in what for what in told)
+
+
+def test_capacity_runs_ahead_the_side_its_slo_margins_guess():
+    """With two workers a bisection runs its next point and the likelier one after it: above the
+    next point when the failing end only just misses its SLO, below it when it misses by far."""
+    from seedchip.serve.capacity import RatePoint, _Search
+    from seedchip.serve.sim import Slo
+
+    class Recorder:
+        workers = 2
+
+        def __init__(self):
+            self.rates = []
+
+        def map(self, fn, items):
+            self.rates += [kw["qps"] for _, kw in items]
+            return iter(())
+
+    def point(q, ok, ttft_p99_s):
+        return RatePoint(q, 100, ok, () if ok else ("ttft_p99",),
+                         {"steady": {"ttft_s": {"p99": ttft_p99_s}, "tpot_s": {"p99": 0.05}}})
+
+    for fail_ttft_p99_s, after in ((2.2, 17.5), (40.0, 12.5)):
+        rec = Recorder()
+        _Search({}, Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), backend=rec).tree(
+            point(10.0, True, 1.0), point(20.0, False, fail_ttft_p99_s), 100, 0.01)
+        assert rec.rates == [15.0, after]
 
 
 @pytest.mark.slow

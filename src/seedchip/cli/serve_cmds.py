@@ -125,8 +125,8 @@ def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", 
              price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
              interval: bool = typer.Option(True, "--interval/--no-interval", help="max_qps_interval80 from the same "
                                            "search under perturbed models (several more runs)"),
-             workers: int = typer.Option(1, "--workers", help="local worker processes for the interval's "
-                                         "independent searches, side by side (the same answer as with one)"),
+             workers: int = typer.Option(1, "--workers", help="local worker processes: the search's next runs "
+                                         "and the interval's searches side by side (the same JSON as with one)"),
              use_ray: bool = RAY, address: Optional[str] = ADDRESS,
              report: Optional[Path] = report_cmds.REPORT, as_json: bool = JSON, **kw) -> None:
     """The highest request rate the deployment sustains within the SLO percentiles, in steady state."""

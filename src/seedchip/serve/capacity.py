@@ -32,10 +32,11 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
-from ..parallel import check_options, open_backend
+from ..parallel import open_backend
 from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Z80, Perturbation, draws, interval80
 from .api import seconds, simulate
+from .bisection import mid, next_rates
 from .metrics import MIN_WINDOW_SOJOURNS
 from .sampling import binding_share, error_bound, pooled_answer, share_of
 from .sim import Slo
@@ -114,12 +115,55 @@ class CapacityResult:
                 "inputs": self.inputs}
 
 
+def _run_task(_state, item: tuple[dict, dict]) -> dict:
+    """A worker's run of the search (``seedchip.parallel``): one simulation's JSON."""
+    base, kw = item
+    return simulate(**base, **kw).to_dict()
+
+
 class _Search:
+    """``backend`` (``seedchip.parallel``, more than one worker): the runs a sequential search
+    will ask for next (its sampling streams, the two ends of a bracket, the next levels of a
+    bisection) run side by side ahead of it (:meth:`ahead`); the search then reads them in
+    its own order, so its points, its answer and its JSON are those of one process.
+    Speculative runs it never asks for are dropped."""
+
     def __init__(self, base: dict, slo: Slo, perturbation: Perturbation | None = None, progress=None,
-                 label: str = "search"):
+                 label: str = "search", backend=None):
         self.base, self.slo, self.points = dict(base, interval=False, perturbation=perturbation), slo, []
         self.progress, self.label = progress, label
         self.stream_runs: dict[tuple[float, int, int], dict] = {}      # (rate, run length, stream) -> steady
+        self.backend = backend if backend is not None and backend.workers > 1 else None
+        self.done: dict[tuple, dict] = {}          # (rate, run length, seed) -> a run made ahead of its turn
+
+    def _seed(self, stream: int = 0) -> int:
+        return (self.base.get("seed") or 0) + stream * STREAM_SEED_STEP
+
+    def ahead(self, runs: list[tuple[float, int, int]]) -> None:
+        """Run ``runs`` ((rate, run length, stream)) side by side on the backend, those not
+        made yet; nothing without one."""
+        todo = [r for r in dict.fromkeys(runs) if (r[0], r[1], self._seed(r[2])) not in self.done]
+        if self.backend is None or len(todo) < 2:
+            return                           # one run: in this process, when its turn comes
+        self.tell(f"{len(todo)} runs side by side ({', '.join(f'{q:.4g}' for q, _, _ in todo)} req/s)")
+        items = [(dict(self.base, seed=self._seed(i)) if i else self.base, {"qps": q, "num_requests": n})
+                 for q, n, i in todo]
+        for j, d in self.backend.map(_run_task, items):
+            q, n, i = todo[j]
+            self.done[(q, n, self._seed(i))] = d
+
+    def _simulate(self, q: float, n: int, stream: int = 0) -> dict:
+        d = self.done.pop((q, n, self._seed(stream)), None)
+        if d is not None:
+            return d
+        base = dict(self.base, seed=self._seed(stream)) if stream else self.base
+        return simulate(**base, qps=q, num_requests=n).to_dict()
+
+    def tree(self, best: RatePoint, fail: RatePoint, n: int, tolerance: float) -> None:
+        """Run ahead the bisection's next points between ``best`` and ``fail``, as many as the
+        backend has workers (:func:`next_rates`)."""
+        if self.backend is not None:
+            self.ahead([(q, n, 0) for q in next_rates(self.slo, best, fail, tolerance, self.backend.workers)])
 
     def tell(self, what: str) -> None:
         """Tell the progress callback (a bar) which run starts: ``progress(runs done, 0, label)``."""
@@ -135,7 +179,7 @@ class _Search:
 
     def point(self, q: float, n: int) -> RatePoint:
         self.tell(f"{q:.4g} req/s x {n:,} requests")
-        d = simulate(**self.base, qps=q, num_requests=n).to_dict()
+        d = self._simulate(q, n)
         s = d["steady"]
         failed = []
         if self.slo.ttft_p99_s is not None and not (s["ttft_s"]["p99"] is not None
@@ -155,12 +199,11 @@ class _Search:
         for a trace (one stream only)."""
         if self.base.get("trace") is not None:
             return None
-        seed = self.base.get("seed") or 0
+        self.ahead([(q, n, i) for i in range(1, count + 1) if (q, n, i) not in self.stream_runs])
         for i in range(1, count + 1):
             if (q, n, i) not in self.stream_runs:
                 self.tell(f"sampling stream {i}/{count}: {q:.4g} req/s x {n:,} requests")
-                d = simulate(**dict(self.base, seed=seed + i * STREAM_SEED_STEP), qps=q, num_requests=n).to_dict()
-                self.stream_runs[(q, n, i)] = d["steady"]
+                self.stream_runs[(q, n, i)] = self._simulate(q, n, i)["steady"]
         return [share_of({"steady": self.stream_runs[(q, n, i)]}, metric) or 0.0 for i in range(1, count + 1)]
 
     def bisect(self, lo: RatePoint, hi_q: float, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None]:
@@ -174,8 +217,8 @@ class _Search:
 
     def narrow(self, best: RatePoint, fail: RatePoint, n: int, tolerance: float) -> tuple[RatePoint, RatePoint]:
         while (fail.qps - best.qps) / fail.qps > tolerance:
-            mid = math.sqrt(best.qps * fail.qps) if fail.qps / best.qps > 4 else (best.qps + fail.qps) / 2
-            p = self.point(mid, n)
+            self.tree(best, fail, n, tolerance)
+            p = self.point(mid(best.qps, fail.qps), n)
             best, fail = (p, fail) if p.ok else (best, p)
         return best, fail
 
@@ -220,6 +263,7 @@ def _check(slo: Slo, price_per_chip_hour, num_requests, max_requests) -> int:
 def _first(search: _Search, n: int, tolerance: float) -> tuple[RatePoint, RatePoint | None, float]:
     """The whole bracket: from a low rate that must pass up to past the offline rate."""
     sat, _ = search.saturated(n)
+    search.ahead([(sat * LOW_FRACTION, n, 0), (sat * HEADROOM, n, 0)])
     lo = search.point(sat * LOW_FRACTION, n)
     if not lo.ok:
         s, slo = lo.metrics["steady"], search.slo
@@ -239,6 +283,7 @@ def _refine(search: _Search, prev: float, n: int, tolerance: float) -> tuple[Rat
     """A longer run: search a narrow bracket around the last answer ``prev`` (req/s),
     widening it when the answer lies outside."""
     span = BRACKET
+    search.ahead([(prev * (1 - span), n, 0), (prev * (1 + BRACKET), n, 0)])
     lo = search.point(prev * (1 - span), n)
     while not lo.ok and lo.qps > prev * LOW_FRACTION:
         span *= 2
@@ -366,25 +411,22 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     ``max_requests``, until two successive answers agree within 1.5%. ``interval``: add
     ``max_qps_interval80`` from perturbed searches (several more runs). ``progress``: called as
     ``progress(runs done, 0, label)`` before each run (a progress bar). ``workers`` / ``use_ray``
-    / ``address``: run the interval's independent searches side by side on a local
-    process pool or a Ray cluster (``seedchip.parallel``; the same answer either way)."""
+    / ``address``: a local process pool or a Ray cluster (``seedchip.parallel``) runs the
+    search's sampling streams, the ends of its brackets and the next levels of its bisections
+    ahead of it, and the interval's independent searches, side by side: the same JSON as one
+    process, byte for byte."""
     slo = Slo(seconds(slo_ttft_p99, "--slo-ttft-p99"), seconds(slo_tpot_p99, "--slo-tpot-p99"))
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
-    check_options(workers, use_ray, address)
-    if not interval and (workers != 1 or use_ray):
-        raise SpecError(f"{'--ray' if use_ray else f'--workers {workers}'} runs the 80% interval's searches side by "
-                        "side, and --no-interval has none: drop it, or keep the interval")
-    backend = open_backend(workers, use_ray, address) if interval else None
+    backend = open_backend(workers, use_ray, address)
     try:
         return _capacity(slo, n, max_requests, price_per_chip_hour, tolerance, interval, progress, backend, kw)
     finally:
-        if backend is not None:
-            backend.close()
+        backend.close()
 
 
 def _capacity(slo: Slo, n: int, max_requests: int, price_per_chip_hour, tolerance: float, interval: bool, progress,
               backend, kw: dict) -> CapacityResult:
-    search = _Search(_base(dict(kw), slo), slo, None, progress)
+    search = _Search(_base(dict(kw), slo), slo, None, progress, backend=backend)
     best, fail, sat = _first(search, n, tolerance)
     history = [_entry(search, n, best, fail, [])]
     while n * 2 <= max_requests:
