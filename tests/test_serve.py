@@ -330,6 +330,11 @@ def test_capacity_runs_ahead_the_side_its_slo_margins_guess():
         _Search({}, Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), backend=rec).tree(
             point(10.0, True, 1.0), point(20.0, False, fail_ttft_p99_s), 100, 0.01)
         assert rec.rates == [15.0, after]
+    # a run made ahead that fails on its input is dropped, not raised: the search meets the
+    # error itself if it ever asks for that run
+    from seedchip.serve.capacity import _run_task
+    assert _run_task(None, ({"model": "no-such-model", "chip": "h200-sxm", "workload": "chat"},
+                            {"qps": 1.0, "num_requests": 100})) is None
 
 
 @pytest.mark.slow

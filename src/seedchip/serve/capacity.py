@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..errors import SpecError
+from ..errors import SeedChipError, SpecError
 from ..parallel import open_backend
 from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Z80, Perturbation, draws, interval80
@@ -115,10 +115,15 @@ class CapacityResult:
                 "inputs": self.inputs}
 
 
-def _run_task(_state, item: tuple[dict, dict]) -> dict:
-    """A worker's run of the search (``seedchip.parallel``): one simulation's JSON."""
+def _run_task(_state, item: tuple[dict, dict]) -> dict | None:
+    """A worker's run of the search (``seedchip.parallel``): one simulation's JSON; None when
+    it fails on the input (the search runs it again in its own process if it asks for it, and
+    stops there with that error, as one process would)."""
     base, kw = item
-    return simulate(**base, **kw).to_dict()
+    try:
+        return simulate(**base, **kw).to_dict()
+    except SeedChipError:
+        return None
 
 
 class _Search:
@@ -150,7 +155,8 @@ class _Search:
                  for q, n, i in todo]
         for j, d in self.backend.map(_run_task, items):
             q, n, i = todo[j]
-            self.done[(q, n, self._seed(i))] = d
+            if d is not None:
+                self.done[(q, n, self._seed(i))] = d
 
     def _simulate(self, q: float, n: int, stream: int = 0) -> dict:
         d = self.done.pop((q, n, self._seed(stream)), None)
