@@ -13,7 +13,8 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "seedchip"
 
 # the layers, bottom to top (DESIGN.md section 2): a module may import its own layer and those below
 LAYERS = [
-    {"units", "errors", "formats", "spec_base", "yamlio", "version", "outputs", "parallel"},
+    {"units", "errors", "formats", "spec_base", "yamlio", "version", "outputs", "parallel",
+     "gc_tuning"},
     {"hardware"},
     {"model"},
     {"perf"},

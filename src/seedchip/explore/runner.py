@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BackendError, SpecError
+from ..gc_tuning import relaxed_gc
 from ..outputs import check_dir
 from ..parallel import check_options, local_state, open_backend
 from .evaluate import Context, direction, evaluate_baseline, evaluate_point
@@ -34,7 +35,8 @@ def _context(space_json: str) -> Context:
 
 
 def _eval_chunk(ctx: Context, points: list[dict]) -> list[dict]:
-    return [evaluate_point(ctx, p) for p in points]
+    with relaxed_gc():
+        return [evaluate_point(ctx, p) for p in points]
 
 
 def _chunks(points: list[dict], size: int) -> Iterator[list[dict]]:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from .. import units
 from ..errors import SpecError
+from ..gc_tuning import relaxed_gc
 from ..hardware.catalog import load_chip
 from ..model.arch import ModelArch
 from ..model.zoo import load_model
@@ -137,10 +138,11 @@ def simulate(*, chip: str = "h200-sxm", model: str | ModelArch = "llama-3.1-8b",
     ``perturbation``: run with one draw of the model's error (how intervals are made).
     ``progress``: called as ``progress(done, total, label)`` while the run goes (a progress bar)."""
     kw = {k: v for k, v in locals().items() if k not in ("max_throughput", "interval", "perturbation", "progress")}
-    res = (_max_throughput(kw) if max_throughput
-           else _simulate(**kw, perturbation=perturbation, progress=progress))
-    if interval and perturbation is None:
-        res = res.with_(interval80=_interval(kw, res))
+    with relaxed_gc():
+        res = (_max_throughput(kw) if max_throughput
+               else _simulate(**kw, perturbation=perturbation, progress=progress))
+        if interval and perturbation is None:
+            res = res.with_(interval80=_interval(kw, res))
     return res
 
 

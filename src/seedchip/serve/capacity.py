@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import SeedChipError, SpecError
+from ..gc_tuning import relaxed_gc
 from ..parallel import open_backend
 from ..perf.calibration import load_calibration
 from ..perf.uncertainty import Z80, Perturbation, draws, interval80
@@ -121,7 +122,8 @@ def _run_task(_state, item: tuple[dict, dict]) -> dict | None:
     stops there with that error, as one process would)."""
     base, kw = item
     try:
-        return simulate(**base, **kw).to_dict()
+        with relaxed_gc():
+            return simulate(**base, **kw).to_dict()
     except SeedChipError:
         return None
 
@@ -425,7 +427,8 @@ def capacity(*, slo_ttft_p99: str | float | None = None, slo_tpot_p99: str | flo
     n = _check(slo, price_per_chip_hour, num_requests, max_requests)
     backend = open_backend(workers, use_ray, address)
     try:
-        return _capacity(slo, n, max_requests, price_per_chip_hour, tolerance, interval, progress, backend, kw)
+        with relaxed_gc():
+            return _capacity(slo, n, max_requests, price_per_chip_hour, tolerance, interval, progress, backend, kw)
     finally:
         backend.close()
 

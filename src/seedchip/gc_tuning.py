@@ -1,0 +1,46 @@
+"""Python's cyclic garbage collector, held back while the simulator and the explorer run.
+
+Their hot loops allocate many short-lived containers (tuples, small lists) that reference
+counting frees at once, and the oracle's caches hold hundreds of thousands of long-lived ones.
+With the collector's defaults a young collection runs every 700 net allocations and each full
+collection walks every cached object again: a tenth to a quarter of a capacity search went
+there (benchmarks/README.md, the serving benchmark's sixth pass). Inside :func:`relaxed_gc`
+the objects that exist when it is entered are frozen (never walked again while it holds;
+``gc.freeze``) and collections run far less often; on leaving, the previous thresholds come
+back and the frozen objects return to the oldest generation, so cyclic garbage among them is
+still collected later. Nested uses hold it once. Results do not depend on it: only when
+cycles are reclaimed changes.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+RELAXED_THRESHOLD = (50_000, 20, 100)   # young-generation allocations, then collections per older generation
+
+_lock = threading.Lock()
+_depth = 0
+_saved: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Hold the collector back for the block (see the module's docstring)."""
+    global _depth, _saved
+    with _lock:
+        _depth += 1
+        if _depth == 1:
+            _saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(*(max(a, b) for a, b in zip(_saved, RELAXED_THRESHOLD)))
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.set_threshold(*_saved)
+                gc.unfreeze()
