@@ -1,8 +1,9 @@
 """Ray for real: one local cluster (2 CPUs) for the module. On it: an explore sweep, a batch of
-capacity searches and a plan sweep, each equal to the run in one process; a worker process
-SIGKILLed mid-sweep (Ray runs its task again; with retries off the sweep stops, and --resume
-finishes it with every point stored exactly once); the CLI joining the running cluster by
---address, and refusing an address where nothing answers. Skipped only where Ray is not
+capacity searches, one search whose next runs go ahead on it, and a plan sweep, each equal to
+the run in one process; a worker process SIGKILLed mid-sweep (Ray runs its task again; with
+retries off the sweep stops, and --resume finishes it with every point stored exactly once);
+the CLI joining the running cluster by --address, and refusing an address where nothing
+answers. Skipped only where Ray is not
 installed (`make install` installs the ray extra)."""
 
 from __future__ import annotations
@@ -121,6 +122,19 @@ def test_capacity_searches_on_ray_equal_serial(cluster, tmp_path):
     assert len(files) == 2 and files == sorted(f.name for f in (tmp_path / "c2").glob("*.json"))
     for f in files:                                  # written by this process, as each search came back
         assert (tmp_path / "c1" / f).read_text() == (tmp_path / "c2" / f).read_text()
+
+
+def test_one_capacity_search_runs_ahead_on_ray(cluster):
+    """A single search without the interval: its streams, bracket ends and next bisection
+    points run side by side on the cluster, and its JSON is that of one process."""
+    import seedchip
+    kw = dict(model="llama-3.1-8b", chip="h200-sxm", workload="chat", slo_ttft_p99="1s", slo_tpot_p99="40ms",
+              num_requests=300, max_requests=600, interval=False)
+    told: list[str] = []
+    one = seedchip.capacity(**kw).to_dict()
+    on_ray = seedchip.capacity(**kw, use_ray=True, progress=lambda i, n, what: told.append(what)).to_dict()
+    assert json.dumps(on_ray, sort_keys=True) == json.dumps(one, sort_keys=True)
+    assert any("runs side by side" in what for what in told)
 
 
 def test_plan_sweep_on_ray_and_a_pool_equals_serial(cluster):
