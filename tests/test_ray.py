@@ -3,8 +3,7 @@ capacity searches, one search whose next runs go ahead on it, and a plan sweep, 
 the run in one process; a worker process SIGKILLed mid-sweep (Ray runs its task again; with
 retries off the sweep stops, and --resume finishes it with every point stored exactly once);
 the CLI joining the running cluster by --address, and refusing an address where nothing
-answers. Skipped only where Ray is not
-installed (`make install` installs the ray extra)."""
+answers. Skipped only where Ray is not installed (`make install` installs the ray extra)."""
 
 from __future__ import annotations
 
