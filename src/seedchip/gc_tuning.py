@@ -1,4 +1,5 @@
-"""Python's cyclic garbage collector, held back while the simulator and the explorer run.
+"""Python's cyclic garbage collector, held back while the simulator and the explorer run
+(``serve.api.simulate``, ``serve.capacity.capacity``, the explorer's chunks of points).
 
 Their hot loops allocate many short-lived containers (tuples, small lists) that reference
 counting frees at once, and the oracle's caches hold hundreds of thousands of long-lived ones.

@@ -122,8 +122,7 @@ def _run_task(_state, item: tuple[dict, dict]) -> dict | None:
     stops there with that error, as one process would)."""
     base, kw = item
     try:
-        with relaxed_gc():
-            return simulate(**base, **kw).to_dict()
+        return simulate(**base, **kw).to_dict()        # simulate holds the collector back (gc_tuning)
     except SeedChipError:
         return None
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecError, UnknownNameError
-from ..gc_tuning import relaxed_gc
 from ..model.arch import ModelArch
 from ..perf import ops
 from ..perf.memory import kv_bytes_per_token_total
@@ -182,10 +181,6 @@ class Simulation:
             self._schedule_arrival(t)
 
     def run(self) -> SimResult:
-        with relaxed_gc():
-            return self._run()
-
-    def _run(self) -> SimResult:
         wall0 = time.perf_counter()
         if self.stream is None:
             self.stream = requests(self.workload)
