@@ -125,13 +125,23 @@ def test_answers_agree_only_once_the_sampling_error_is_small():
     assert error_bound(dict(a, sampling_error_fraction=0.008, sampling_error_df=8)) == pytest.approx(0.010557, rel=1e-3)
     assert not _agree(a, dict(a, max_qps=10.05, sampling_error_fraction=0.008, sampling_error_df=8))
     assert _agree(a, dict(a, max_qps=10.05, sampling_error_fraction=0.008, sampling_error_df=40))
+    # ... and at the slope less its 80% t-quantile (3 degrees of freedom: 0.978) standard errors:
+    # a slope of 20 +- 5 reads the error as if the slope were 15.1 (at most three-fold)
+    steep = dict(a, sampling_error_fraction=0.008, sampling_error_df=40, share_slope=20.0, share_slope_sd=5.0,
+                 share_slope_df=3)
+    plain = error_bound(dict(steep, share_slope_sd=None))
+    assert error_bound(steep) == pytest.approx(plain * 20 / (20 - 0.97847 * 5), rel=1e-4)
+    assert error_bound(dict(steep, share_slope_sd=50.0)) == pytest.approx(plain * 3)
+    assert error_bound(dict(steep, share_slope_df=0)) == plain
+    assert not _agree(a, dict(steep, max_qps=10.05))
 
 
 @pytest.mark.unit
 def test_more_streams_only_when_the_sampling_error_alone_keeps_lengths_apart():
     """Streams are added (4 at a time, at most 16) at a run length only while its answer
-    agrees with the last length's, its sampling error alone is over 1%, and 16 streams would
-    be expected to bring it to 1% (errors fall as one over the root of the streams pooled):
+    agrees with the last length's, its sampling error alone is over 1% or its streams pooled
+    fewer than 48,000 requests, and 16 streams would be expected to bring the error to 1%
+    (errors fall as one over the root of the streams pooled) and the requests to 48,000:
     then more streams can end the search without a longer run; otherwise the next length is
     needed anyway."""
     prev = {"max_qps": 10.0, "settled": True, "sampling_error_fraction": 0.012}
@@ -147,20 +157,27 @@ def test_more_streams_only_when_the_sampling_error_alone_keeps_lengths_apart():
     # 5 streams at 2.0% would need ~20 for 1%: more than 16 can give, so a longer run instead
     assert _more_streams(prev, dict(last, max_qps=10.2, sampling_error_fraction=0.018))
     assert not _more_streams(prev, dict(last, max_qps=10.2, sampling_error_fraction=0.0186))
+    # a small error from too few pooled requests (5 streams x 4,800 in their windows): not yet an
+    # answer; 16 streams would pool 16 x 24,000 / 5 >= 48,000, so streams are added; 2,000 pooled
+    # would need 24-fold more: a longer run instead
+    few = dict(last, sampling_error_fraction=0.006, pooled_requests=24000)
+    assert not _agree(prev, few) and _more_streams(prev, few)
+    assert _agree(prev, dict(few, pooled_requests=48000)) and not _more_streams(prev, dict(few, pooled_requests=48000))
+    assert not _agree(prev, dict(few, pooled_requests=2000)) and not _more_streams(prev, dict(few, pooled_requests=2000))
 
 
 @pytest.mark.unit
 def test_capacity_pools_independent_streams_for_its_answer_and_error():
     """Each run length's answer pools independent request streams (other seeds) run at the
-    bisection's answer: their shares of requests over the binding limit are in the JSON, the
-    answer is where the pooled share meets 1% along the share's slope (within +-7% of the
-    bisection's), the error is the pooled share's standard error over that slope, the
+    bisection's answer and 4% faster: their shares of requests over the binding limit are in the
+    JSON, the answer is where the pooled share meets 1% along the mean share's slope (within +-7%
+    of the bisection's), the error is the pooled share's standard error over that slope, the
     throughput is the one at the answer, and the same inputs give the same bytes."""
     import json
     import math
 
     from seedchip.serve.capacity import SAMPLING_STREAMS
-    from seedchip.serve.sampling import SLOPE_SPAN
+    from seedchip.serve.sampling import SLOPE_SPAN, SLOPE_STEP
     kw = dict(model="llama-3.1-8b", workload="chat", num_requests=1000, max_requests=2000, slo_tpot_p99="25ms",
               interval=False)
     c = seedchip.capacity(**kw).to_dict()
@@ -180,73 +197,108 @@ def test_capacity_pools_independent_streams_for_its_answer_and_error():
     one = seedchip.simulate(model="llama-3.1-8b", workload="chat", qps=searched, num_requests=2000,
                             slo_tpot_p99="25ms", seed=7919, interval=False).to_dict()
     assert one["steady"]["slo_exceed"]["tpot_p99"]["fraction"] == shares[0]          # stream 1: seed 0 + 7919
+    twin = seedchip.simulate(model="llama-3.1-8b", workload="chat", qps=searched * math.exp(SLOPE_STEP),
+                             num_requests=2000, slo_tpot_p99="25ms", seed=7919, interval=False).to_dict()
+    assert twin["steady"]["slo_exceed"]["tpot_p99"]["fraction"] == last["slope_shares"][0]   # its twin, 4% faster
+    assert len(last["slope_shares"]) == SAMPLING_STREAMS and last["share_slope"] > 0
     pooled = [c["metrics"]["steady"]["slo_exceed"]["tpot_p99"]["fraction"], *shares]
     mean = sum(pooled) / len(pooled)
     assert (c["max_qps"] > searched) == (mean < 0.01) or c["max_qps"] == searched
     assert json.dumps(seedchip.capacity(**kw).to_dict(), sort_keys=True) == json.dumps(c, sort_keys=True)
 
 
+def _pt(q, frac, se, n=8000, ok=True, failed=()):
+    ex = {"tpot_p99": {"fraction": frac, "se": se, "blocks": 20}}
+    return RatePoint(q, n, ok, failed, {"steady": {"slo_exceed": ex}})
+
+
 @pytest.mark.unit
 def test_pooled_answer_by_hand():
-    """By hand: the share over the TPOT limit is 0.5% at 9.5 req/s, 0.8% at 10 (the
-    bisection's answer) and 2.0% at 10.5 (fails) on the search's stream; ln F against
-    ln(rate) rises by the least-squares slope through the three (~13.9). Four other streams at
-    10 req/s give 0.4%, 0.8%, 1.6% and 0: pooled with the search's 0.8%, the share is 0.72%,
-    so the answer moves up by ln(1 / 0.72) / slope, and its error is the five shares'
-    standard error of their mean, over 0.72%, over the slope. A shift past +-7% stops there;
-    a point outside +-7%, at another run length or with no request over the limit does not
-    enter the slope; a binding limit
-    that is not an SLO share gives the bisection's answer and no error; without streams (a
-    trace) the bisection's answer stands with the run's own batch-means error se(F) / F."""
+    """By hand: the bisection's answer is 10 req/s, where the search's own stream has 0.8% of
+    requests over the TPOT limit. Four other streams there give 0.4%, 0.8%, 1.6% and 0, and the
+    same four streams 4% faster give 0.6%, 1.2%, 2.6% and 0.1%: the mean share's slope is
+    ln(4.5 / 2.8) / 0.04 (~11.9). Pooled with the search's 0.8%, the share is 0.72%, so the
+    answer moves up by ln(1 / 0.72) / slope; its error is the mean share's relative standard
+    error (the one-stream variance, between streams and within them by batch means, weighted
+    by their degrees of freedom, over five streams) and the slope's error times the shift,
+    over the slope. A shift past +-7% stops there; a binding limit that is not an SLO share
+    gives the bisection's answer and no error; without streams (a trace) the bisection's
+    answer stands with the run's own batch-means error over the search's own slope."""
     import math
 
-    from seedchip.serve.sampling import pooled_answer, share_slope
-
-    def pt(q, frac, se, n=8000, ok=True, failed=()):
-        ex = {"tpot_p99": {"fraction": frac, "se": se, "blocks": 20}}
-        return RatePoint(q, n, ok, failed, {"steady": {"slo_exceed": ex}})
-    low, best = pt(9.5, 0.005, 0.001), pt(10.0, 0.008, 0.002)
-    fail = pt(10.5, 0.02, 0.004, ok=False, failed=("tpot_p99",))
-    others = [pt(12.0, 0.5, 0.01, ok=False, failed=("tpot_p99",)), pt(9.9, 0.0, 0.0, n=4000)]
-    points = [low, best, fail, pt(9.4, 0.0, 0.0)] + others           # no request over the limit: no log
-    xs, ys = [math.log(q) for q in (9.5, 10.0, 10.5)], [math.log(f) for f in (0.005, 0.008, 0.02)]
-    mx, my = sum(xs) / 3, sum(ys) / 3
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    assert share_slope(points, 8000, best, "tpot_p99") == pytest.approx(slope)
-    fs = [0.008, 0.004, 0.008, 0.016, 0.0]
+    from seedchip.serve.sampling import Streams, paired_slope, pooled_answer, share_slope, share_variance
+    low, best = _pt(9.5, 0.005, 0.001), _pt(10.0, 0.008, 0.002)
+    fail = _pt(10.5, 0.02, 0.004, ok=False, failed=("tpot_p99",))
+    points = [low, best, fail, _pt(9.4, 0.0, 0.0)]
+    fs, twins = (0.008, 0.004, 0.008, 0.016, 0.0), (0.006, 0.012, 0.026, 0.001)
+    ses = (0.002, 0.0015, 0.003, 0.004, 0.0005)
+    here = Streams(8000, fs, ses, (20,) * 5, twins)
+    slope, slope_var, pairs = paired_slope([here])
+    assert slope == pytest.approx(math.log(0.045 / 0.028) / 0.04)
+    r = 0.045 / 0.028
+    var_r = 4 / 3 * sum((8000 * (g - r * f)) ** 2 for f, g in zip(fs[1:], twins)) / (8000 * 0.028) ** 2
+    assert slope_var == pytest.approx(var_r / r ** 2 / 0.04 ** 2)
     mean = sum(fs) / 5
-    se = math.sqrt(sum((f - mean) ** 2 for f in fs) / 4 / 5) / mean / slope
-    q, err, df = pooled_answer(points, 8000, best, fail, fs[1:])
-    assert q == pytest.approx(10.0 * math.exp(math.log(0.01 / mean) / slope)) and err == pytest.approx(se) and df == 4
-    q, _, _ = pooled_answer(points, 8000, best, fail, [0.2, 0.2, 0.2, 0.2])       # far over: stops at -7%
-    assert q == pytest.approx(10.0 * math.exp(-0.07))
-    assert pooled_answer(points, 8000, best, fail) == (10.0, pytest.approx(0.002 / 0.008 / slope), 0)
-    assert pooled_answer(points, 8000, best, pt(10.5, 0.0, 0.0, ok=False, failed=("throughput",)),
-                         [0.004, 0.008]) == (10.0, None, 0)
-    assert pooled_answer([best, others[1]], 8000, best, fail, [0.004, 0.008]) == (10.0, None, 0)   # one rate: no slope
-    # the one-stream spread pooled with a shorter length's streams (scaled by 4000 / 8000)
-    earlier = [(4000, [0.01, 0.03, 0.005, 0.02, 0.012])]
-    _, err2, df2 = pooled_answer(points, 8000, best, fail, fs[1:], earlier)
-    from seedchip.serve.sampling import relative_variance
-    rel, _ = relative_variance(earlier + [(8000, fs)], 8000)
-    assert err2 == pytest.approx(math.sqrt(rel / 5) / slope) and err2 != pytest.approx(se) and df2 == 8
+    between = sum((f - mean) ** 2 for f in fs) / 4 / mean ** 2
+    within = sum(se ** 2 for se in ses) / 5 / mean ** 2
+    rel = (4 * between + 45 * within) / 49                         # 4 and 5 x 9 degrees of freedom
+    assert share_variance([here], 8000) == (pytest.approx(rel), 49)
+    shift = math.log(0.01 / mean) / slope
+    q, err, df, used, sd, pairs = pooled_answer(points, 8000, best, fail, [here])
+    assert q == pytest.approx(10.0 * math.exp(shift)) and used == slope and df == 49
+    assert sd == pytest.approx(math.sqrt(slope_var)) and pairs == 3
+    assert err == pytest.approx(math.sqrt(rel / 5 + shift ** 2 * slope_var) / slope)
+    far = Streams(8000, (0.008, 0.2, 0.2, 0.2, 0.2), ses, (20,) * 5, (0.3, 0.3, 0.3, 0.3))
+    assert pooled_answer(points, 8000, best, fail, [far]).qps == pytest.approx(10.0 * math.exp(-0.07))
+    own = share_slope(points, 8000, best, "tpot_p99")                # a trace: the search's own slope
+    assert pooled_answer(points, 8000, best, fail) == (10.0, pytest.approx(0.002 / 0.008 / own), 0, own, None, 0)
+    assert pooled_answer(points, 8000, best, _pt(10.5, 0.0, 0.0, ok=False, failed=("throughput",)),
+                         [here]) == (10.0, None, 0, None, None, 0)
+    flat = Streams(8000, fs, ses, (20,) * 5, fs[1:])                 # no rise in the pairs: the own slope
+    assert pooled_answer(points, 8000, best, fail, [flat]).slope == pytest.approx(own)
+
+
+@pytest.mark.unit
+def test_the_slope_pairs_pool_over_run_lengths_and_leave_the_search_stream_out():
+    """The ratio estimator weights each pair by its run length (a share over twice the
+    requests counts twice); the search's own stream has no twin; fewer than two pairs, or
+    twins no higher than their streams, give no slope."""
+    import math
+
+    from seedchip.serve.sampling import Streams, paired_slope
+    a = Streams(4000, (0.01, 0.01, 0.02), twins=(0.02, 0.03))
+    b = Streams(8000, (0.5, 0.01, 0.01), twins=(0.015, 0.02))
+    want = math.log((4000 * 0.05 + 8000 * 0.035) / (4000 * 0.03 + 8000 * 0.02)) / 0.04
+    assert paired_slope([a, b])[0] == pytest.approx(want)
+    assert paired_slope([Streams(8000, (0.01, 0.01), twins=(0.02,))]) is None
+    assert paired_slope([Streams(8000, (0.01, 0.02, 0.02), twins=(0.02, 0.01))]) is None
+    assert paired_slope([Streams(8000, (0.01, 0.0, 0.0), twins=(0.01, 0.01))]) is None
 
 
 @pytest.mark.unit
 def test_relative_variance_pools_run_lengths_by_their_degrees_of_freedom():
     """Each length's variance over its squared mean, scaled to the asked length (a share over
     n requests varies as 1 / n), weighted by its streams less one; lengths with one stream or
-    no request over the limit add nothing."""
-    from seedchip.serve.sampling import relative_variance
+    no request over the limit add nothing. Within streams: each batch-means error squared over
+    its length's mean squared, scaled the same way, with (blocks - 1) // 2 degrees of freedom."""
+    from seedchip.serve.sampling import Streams, relative_variance, within_variance
 
     def rel(fs):
         m = sum(fs) / len(fs)
         return sum((f - m) ** 2 for f in fs) / (len(fs) - 1) / m ** 2
     a, b = [0.01, 0.03, 0.005, 0.02, 0.012], [0.008, 0.004, 0.008, 0.016, 0.0, 0.011, 0.009, 0.01, 0.007]
-    assert relative_variance([(8000, b)], 8000) == (pytest.approx(rel(b)), 8)
-    assert relative_variance([(8000, b)], 16000) == (pytest.approx(rel(b) / 2), 8)
+    sa, sb = Streams(4000, tuple(a)), Streams(8000, tuple(b))
+    assert relative_variance([sb], 8000) == (pytest.approx(rel(b)), 8)
+    assert relative_variance([sb], 16000) == (pytest.approx(rel(b) / 2), 8)
     want = (4 * rel(a) * 4000 / 8000 + 8 * rel(b)) / 12
-    assert relative_variance([(4000, a), (8000, b)], 8000) == (pytest.approx(want), 12)
-    assert relative_variance([(4000, a), (2000, [0.01]), (1000, [0.0, 0.0]), (8000, b)], 8000) == \
+    assert relative_variance([sa, sb], 8000) == (pytest.approx(want), 12)
+    assert relative_variance([sa, Streams(2000, (0.01,)), Streams(1000, (0.0, 0.0)), sb], 8000) == \
         (pytest.approx(want), 12)
-    assert relative_variance([(2000, [0.01])], 8000) == (None, 0)
+    assert relative_variance([Streams(2000, (0.01,))], 8000) == (None, 0)
+    ma = sum(a) / 5
+    wa = Streams(4000, tuple(a), (0.004, None, 0.002, 0.003, 0.001), (20, 20, 20, 2, 10))
+    wb = Streams(8000, (0.01, 0.02), (0.003, 0.005), (21, 20))
+    got = within_variance([wa, wb], 8000)
+    num = (9 * 0.004 ** 2 + 9 * 0.002 ** 2 + 4 * 0.001 ** 2) / ma ** 2 * 0.5 + (10 * 0.003 ** 2 + 9 * 0.005 ** 2) / 0.015 ** 2
+    assert got == (pytest.approx(num / 41), 41)                       # 2 blocks: no degree of freedom
+    assert within_variance([sb], 8000) == (None, 0)

@@ -121,7 +121,7 @@ def simulate(qps: Optional[float] = typer.Option(None, "--qps", help="arrival ra
 @with_options(SHARED)
 def capacity(num_requests: Optional[int] = typer.Option(None, "--num-requests", help="first run length (default "
                                                         "4,000); it doubles until the answer is stable"),
-             max_requests: int = typer.Option(32000, "--max-requests", help="the longest run the search may use"),
+             max_requests: int = typer.Option(64000, "--max-requests", help="the longest run the search may use"),
              price_per_chip_hour: Optional[float] = typer.Option(None, "--price-per-chip-hour", help="$ per chip-hour"),
              interval: bool = typer.Option(True, "--interval/--no-interval", help="max_qps_interval80 from the same "
                                            "search under perturbed models (several more runs)"),

@@ -111,7 +111,7 @@ class Serving(FrozenSpec):
     workload: str = Field("chat", description="seedchip.serve synthetic workload (chat, code, summarize, reasoning, ...)")
     num_requests: int = Field(1000, ge=100, description="first run length of each capacity search")
     max_requests: int = Field(4000, ge=100, description="the longest run a capacity search may use (a screening "
-                                                       "fidelity; seedchip capacity itself goes to 32,000)")
+                                                       "fidelity; seedchip capacity itself goes to 64,000)")
     slo_ttft_p99: float | str | None = Field(None, description="default: the smallest scenario max_ttft_s")
     slo_tpot_p99: float | str | None = Field(None, description="default: the smallest scenario max_tpot_s")
     seed: int = 0

@@ -201,7 +201,7 @@ class DemandClass(FrozenSpec):
     peak_requests_per_s: Series | None = Field(None, description="requests per second at the peak")
     num_requests: int | None = Field(None, ge=100, le=1_000_000, description="first run length of the capacity search (default "
                                                                  "4,000); it doubles until the answer is stable")
-    max_requests: int = Field(32000, ge=100, le=1_000_000, description="the longest run the capacity search may use")
+    max_requests: int = Field(64000, ge=100, le=1_000_000, description="the longest run the capacity search may use")
     engine: str = Field("vllm", description="serving-engine profile: vllm, trtllm or sglang")
     seed: int = 0
 

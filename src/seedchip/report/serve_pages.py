@@ -218,9 +218,10 @@ def _build_capacity(d: dict) -> Page:
                   show(len(c.get("sampling_shares") or ()) + 1, "int"),
                   f"{c['sampling_error_fraction']:.1%}" if c.get("sampling_error_fraction") else "-"] for c in conv],
                 "Convergence: at each run length the rate is bisected on one request stream; independent "
-                "streams run at that rate, and the answer is where their pooled share of requests over the "
-                "binding limit meets it. The run length doubles until two answers agree (within 1.5%, or within "
-                "twice their sampling errors, at most 3%) and the last one's sampling error is at most 1%.",
+                "streams run at that rate and 4% faster, and the answer is where their pooled share of requests "
+                "over the binding limit meets it (along the slope the paired runs measure). The run length "
+                "doubles until two answers agree (within 1.5%, or within twice their sampling errors, at most "
+                "3%), the last one's sampling error is at most 1% and its streams pooled 48,000 requests.",
                 numeric={0, 1, 2, 3, 4})
     m = d.get("metrics")
     if isinstance(m, dict) and "series" in m:
