@@ -122,9 +122,10 @@ def within_variance(samples: list[Streams], n: int) -> tuple[float | None, int]:
     squared (the blocks of one run are close to independent once they span a few sojourns),
     over its length's mean share squared, scaled by length over ``n``, averaged over every
     stream of every length with (blocks - 1) // 2 degrees of freedom each (the lag-1
-    correction widens the error; correlated blocks count about half: an estimate). A share
-    set by rare episodes is spread over a run's blocks as over streams, and many blocks seldom
-    all miss the episodes as a handful of streams often do. (None, 0) without batch means."""
+    correction widens the error; correlated blocks count about half: an estimate). It adds no
+    requests, but it rests on many blocks instead of a handful of streams, so it is steadier;
+    streams that all missed the rare episodes still read it low. (None, 0) without batch
+    means."""
     num = den = 0.0
     for s in samples:
         mean = sum(s.shares) / len(s.shares)
