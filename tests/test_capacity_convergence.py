@@ -163,7 +163,8 @@ def test_more_streams_only_when_the_sampling_error_alone_keeps_lengths_apart():
     few = dict(last, sampling_error_fraction=0.006, pooled_requests=24000)
     assert not _agree(prev, few) and _more_streams(prev, few)
     assert _agree(prev, dict(few, pooled_requests=48000)) and not _more_streams(prev, dict(few, pooled_requests=48000))
-    assert not _agree(prev, dict(few, pooled_requests=2000)) and not _more_streams(prev, dict(few, pooled_requests=2000))
+    short = dict(few, pooled_requests=2000)
+    assert not _agree(prev, short) and not _more_streams(prev, short)
 
 
 @pytest.mark.unit
@@ -299,6 +300,7 @@ def test_relative_variance_pools_run_lengths_by_their_degrees_of_freedom():
     wa = Streams(4000, tuple(a), (0.004, None, 0.002, 0.003, 0.001), (20, 20, 20, 2, 10))
     wb = Streams(8000, (0.01, 0.02), (0.003, 0.005), (21, 20))
     got = within_variance([wa, wb], 8000)
-    num = (9 * 0.004 ** 2 + 9 * 0.002 ** 2 + 4 * 0.001 ** 2) / ma ** 2 * 0.5 + (10 * 0.003 ** 2 + 9 * 0.005 ** 2) / 0.015 ** 2
+    num = ((9 * 0.004 ** 2 + 9 * 0.002 ** 2 + 4 * 0.001 ** 2) / ma ** 2 * 0.5
+           + (10 * 0.003 ** 2 + 9 * 0.005 ** 2) / 0.015 ** 2)
     assert got == (pytest.approx(num / 41), 41)                       # 2 blocks: no degree of freedom
     assert within_variance([sb], 8000) == (None, 0)

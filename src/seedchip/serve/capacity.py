@@ -318,16 +318,17 @@ def _entry(search: _Search, n: int, best: RatePoint, fail: RatePoint | None, ear
     s = best.metrics["steady"]
     metric = binding_share(fail)
     runs = search.streams(best.qps, n, streams) if metric else None
-    entry = {"num_requests": n, "search_qps": best.qps, "settled": s["settled"], "window_sojourns": s["window_sojourns"],
-             "binding_share": metric, "search_share": (share_of(best.metrics, metric) or 0.0) if metric else None,
-             "sampling_shares": None}
+    entry = {"num_requests": n, "search_qps": best.qps, "settled": s["settled"],
+             "window_sojourns": s["window_sojourns"], "binding_share": metric,
+             "search_share": (share_of(best.metrics, metric) or 0.0) if metric else None, "sampling_shares": None}
     if runs is not None:
         ex = [(st.get("slo_exceed") or {}).get(metric) or {} for st in (s, *runs[0])]
         entry.update(pooled_requests=sum(st["num_requests"] for st in (s, *runs[0])),
                      sampling_shares=[e.get("fraction") or 0.0 for e in ex[1:]],
                      sampling_errors=[e.get("se") for e in ex], sampling_blocks=[e.get("blocks", 0) for e in ex],
                      slope_shares=[share_of({"steady": st}, metric) or 0.0 for st in runs[1]])
-    samples = [Streams.of(e) for e in (*earlier, entry) if e.get("sampling_shares") and e.get("binding_share") == metric]
+    samples = [Streams.of(e) for e in (*earlier, entry)
+               if e.get("sampling_shares") and e.get("binding_share") == metric]
     pooled = pooled_answer(search.points, n, best, fail, samples)
     return dict(entry, max_qps=pooled.qps, sampling_error_fraction=pooled.error, sampling_error_df=pooled.df,
                 share_slope=pooled.slope, share_slope_sd=pooled.slope_sd, share_slope_df=pooled.slope_df)
