@@ -230,7 +230,14 @@ def test_pooled_answer_by_hand():
     from seedchip.serve.sampling import Streams, paired_slope, pooled_answer, share_slope, share_variance
     low, best = _pt(9.5, 0.005, 0.001), _pt(10.0, 0.008, 0.002)
     fail = _pt(10.5, 0.02, 0.004, ok=False, failed=("tpot_p99",))
-    points = [low, best, fail, _pt(9.4, 0.0, 0.0)]
+    others = [_pt(12.0, 0.5, 0.01, ok=False, failed=("tpot_p99",)), _pt(9.9, 0.03, 0.0, n=4000)]
+    points = [low, best, fail, _pt(9.4, 0.0, 0.0)] + others   # outside +-7%, another length, or none over: no fit
+    # the search's own slope (traces): a least-squares line through the three points within
+    # +-7% at this run length that saw a request over the limit
+    xs, ys = [math.log(q) for q in (9.5, 10.0, 10.5)], [math.log(f) for f in (0.005, 0.008, 0.02)]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    own_by_hand = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    assert share_slope(points, 8000, best, "tpot_p99") == pytest.approx(own_by_hand)
     fs, twins = (0.008, 0.004, 0.008, 0.016, 0.0), (0.006, 0.012, 0.026, 0.001)
     ses = (0.002, 0.0015, 0.003, 0.004, 0.0005)
     here = Streams(8000, fs, ses, (20,) * 5, twins)
@@ -257,6 +264,16 @@ def test_pooled_answer_by_hand():
                          [here]) == (10.0, None, 0, None, None, 0)
     flat = Streams(8000, fs, ses, (20,) * 5, fs[1:])                 # no rise in the pairs: the own slope
     assert pooled_answer(points, 8000, best, fail, [flat]).slope == pytest.approx(own)
+    assert pooled_answer([best, others[1]], 8000, best, fail) == (10.0, None, 0, None, None, 0)   # one rate: no slope
+    # a shorter length's streams enter the variance (scaled by 4000 / 8000) and the slope's pairs
+    earlier = Streams(4000, (0.01, 0.03, 0.005, 0.02, 0.012), (0.004,) * 5, (20,) * 5, (0.02, 0.01, 0.03, 0.02))
+    q2, err2, df2, slope2, _, pairs2 = pooled_answer(points, 8000, best, fail, [earlier, here])
+    rel2, want_df = share_variance([earlier, here], 8000)
+    slope2_want, var2, _ = paired_slope([earlier, here])
+    shift2 = math.log(0.01 / mean) / slope2_want
+    assert slope2 == pytest.approx(slope2_want) and pairs2 == 7 and df2 == want_df == 98
+    assert q2 == pytest.approx(10.0 * math.exp(shift2))
+    assert err2 == pytest.approx(math.sqrt(rel2 / 5 + shift2 ** 2 * var2) / slope2_want) and err2 != pytest.approx(err)
 
 
 @pytest.mark.unit

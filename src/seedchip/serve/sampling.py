@@ -18,7 +18,8 @@ class RatePoint(Protocol):
 
 
 BOUND_LEVEL = 0.8          # a search stops on an error small enough at the upper end of its one-sided 80% bound
-SLOPE_SPAN = 0.07          # the answer moves at most this far (in ln rate) from the bisection's
+SLOPE_SPAN = 0.07          # the answer moves at most this far (in ln rate) from the bisection's; a trace's
+                           # slope is fitted to its points within this range
 SLOPE_STEP = 0.04          # the streams run again this much higher in ln(rate): the share's slope from the pairs
 P99_SHARE = 0.01           # a p99 limit holds while at most this share of requests exceeds it
 MAX_SLOPE_WIDENING = 3.0   # the error's bound reads the slope no lower than a third of its estimate
