@@ -75,3 +75,18 @@ def test_readme_code_fences_pair_up_and_its_commands_parse():
     fences = [i for i, line in enumerate(text.splitlines(), 1) if line.strip().startswith("```")]
     assert len(fences) % 2 == 0, f"unpaired code fence at lines {fences}"
     assert "--resume runs/asic1" in text and "chips --template" in text
+
+
+def test_simulate_title_says_how_the_benchmark_ran():
+    """A replayed benchmark reads as it was run: the engine, the clients, the length range."""
+    code, out, err = run_cli(["simulate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--engine", "trtllm",
+                              "--max-concurrency", "16", "--input-len", "512", "--output-len", "64",
+                              "--range-ratio", "0.5", "--num-requests", "40"])
+    assert code == 0, err
+    title = " ".join(out.split("┌")[0].split())
+    assert "llama-3.1-8b on 1 x h200-sxm (engine trtllm," in title
+    assert "512 in / 64 out at most, each uniform from 0.5 x that; 16 closed-loop clients" in title
+    code, out, err = run_cli(["simulate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--replicas", "2",
+                              "--qps", "3", "--input-len", "64", "--output-len", "8", "--num-requests", "20"])
+    title = " ".join(out.split("┌")[0].split())
+    assert code == 0 and "on 2 replicas of 1 x h200-sxm" in title and "64 in / 8 out; 3 req/s" in title, title

@@ -150,13 +150,31 @@ def _pct(d: dict | None, dim: str = "s") -> str:
     return " / ".join(fmt(d[k], dim) for k in ("mean", "p50", "p90", "p99"))
 
 
-def sim_tables(d: dict) -> list[Table]:
+def _sim_title(d: dict) -> str:
+    """What ran, as a benchmark report states it: the model on its chips, the engine, the
+    requests (trace, workload or lengths with their range) and how they arrived."""
     i = d["inputs"]
-    where = (f"{i['disaggregate']}" if i["disaggregate"] else
-             f"{i['replicas']} x {i['num_chips'] // max(i['replicas'], 1)} x {i['chip']}")
+    per = i["num_chips"] // max(i["replicas"], 1)
+    where = (i["disaggregate"] if i["disaggregate"] else f"{per} x {i['chip']}" if i["replicas"] == 1 else
+             f"{i['replicas']} replicas of {per} x {i['chip']}")
     src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
-    head = Table(title=f"{i['model']} on {where}: {src} ({i['scheduler']}, calibration {i['calibration']})",
-                 show_header=False)
+    if not (i["trace"] or i["workload"]) and (i.get("range_ratio") or 1.0) < 1.0:
+        src += f" at most, each uniform from {i['range_ratio']:g} x that"
+    if i["offline"]:
+        load = "offline (all requests at once)"
+    elif i.get("max_concurrency"):
+        load = f"{i['max_concurrency']} closed-loop clients"
+    elif i.get("qps"):
+        load = f"{i['qps']:.4g} req/s, {i['arrival']} arrivals"
+    else:
+        load = "the trace's arrival times"
+    engine = f"engine {i['engine']}, " if i.get("engine") else ""
+    return (f"{i['model']} on {where} ({engine}{i['scheduler']}, calibration {i['calibration']}): {src}; "
+            f"{load}")
+
+
+def sim_tables(d: dict) -> list[Table]:
+    head = Table(title=_sim_title(d), show_header=False)
     head.add_column("", style="bold")
     head.add_column("", justify="right")
     head.add_row("requests", f"{d['num_completed']:,} completed of {d['num_requests']:,}"

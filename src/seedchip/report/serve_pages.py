@@ -14,11 +14,14 @@ def _deployment(i: dict) -> str:
     dis = i.get("disaggregate")
     where = f"disaggregated {dis}" if dis else f"{i.get('num_chips', 1)} x {i.get('chip')}"
     reps = f", {i['replicas']} replicas" if (i.get("replicas") or 1) > 1 else ""
-    return f"{i.get('model')} on {where}{reps}"
+    engine = f" (engine {i['engine']})" if i.get("engine") else ""
+    return f"{i.get('model')} on {where}{reps}{engine}"
 
 
 def _workload(i: dict) -> str:
     src = i.get("trace") or i.get("workload") or f"input {i.get('input_len')} / output {i.get('output_len')} tokens"
+    if not (i.get("trace") or i.get("workload")) and (i.get("range_ratio") or 1.0) < 1.0:
+        src += f" at most (each uniform from {i['range_ratio']:g} x)"
     rate = "offline" if i.get("offline") else (f"{i['max_concurrency']} clients" if i.get("max_concurrency")
                                               else f"{show(i.get('qps'))} req/s")
     return f"{src}, {rate}, {i.get('num_requests')} requests, seed {i.get('seed')}"
