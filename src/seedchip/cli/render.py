@@ -160,14 +160,15 @@ def _sim_title(d: dict) -> str:
     src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
     if not (i["trace"] or i["workload"]) and (i.get("range_ratio") or 1.0) < 1.0:
         src += f" at most, each uniform from {i['range_ratio']:g} x that"
+    cap = i.get("max_concurrency")
     if i["offline"]:
         load = "offline (all requests at once)"
-    elif i.get("max_concurrency"):
-        load = f"{i['max_concurrency']} closed-loop clients"
     elif i.get("qps"):
-        load = f"{i['qps']:.4g} req/s, {i['arrival']} arrivals"
+        load = f"{i['qps']:.4g} req/s, {i['arrival']} arrivals" + (f", at most {cap} in flight" if cap else "")
+    elif i["trace"]:
+        load = "the trace's arrival times" + (f", at most {cap} in flight" if cap else "")
     else:
-        load = "the trace's arrival times"
+        load = f"{cap} closed-loop clients"
     engine = f"engine {i['engine']}, " if i.get("engine") else ""
     return (f"{i['model']} on {where} ({engine}{i['scheduler']}, calibration {i['calibration']}): {src}; "
             f"{load}")

@@ -22,8 +22,14 @@ def _workload(i: dict) -> str:
     src = i.get("trace") or i.get("workload") or f"input {i.get('input_len')} / output {i.get('output_len')} tokens"
     if not (i.get("trace") or i.get("workload")) and (i.get("range_ratio") or 1.0) < 1.0:
         src += f" at most (each uniform from {i['range_ratio']:g} x)"
-    rate = "offline" if i.get("offline") else (f"{i['max_concurrency']} clients" if i.get("max_concurrency")
-                                              else f"{show(i.get('qps'))} req/s")
+    cap = i.get("max_concurrency")
+    if i.get("offline"):
+        rate = "offline"
+    elif i.get("qps") or i.get("trace"):
+        rate = (f"{show(i['qps'])} req/s" if i.get("qps") else "its arrival times") + \
+            (f", at most {cap} in flight" if cap else "")
+    else:
+        rate = f"{cap} clients"
     return f"{src}, {rate}, {i.get('num_requests')} requests, seed {i.get('seed')}"
 
 
