@@ -7,6 +7,8 @@ per model, TP and ISL/OSL shape, and its wall time.
     .venv/bin/python benchmarks/bench_e2e.py --quick --interval   # and the 80% intervals' coverage
     .venv/bin/python benchmarks/bench_e2e.py --shares        # the NVIDIA rows' error against the
                                                              # all-reduce's share of a decode step
+    .venv/bin/python benchmarks/bench_e2e.py --missing-time  # the time the NVIDIA runs took beyond the
+                                                             # simulated ones, per step and per token
 
 Each table is replayed as it was run: NVIDIA's with --kv_cache_free_gpu_mem_fraction 0.95
 ("in the majority of cases", perf-overview.md) and trtllm-bench's limits per row; Azure's
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--calibration", default=None)
     ap.add_argument("--interval", action="store_true", help="80%% intervals per row and their coverage (slower)")
     ap.add_argument("--shares", action="store_true", help="the NVIDIA rows' error against the all-reduce's share")
+    ap.add_argument("--missing-time", action="store_true",
+                    help="the NVIDIA rows' extra wall time per simulated step and per generated token")
     args = ap.parse_args()
     rows = []
     t0 = time.perf_counter()
@@ -89,6 +93,8 @@ def main() -> None:
                   f"mean {e.mean() * 100:+6.1f}%")
     if args.shares:
         shares([x for x in rows if x["table"].startswith("trtllm") and x["error"] is not None])
+    if args.missing_time:
+        missing_time(args.calibration)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
@@ -125,6 +131,30 @@ def shares(rows: list[dict]) -> None:
         print(f"  {label:36s} coefficients {np.round(coef, 1)}  RMS residual {rms:.1f}%")
     low = (multi > 0) & (coll < 0.15)
     print(f"  TP > 1 with the all-reduce under 15% of the step: n={low.sum()} mean err {err[low].mean():+.1f}%")
+
+
+def missing_time(calibration: str | None) -> None:
+    """The wall time each NVIDIA run took beyond its simulation (error x the simulated
+    makespan), per simulated step and per generated token, averaged by model and TP over
+    the decode-heavy rows (output >= 1,000 tokens) and the prompt-heavy ones: which unit a
+    missing cost scales with. A diagnostic: nothing here enters the model."""
+    from seedchip.validate.e2e import read_cases
+    from seedchip.validate.replay import run_case
+    name = "trtllm_v017_offline_h100.csv"
+    groups: dict = {}
+    for c in read_cases(str(DATA / name), "trtllm"):
+        sim = run_case(c, calibration, TABLES[name][0])
+        extra = sim["makespan_s"] * (sim["throughput_tokens_per_s"] / c.measured["out_tok_s"] - 1.0)
+        steps = sum(e["steps"] for e in sim["engines"])
+        kind = "decode" if c.osl >= 1000 else "prompt"
+        groups.setdefault((c.model, c.tp, kind), []).append((extra / steps * 1e3, extra / (sim["num_requests"] * c.osl)
+                                                             * 1e6, sim["num_requests"] * c.osl / steps))
+    print("\nNVIDIA rows: wall time beyond the simulation (means over the group's rows)")
+    print(f"  {'model':16s} {'tp':>2s} {'rows':8s} {'n':>2s} {'ms / step':>10s} {'us / token':>11s} {'seqs / step':>12s}")
+    for (model, tp, kind), v in sorted(groups.items()):
+        a = np.array(v)
+        print(f"  {model:16s} {tp:2d} {kind:8s} {len(a):2d} {a[:, 0].mean():10.2f} {a[:, 1].mean():11.1f} "
+              f"{a[:, 2].mean():12.0f}")
 
 
 if __name__ == "__main__":
