@@ -147,8 +147,9 @@ def missing_time(calibration: str | None) -> None:
         extra = sim["makespan_s"] * (sim["throughput_tokens_per_s"] / c.measured["out_tok_s"] - 1.0)
         steps = sum(e["steps"] for e in sim["engines"])
         kind = "decode" if c.osl >= 1000 else "prompt"
-        groups.setdefault((c.model, c.tp, kind), []).append((extra / steps * 1e3, extra / (sim["num_requests"] * c.osl)
-                                                             * 1e6, sim["num_requests"] * c.osl / steps))
+        tokens = sim["num_requests"] * c.osl
+        per = (extra / steps * 1e3, extra / tokens * 1e6, tokens / steps)
+        groups.setdefault((c.model, c.tp, kind), []).append(per)
     print("\nNVIDIA rows: wall time beyond the simulation (means over the group's rows)")
     print(f"  {'model':16s} {'tp':>2s} {'rows':8s} {'n':>2s} {'ms / step':>10s} {'us / token':>11s} {'seqs / step':>12s}")
     for (model, tp, kind), v in sorted(groups.items()):

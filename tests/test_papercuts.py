@@ -91,7 +91,8 @@ def test_simulate_title_says_how_the_benchmark_ran():
     title = " ".join(out.split("┌")[0].split())
     assert code == 0 and "on 2 replicas of 1 x h200-sxm" in title and "64 in / 8 out; 3 req/s" in title, title
     code, out, err = run_cli(["simulate", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--qps", "3",
-                              "--max-concurrency", "4", "--input-len", "64", "--output-len", "8", "--num-requests", "20"])
+                              "--max-concurrency", "4", "--input-len", "64", "--output-len", "8",
+                              "--num-requests", "20"])
     title = " ".join(out.split("┌")[0].split())
     assert code == 0 and "64 in / 8 out; 3 req/s, poisson arrivals, at most 4 in flight" in title, (title, err)
     trace = ROOT.parent / "shared" / "data" / "traces" / "azure_llm_2023_conv.csv"
