@@ -151,7 +151,8 @@ def missing_time(calibration: str | None) -> None:
         per = (extra / steps * 1e3, extra / tokens * 1e6, tokens / steps)
         groups.setdefault((c.model, c.tp, kind), []).append(per)
     print("\nNVIDIA rows: wall time beyond the simulation (means over the group's rows)")
-    print(f"  {'model':16s} {'tp':>2s} {'rows':8s} {'n':>2s} {'ms / step':>10s} {'us / token':>11s} {'seqs / step':>12s}")
+    print(f"  {'model':16s} {'tp':>2s} {'rows':8s} {'n':>2s} {'ms / step':>10s} {'us / token':>11s} "
+          f"{'seqs / step':>12s}")
     for (model, tp, kind), v in sorted(groups.items()):
         a = np.array(v)
         print(f"  {model:16s} {tp:2d} {kind:8s} {len(a):2d} {a[:, 0].mean():10.2f} {a[:, 1].mean():11.1f} "
