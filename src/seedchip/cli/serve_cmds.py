@@ -95,7 +95,8 @@ def simulate(qps: Optional[float] = typer.Option(None, "--qps", help="arrival ra
              num_requests: Optional[int] = typer.Option(None, "--num-requests", help="how many (a trace: its first N)"),
              offline: bool = typer.Option(False, "--offline", help="every request arrives at t = 0"),
              max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="closed loop: N clients, "
-                                                           "each sends its next request when its last one ends"),
+                                                           "each sends its next request when its last one ends; "
+                                                           "with --qps or --trace: at most N requests in flight"),
              trace_out: Optional[str] = typer.Option(None, "--trace-out", help="write a Chrome/Perfetto trace JSON"),
              max_throughput: bool = typer.Option(False, "--max-throughput", help="offline: search the engine's batch "
                                                  "limits for the most output tokens/s (reported under 'tuned')"),
