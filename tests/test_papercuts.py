@@ -100,3 +100,13 @@ def test_simulate_title_says_how_the_benchmark_ran():
                               "--max-concurrency", "4", "--num-requests", "30"])
     title = " ".join(out.split("┌")[0].split())
     assert code == 0 and "the trace's arrival times, at most 4 in flight" in title, (title, err)
+
+
+def test_capacity_title_names_the_chip_and_the_engine():
+    code, out, err = run_cli(["capacity", "--chip", "h200-sxm", "--model", "llama-3.1-8b", "--replicas", "2",
+                              "--input-len", "256", "--output-len", "32", "--slo-ttft-p99", "2s",
+                              "--slo-tpot-p99", "100ms", "--num-requests", "300", "--max-requests", "300",
+                              "--no-interval"])
+    title = " ".join(out.split("┌")[0].split())
+    assert code == 0 and "capacity of llama-3.1-8b on 2 replicas of 1 x h200-sxm (engine vllm, 256 in / 32 out)" \
+        in title, (title, err)

@@ -150,13 +150,22 @@ def _pct(d: dict | None, dim: str = "s") -> str:
     return " / ".join(fmt(d[k], dim) for k in ("mean", "p50", "p90", "p99"))
 
 
+def _where(i: dict) -> str:
+    """The chips a serving run used: '8 x h200-sxm', '2 replicas of 4 x h200-sxm', or the
+    disaggregated pools."""
+    per = i["num_chips"] // max(i.get("replicas") or 1, 1)
+    if i.get("disaggregate"):
+        return i["disaggregate"]
+    if (i.get("replicas") or 1) == 1:
+        return f"{per} x {i['chip']}"
+    return f"{i['replicas']} replicas of {per} x {i['chip']}"
+
+
 def _sim_title(d: dict) -> str:
     """What ran, as a benchmark report states it: the model on its chips, the engine, the
     requests (trace, workload or lengths with their range) and how they arrived."""
     i = d["inputs"]
-    per = i["num_chips"] // max(i["replicas"], 1)
-    where = (i["disaggregate"] if i["disaggregate"] else f"{per} x {i['chip']}" if i["replicas"] == 1 else
-             f"{i['replicas']} replicas of {per} x {i['chip']}")
+    where = _where(i)
     src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
     if not (i["trace"] or i["workload"]) and (i.get("range_ratio") or 1.0) < 1.0:
         src += f" at most, each uniform from {i['range_ratio']:g} x that"
@@ -217,7 +226,8 @@ def _length_note(c: dict) -> str:
 
 def capacity_tables(d: dict) -> list[Table]:
     i = d["inputs"]
-    t = Table(title=(f"capacity of {i['model']} on {i['num_chips']} chips within TTFT p99 <= "
+    src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
+    t = Table(title=(f"capacity of {i['model']} on {_where(i)} (engine {i['engine']}, {src}) within TTFT p99 <= "
                      f"{fmt(i['slo_ttft_p99_s'], 's')}, TPOT p99 <= {fmt(i['slo_tpot_p99_s'], 's')}"),
               show_header=False)
     t.add_column("", style="bold")
