@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ..report.serve_pages import load_text, requests_text, where
 from ..units import fmt
 
 console = Console()
@@ -150,37 +151,13 @@ def _pct(d: dict | None, dim: str = "s") -> str:
     return " / ".join(fmt(d[k], dim) for k in ("mean", "p50", "p90", "p99"))
 
 
-def _where(i: dict) -> str:
-    """The chips a serving run used: '8 x h200-sxm', '2 replicas of 4 x h200-sxm', or the
-    disaggregated pools."""
-    per = i["num_chips"] // max(i.get("replicas") or 1, 1)
-    if i.get("disaggregate"):
-        return i["disaggregate"]
-    if (i.get("replicas") or 1) == 1:
-        return f"{per} x {i['chip']}"
-    return f"{i['replicas']} replicas of {per} x {i['chip']}"
-
-
 def _sim_title(d: dict) -> str:
     """What ran, as a benchmark report states it: the model on its chips, the engine, the
     requests (trace, workload or lengths with their range) and how they arrived."""
     i = d["inputs"]
-    where = _where(i)
-    src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
-    if not (i["trace"] or i["workload"]) and (i.get("range_ratio") or 1.0) < 1.0:
-        src += f" at most, each uniform from {i['range_ratio']:g} x that"
-    cap = i.get("max_concurrency")
-    if i["offline"]:
-        load = "offline (all requests at once)"
-    elif i.get("qps"):
-        load = f"{i['qps']:.4g} req/s, {i['arrival']} arrivals" + (f", at most {cap} in flight" if cap else "")
-    elif i["trace"]:
-        load = "the trace's arrival times" + (f", at most {cap} in flight" if cap else "")
-    else:
-        load = f"{cap} closed-loop clients"
     engine = f"engine {i['engine']}, " if i.get("engine") else ""
-    return (f"{i['model']} on {where} ({engine}{i['scheduler']}, calibration {i['calibration']}): {src}; "
-            f"{load}")
+    return (f"{i['model']} on {where(i)} ({engine}{i['scheduler']}, calibration {i['calibration']}): "
+            f"{requests_text(i)}; {load_text(i)}")
 
 
 def sim_tables(d: dict) -> list[Table]:
@@ -226,9 +203,8 @@ def _length_note(c: dict) -> str:
 
 def capacity_tables(d: dict) -> list[Table]:
     i = d["inputs"]
-    src = i["trace"] or i["workload"] or f"{i['input_len']} in / {i['output_len']} out"
-    t = Table(title=(f"capacity of {i['model']} on {_where(i)} (engine {i['engine']}, {src}) within TTFT p99 <= "
-                     f"{fmt(i['slo_ttft_p99_s'], 's')}, TPOT p99 <= {fmt(i['slo_tpot_p99_s'], 's')}"),
+    t = Table(title=(f"capacity of {i['model']} on {where(i)} (engine {i['engine']}, {requests_text(i)}) within "
+                     f"TTFT p99 <= {fmt(i['slo_ttft_p99_s'], 's')}, TPOT p99 <= {fmt(i['slo_tpot_p99_s'], 's')}"),
               show_header=False)
     t.add_column("", style="bold")
     t.add_column("", justify="right")

@@ -10,27 +10,47 @@ LATENCIES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end"))
 SUMMARY = ("mean", "p50", "p90", "p99", "max")
 
 
+def where(i: dict) -> str:
+    """The chips a serving run used, from its inputs: '8 x h200-sxm', '2 replicas of 4 x
+    h200-sxm', or the disaggregated pools (the CLI's titles say it the same way)."""
+    if i.get("disaggregate"):
+        return f"disaggregated {i['disaggregate']}"
+    replicas = i.get("replicas") or 1
+    per = f"{(i.get('num_chips') or 1) // replicas} x {i.get('chip')}"
+    return per if replicas == 1 else f"{replicas} replicas of {per}"
+
+
+def requests_text(i: dict) -> str:
+    """What was sent: the trace, the workload, or the fixed lengths and their range."""
+    if i.get("trace") or i.get("workload"):
+        return str(i.get("trace") or i.get("workload"))
+    out = f"{i.get('input_len')} in / {i.get('output_len')} out"
+    if (i.get("range_ratio") or 1.0) < 1.0:
+        out += f" at most, each uniform from {i['range_ratio']:g} x that"
+    return out
+
+
+def load_text(i: dict) -> str:
+    """How it was sent: all at once, at a rate, at the trace's times (each under a cap on
+    requests in flight when --max-concurrency is given), or by closed-loop clients."""
+    cap = i.get("max_concurrency")
+    capped = f", at most {cap} in flight" if cap else ""
+    if i.get("offline"):
+        return "offline (all requests at once)"
+    if i.get("qps"):
+        return f"{i['qps']:.4g} req/s, {i['arrival']} arrivals{capped}"
+    if i.get("trace"):
+        return f"the trace's arrival times{capped}"
+    return f"{cap} closed-loop clients"
+
+
 def _deployment(i: dict) -> str:
-    dis = i.get("disaggregate")
-    where = f"disaggregated {dis}" if dis else f"{i.get('num_chips', 1)} x {i.get('chip')}"
-    reps = f", {i['replicas']} replicas" if (i.get("replicas") or 1) > 1 else ""
     engine = f" (engine {i['engine']})" if i.get("engine") else ""
-    return f"{i.get('model')} on {where}{reps}{engine}"
+    return f"{i.get('model')} on {where(i)}{engine}"
 
 
 def _workload(i: dict) -> str:
-    src = i.get("trace") or i.get("workload") or f"input {i.get('input_len')} / output {i.get('output_len')} tokens"
-    if not (i.get("trace") or i.get("workload")) and (i.get("range_ratio") or 1.0) < 1.0:
-        src += f" at most (each uniform from {i['range_ratio']:g} x)"
-    cap = i.get("max_concurrency")
-    if i.get("offline"):
-        rate = "offline"
-    elif i.get("qps") or i.get("trace"):
-        rate = (f"{show(i['qps'])} req/s" if i.get("qps") else "its arrival times") + \
-            (f", at most {cap} in flight" if cap else "")
-    else:
-        rate = f"{cap} clients"
-    return f"{src}, {rate}, {i.get('num_requests')} requests, seed {i.get('seed')}"
+    return f"{requests_text(i)}; {load_text(i)}; {i.get('num_requests')} requests, seed {i.get('seed')}"
 
 
 def slo_of(d: dict) -> dict:
