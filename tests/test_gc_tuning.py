@@ -44,6 +44,16 @@ def test_relaxed_gc_holds_the_collector_back_and_restores_it(default_gc):
     assert gc.get_threshold() == (100_000, 50, 200)
 
 
+def test_what_the_block_made_joins_the_oldest_generation(default_gc):
+    """On leaving, the block's survivors go where the frozen objects go (the oldest generation),
+    so the younger collections that the restored thresholds set off do not walk them."""
+    with relaxed_gc():
+        made = [[i] for i in range(1000)]
+    ids = {id(x) for x in made}
+    assert not any(id(o) in ids for g in (0, 1) for o in gc.get_objects(generation=g))
+    assert sum(id(o) in ids for o in gc.get_objects(generation=2)) == len(made)
+
+
 def test_cyclic_garbage_made_inside_is_collected_after(default_gc):
     class Node:
         pass

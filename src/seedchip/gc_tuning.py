@@ -8,9 +8,11 @@ collection walks every cached object again: a tenth to a quarter of a capacity s
 there (benchmarks/README.md, the serving benchmark's sixth pass). Inside :func:`relaxed_gc`
 the objects that exist when it is entered are frozen (never walked again while it holds;
 ``gc.freeze``) and collections run far less often; on leaving, the previous thresholds come
-back and the frozen objects return to the oldest generation, so cyclic garbage among them is
-still collected later. Nested uses hold it once. Results do not depend on it: only when
-cycles are reclaimed changes.
+back and the frozen objects return to the oldest generation with those the block made (a
+simulation's caches and requests: walking them in the younger collections that the restored
+thresholds set off at once took ~0.5 s after a run), so cyclic garbage among them is still
+collected later, by the next full collection. Nested uses hold it once. Results do not depend
+on it: only when cycles are reclaimed changes.
 """
 
 from __future__ import annotations
@@ -44,4 +46,5 @@ def relaxed_gc() -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 gc.set_threshold(*_saved)
+                gc.freeze()       # the block's survivors join the frozen objects: none is walked now
                 gc.unfreeze()

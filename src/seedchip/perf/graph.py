@@ -21,6 +21,13 @@ from . import kernels, ops, routing
 from .deployment import Deployment
 from .ops import OpCost
 
+# The pricer caches every part it builds from the graph's ops (:mod:`seedchip.perf.pricer`), so
+# the graph calls the ops past their own caches, which would only hold second copies (none of
+# a simulation's ~10^5 op evaluations hit them).
+_op_gemm, _op_act_quant, _op_vector, _op_collective, _op_prefill_attention, _op_decode_attention = (
+    f.__wrapped__ for f in (ops.gemm, ops.act_quant, ops.vector, ops.collective, ops.prefill_attention,
+                            ops.decode_attention))
+
 
 class ReplicaBatch(NamedTuple):
     """One DP replica's share of a step, aggregated for pricing. ``decode_keys[i]``:
@@ -116,7 +123,7 @@ def _gemm(dep: Deployment, name: str, m: int, n: int, k: int, *, weight: bool = 
           a_fmt: str | None = None, b_fmt: str | None = None, out_fmt: str = "bf16") -> OpCost:
     act = dep.act
     wf = dep.weight_format if weight else (b_fmt or act)
-    return ops.gemm(dep.chip, dep.calibration, max(1, int(m)), max(1, int(n)), max(1, int(k)),
+    return _op_gemm(dep.chip, dep.calibration, max(1, int(m)), max(1, int(n)), max(1, int(k)),
                     a_fmt or act, wf, out_fmt, groups, name)
 
 
@@ -140,11 +147,11 @@ def _quant(dep: Deployment, source: str, elems: float, name: str = "act_quant") 
     if source not in dep.runtime.quant_kernels or get_format(dep.act).bits >= 16 or elems <= 0:
         return []
     dynamic = dep.runtime.quant_scale == "per-tensor"
-    return [ops.act_quant(dep.chip, dep.calibration, float(elems), dep.act, dynamic, name)]
+    return [_op_act_quant(dep.chip, dep.calibration, float(elems), dep.act, dynamic, name)]
 
 
 def _vector(dep: Deployment, name: str, elems: float, flops_per_elem: float, bytes_per_elem: float) -> OpCost:
-    return ops.vector(dep.chip, dep.calibration, float(elems * flops_per_elem), float(elems * bytes_per_elem), name)
+    return _op_vector(dep.chip, dep.calibration, float(elems * flops_per_elem), float(elems * bytes_per_elem), name)
 
 
 def prefill_aggregates(chunks: tuple[tuple[int, int], ...], window: int) -> tuple[float, float, float, float]:
@@ -179,10 +186,10 @@ def prefill_attention_ops(model: ModelArch, dep: Deployment, q_total: float, pai
         nope, rope, v = model.qk_nope_head_dim, model.qk_rope_head_dim, model.v_head_dim
         # decompress the latent KV of every key into per-head K (nope) and V
         return [_gemm(dep, "kv_up_proj", kv_tokens, heads * (nope + v), model.kv_lora_rank),
-                ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, heads, nope + rope, v,
+                _op_prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, heads, nope + rope, v,
                                       heads * (nope + rope + v), act, "bf16", "attention_prefill", **tiles)]
     d = model.head_dim
-    return [ops.prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, kv_heads, d,
+    return [_op_prefill_attention(chip, cal, pairs, q_total, kv_tokens, max_keys, heads, kv_heads, d,
                                   model.v_head_dim, kv_heads * (d + model.v_head_dim), act, dep.kv_format,
                                   "attention_prefill", **tiles)]
 
@@ -217,7 +224,7 @@ def decode_attention_core(model: ModelArch, dep: Deployment, num_decode: int, co
     heads, kv_heads = _heads(model, dep)
     act, kv_fmt = "bf16", dep.kv_format
     longest = {"max_context_tokens": max_context, "window": window}
-    attend = ops.decode_attention_run if isinstance(context_tokens, np.ndarray) else ops.decode_attention
+    attend = ops.decode_attention_run if isinstance(context_tokens, np.ndarray) else _op_decode_attention
     if model.attention == "mla":
         r, lat = model.kv_lora_rank, model.kv_latent_dim
         return attend(chip, cal, num_decode, context_tokens, heads, 1, 2.0 * (lat + r), lat, lat, act, kv_fmt,
@@ -255,7 +262,7 @@ def out_proj_ops(model: ModelArch, dep: Deployment, t: int) -> list[OpCost]:
     out = _quant(dep, "attn", t * heads * model.v_head_dim, "o_proj_quant")
     out.append(_gemm(dep, "o_proj", t, h, heads * model.v_head_dim))
     if dep.tp > 1:
-        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, dep.tp, "tp_allreduce"))
+        out.append(_op_collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, dep.tp, "tp_allreduce"))
     return out
 
 
@@ -269,7 +276,7 @@ def dense_mlp_ops(model: ModelArch, dep: Deployment, t: int, width: int, tp: int
     out += _quant(dep, "act", t * w, f"{prefix}_down_quant")
     out.append(_gemm(dep, f"{prefix}_down_proj", t, h, w))
     if reduce and tp > 1:
-        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, tp, f"{prefix}_allreduce"))
+        out.append(_op_collective(dep.chip, dep.calibration, "allreduce", t * h * 2.0, tp, f"{prefix}_allreduce"))
     return out
 
 
@@ -301,7 +308,7 @@ def moe_pre_ops(model: ModelArch, dep: Deployment, t_replica: int) -> list[OpCos
     if ep > 1:
         size = _tokens_per_chip(dep, t_replica) * min(k, ep) * h * get_format(dep.act).bytes_per_element * ep / \
             max(ep - 1, 1)
-        out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
+        out.append(_op_collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_dispatch"))
     return out
 
 
@@ -314,13 +321,13 @@ def moe_post_ops(model: ModelArch, dep: Deployment, t_replica: int) -> list[OpCo
     out: list[OpCost] = []
     if ep > 1:
         size = _tokens_per_chip(dep, t_replica) * min(k, ep) * h * 2.0 * ep / max(ep - 1, 1)
-        out.append(ops.collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
+        out.append(_op_collective(dep.chip, dep.calibration, "alltoall", size, ep, "moe_combine"))
     if model.shared_expert_intermediate_size:
         out += dense_mlp_ops(model, dep, t_replica, model.shared_expert_intermediate_size, dep.tp, "shared_expert",
                              reduce=False, norm=False)
     reduce_over = dep.tp if ep == 1 else dep.moe_tp
     if reduce_over > 1:
-        out.append(ops.collective(dep.chip, dep.calibration, "allreduce", t_replica * h * 2.0, reduce_over,
+        out.append(_op_collective(dep.chip, dep.calibration, "allreduce", t_replica * h * 2.0, reduce_over,
                                   "moe_allreduce"))
     return out
 
@@ -363,14 +370,14 @@ def routed_expert_ops(model: ModelArch, dep: Deployment, t_replica: int, t_all: 
     w = model.moe_intermediate_size // dep.moe_tp
     up = 2 * w if model.mlp_gated else w
     act_bytes = get_format(dep.act).bytes_per_element
-    out = [ops.vector(dep.chip, dep.calibration, 0.0, moe_sort_bytes(t_replica * k, e), "moe_sort")]
+    out = [_op_vector(dep.chip, dep.calibration, 0.0, moe_sort_bytes(t_replica * k, e), "moe_sort")]
     if rt.moe_permute == "copy":
-        out.append(ops.vector(dep.chip, dep.calibration, 0.0, (t_replica + rows) * h * act_bytes, "moe_permute"))
+        out.append(_op_vector(dep.chip, dep.calibration, 0.0, (t_replica + rows) * h * act_bytes, "moe_permute"))
     out += _gated_up(dep, model, "experts_up_proj", per_expert, up, h, "experts_act", rows * w, groups,
                      fused=rt.moe_fuse_gated_act)
     out += _quant(dep, "act", rows * w, "experts_down_quant")
     out.append(_gemm(dep, "experts_down_proj", per_expert, h, w, groups=groups))
-    out.append(ops.vector(dep.chip, dep.calibration, 2.0 * rows * h, (rows + t_replica) * h * 2.0, "moe_finalize"))
+    out.append(_op_vector(dep.chip, dep.calibration, 2.0 * rows * h, (rows + t_replica) * h * 2.0, "moe_finalize"))
     return out
 
 
@@ -386,7 +393,7 @@ def logits_ops(model: ModelArch, dep: Deployment, num_logits: int) -> list[OpCos
     out = [_vector(dep, "final_norm", num_logits * h, 4, 6),
            _gemm(dep, "lm_head", num_logits, math.ceil(v / dep.tp), h, weight=False, a_fmt="bf16", b_fmt="bf16")]
     if dep.tp > 1:
-        out.append(ops.collective(dep.chip, dep.calibration, "allgather", num_logits * v * 4.0, dep.tp,
+        out.append(_op_collective(dep.chip, dep.calibration, "allgather", num_logits * v * 4.0, dep.tp,
                                   "logits_allgather"))
     out.append(_vector(dep, "sampling", num_logits * v, 5, 4 * 2))
     return out
