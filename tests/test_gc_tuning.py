@@ -38,10 +38,10 @@ def test_relaxed_gc_holds_the_collector_back_and_restores_it(default_gc):
         with relaxed_gc():
             1 / 0
     assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0 and gc_tuning._depth == 0
-    gc.set_threshold(100_000, 50, 200)              # a process that already collects less keeps its own
+    gc.set_threshold(100_000, 5_000, 200)              # a process that already collects less keeps its own
     with relaxed_gc():
-        assert gc.get_threshold() == (100_000, 50, 200)
-    assert gc.get_threshold() == (100_000, 50, 200)
+        assert gc.get_threshold() == (100_000, 5_000, 200)
+    assert gc.get_threshold() == (100_000, 5_000, 200)
 
 
 def test_what_the_block_made_joins_the_oldest_generation(default_gc):

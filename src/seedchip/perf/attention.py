@@ -236,7 +236,20 @@ def decode_attention_scalar(chip: ChipSpec, cal: Calibration, *, num_seqs, conte
                             matrix_class="bf16", max_context_tokens=None, window=0.0) -> dict:
     """:func:`decode_attention_model` for one op in plain Python, the same expressions in
     the same order (tested equal), with what depends on the kernel's shape alone
-    computed once (:func:`_decode_constants`): the oracle's hot path."""
+    computed once (:func:`_decode_constants`)."""
+    compute, memory, time, flops, hbm, overhead, used = decode_attention_terms(
+        chip, cal, num_seqs, context_tokens, heads, kv_heads, flops_per_pair_per_head, kv_elems_per_token, act_bytes,
+        kv_bytes, q_elems_per_head, matrix_class, max_context_tokens, window)
+    return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
+            "overhead_s": overhead, "matrix_class": used}
+
+
+def decode_attention_terms(chip: ChipSpec, cal: Calibration, num_seqs, context_tokens, heads, kv_heads,
+                           flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes, q_elems_per_head,
+                           matrix_class, max_context_tokens, window) -> tuple:
+    """:func:`decode_attention_scalar`'s figures as a tuple (compute, memory and total seconds,
+    flops, HBM bytes, overhead seconds, matrix class), from positional arguments: the
+    oracle's hot path (a simulation prices ~10^5 of them)."""
     (grouped, per_seq, h, kv_token_bytes, kv_elems, padded, compute_rate, per_wave, slots, overhead, bw, core_rate,
      cores, min_tokens, target_waves, overlap_p, used) = _decode_constants(
         chip, cal, heads, kv_heads, flops_per_pair_per_head, kv_elems_per_token, act_bytes, kv_bytes,
@@ -265,5 +278,4 @@ def decode_attention_scalar(chip: ChipSpec, cal: Calibration, *, num_seqs, conte
     compute = flops * padded / compute_rate
     fixed = (max(ctas / slots, 1.0) if ctas > 0.0 else 0.0) * per_wave
     time = kernels.pnorm_scalar(memory, compute, overlap_p) + fixed + overhead
-    return {"compute_s": compute, "memory_s": memory, "time_s": time, "flops": flops, "hbm_bytes": hbm,
-            "overhead_s": overhead, "matrix_class": used}
+    return compute, memory, time, flops, hbm, overhead, used

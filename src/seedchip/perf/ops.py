@@ -17,7 +17,7 @@ from ..errors import SpecError, UnknownNameError
 from ..formats import NumericFormat, get_format, wider
 from ..hardware.spec import ChipSpec
 from . import attention, kernels
-from .attention import decode_attention_scalar, prefill_attention_model
+from .attention import decode_attention_terms, prefill_attention_model
 from .calibration import COLLECTIVES, Calibration
 
 BOUNDS = ("compute", "memory", "communication", "overhead", "power")
@@ -87,6 +87,14 @@ def _power_terms(chip: ChipSpec, op_class: str, flops, matrix_class: str | None,
 def _finish(chip: ChipSpec, cal: Calibration, name: str, op_class: str, *, compute_s: float, memory_s: float, comm_s: float,
             overhead_s: float, time_s: float, flops: float, matrix_class: str | None, vector_flops: float,
             hbm_bytes: float, sram_bytes: float, comm_bytes: float, detail: str = "") -> OpCost:
+    return _finished(chip, cal, name, op_class, compute_s, memory_s, comm_s, overhead_s, time_s, flops, matrix_class,
+                     vector_flops, hbm_bytes, sram_bytes, comm_bytes, detail)
+
+
+def _finished(chip: ChipSpec, cal: Calibration, name: str, op_class: str, compute_s: float, memory_s: float,
+              comm_s: float, overhead_s: float, time_s: float, flops: float, matrix_class: str | None,
+              vector_flops: float, hbm_bytes: float, sram_bytes: float, comm_bytes: float, detail: str) -> OpCost:
+    """:func:`_finish` from positional arguments (the hot paths')."""
     work, active_w, headroom_w = _power_terms(chip, op_class, flops, matrix_class, vector_flops, hbm_bytes,
                                               sram_bytes, comm_bytes)
     bound = _bound(compute_s, memory_s, comm_s, overhead_s)
@@ -228,13 +236,13 @@ def decode_attention(chip: ChipSpec, cal: Calibration, num_seqs: int, context_to
     sizes its partitions by the longest sequence and the busiest core streams its share
     (without them the op bounds it from the totals, which is exact for one sequence)."""
     fa, fk = get_format(act_fmt), get_format(kv_fmt)
-    r = decode_attention_scalar(chip, cal, num_seqs=num_seqs, context_tokens=context_tokens, heads=heads,
-                                kv_heads=kv_heads, flops_per_pair_per_head=flops_per_pair_per_head,
-                                kv_elems_per_token=kv_elems_per_token, act_bytes=fa.bytes_per_element,
-                                kv_bytes=fk.bytes_per_element, q_elems_per_head=q_elems_per_head,
-                                max_context_tokens=max_context_tokens, window=window)
-    return _attention_cost(chip, cal, r, name, float(r["overhead_s"]),
-                           f"decode {num_seqs} seq, {int(context_tokens)} ctx tok, {heads}/{kv_heads} heads")
+    compute, memory, time, flops, hbm, overhead, used = decode_attention_terms(
+        chip, cal, num_seqs, context_tokens, heads, kv_heads, flops_per_pair_per_head, kv_elems_per_token,
+        fa.bytes_per_element, fk.bytes_per_element, q_elems_per_head, "bf16", max_context_tokens, window)
+    flops = float(flops)      # as _attention_cost reads a model's figures, without its dictionary
+    return _finished(chip, cal, name, "attention", float(compute), float(memory), 0.0, float(overhead), float(time),
+                     flops, used, 0.0, float(hbm), flops / 64.0, 0.0,
+                     f"decode {num_seqs} seq, {int(context_tokens)} ctx tok, {heads}/{kv_heads} heads")
 
 
 def decode_attention_run(chip: ChipSpec, cal: Calibration, num_seqs: int, context_tokens: np.ndarray, heads: int,
