@@ -253,3 +253,21 @@ def test_parts_built_from_shared_pieces_hold_the_ops_built_whole(name):
         n = rnd.choice([1, 3, 64])
         keys, longest = float(n * rnd.randint(1, 5000)), float(rnd.randint(5000, 9000))
         assert p._decode_ops(n, keys, longest, 0) == tuple(graph.decode_attention_ops(model, dep, n, keys, longest, 0))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_a_cached_step_is_the_breakdowns_step_to_the_last_bit(name):
+    """The simulator's path (no breakdown, one replica priced on its own path) sums the
+    same parts in the same order as the breakdown's, on every kind of deployment."""
+    rnd = random.Random(name + "/exact")
+    launch_bound = Runtime(id="launch-bound", launch_s=1e-3)       # the step's time counts its kernels
+    for runtime, bucketed in ((None, False), (None, True), (ENGINE_LIKE, True), (launch_bound, True)):
+        model, dep = setup(name, runtime)
+        p = StepPricer(model, dep, bucketed=bucketed)
+        for _ in range(12):
+            replicas = p.aggregate(random_step(rnd))
+            for part in ([replicas[0]], replicas):
+                fast, full = p.price_batches(part), p.price_batches(part, detail=True)
+                assert (fast.time_s, fast.energy_j, fast.flops, fast.hbm_bytes, fast.kernel_s) == \
+                    (full.time_s, full.energy_j, full.flops, full.hbm_bytes, full.kernel_s)

@@ -213,8 +213,10 @@ class StepPricer:
         if not r.num_decode:
             return r.num_tokens, r.num_seqs, r.num_logits, 0, (), 0.0, r.prefill
         if self.bucketed:
-            return (r.num_tokens, r.num_seqs, r.num_logits, r.num_decode, tuple(bucket(k) for k in r.decode_keys),
-                    bucket(r.decode_max), r.prefill)
+            keys = r.decode_keys
+            return (r.num_tokens, r.num_seqs, r.num_logits, r.num_decode,
+                    (bucket(keys[0]),) if len(keys) == 1 else tuple(bucket(k) for k in keys), bucket(r.decode_max),
+                    r.prefill)
         return r.num_tokens, r.num_seqs, r.num_logits, r.num_decode, r.decode_keys, r.decode_max, r.prefill
 
     def price_batches(self, replicas: list[graph.ReplicaBatch], detail: bool = False) -> Priced:
@@ -222,13 +224,30 @@ class StepPricer:
         steps priced by the same quantities (:meth:`_step_key`) come from a cache."""
         if detail:
             return self._price_batches(replicas, True)
-        key = tuple(self._step_key(r) for r in replicas)
+        one = len(replicas) == 1
+        key = self._step_key(replicas[0]) if one else tuple(self._step_key(r) for r in replicas)
         v = self._steps.get(key)
         if v is None:
             if len(self._steps) >= MAX_CACHED_STEPS:
                 self._steps.clear()
-            v = self._steps[key] = self._price_batches(replicas, False)
+            v = self._steps[key] = self._price_one(replicas[0]) if one else self._price_batches(replicas, False)
         return v
+
+    def _price_one(self, r: graph.ReplicaBatch) -> Priced:
+        """:meth:`_price_batches` of one replica without the breakdown (most steps: one
+        replica): the same parts summed in the same order."""
+        kernel_s = dyn = flops = hbm = 0.0
+        kernels = 0
+        t = r.num_tokens
+        for moe, w, count in self._stages:
+            parts = self._head(t, r.num_logits) if moe is None else self._replica_layer(r, moe, w, t)
+            s, dyn, flops, hbm = _add_parts(parts, count, dyn, flops, hbm)
+            kernel_s += s * count
+            n = 0
+            for p in parts:
+                n += p.kernels
+            kernels += n * count
+        return self._step(kernel_s, kernels, dyn, flops, hbm, t, r.num_seqs, bool(r.prefill), None)
 
     def _price_batches(self, replicas: list[graph.ReplicaBatch], detail: bool) -> Priced:
         dep = self.dep
