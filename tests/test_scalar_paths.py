@@ -11,7 +11,9 @@ import pytest
 
 import seedchip
 from seedchip.hardware import catalog_ids
-from seedchip.perf import attention
+from seedchip.errors import SpecError
+from seedchip.formats import get_format, wider
+from seedchip.perf import attention, ops
 from seedchip.perf.calibration import IDEAL, load_calibration
 
 pytestmark = pytest.mark.unit
@@ -77,3 +79,36 @@ def test_pnorm_exact_equals_the_scalar_join():
     for p in (1.0, 1.7, 2.0, 3.3, 12.0, 1e6):
         got = kernels.pnorm_exact(np.array(a), np.array(b), p)
         assert got.tolist() == [kernels.pnorm_scalar(x, y, p) for x, y in zip(a, b)], p
+
+
+@pytest.mark.parametrize("chip_id", catalog_ids())
+@pytest.mark.parametrize("cal", [IDEAL, load_calibration("h100-sxm")], ids=["ideal", "h100"])
+def test_gemm_op_is_the_models_figures(chip_id, cal):
+    """ops.gemm's scalar path (what the chip, calibration and formats fix computed once) makes
+    the op that gemm_model's figures make, field by field, for every format pair."""
+    chip = seedchip.load_chip(chip_id)
+    rnd = random.Random(chip_id + "/gemm")
+    pairs = [("bf16", "bf16"), ("fp8", "fp8"), ("bf16", "fp8"), ("fp8", "fp8-block"), ("fp8", "fp4"),
+             ("bf16", "mxfp4"), ("fp8", "int8"), ("fp32", "fp16")]
+    for a, b in pairs:
+        for _ in range(12):
+            m, n, k = rnd.choice([1, 7, 64, 333, 4096]), rnd.randint(1, 30_000), rnd.randint(1, 30_000)
+            g, c = rnd.choice([1, 1, 8, 64]), rnd.choice(["bf16", "fp8"])
+            fa, fb, fc = get_format(a), get_format(b), get_format(c)
+            r = ops.gemm_model(chip, cal, m, n, k, fa, fb, fc, g)
+            flops = float(r["flops"])
+            want = ops._finish(chip, cal, "w", "gemm", compute_s=float(r["compute_s"]), memory_s=float(r["memory_s"]),
+                               comm_s=0.0, overhead_s=float(r["overhead_s"]), time_s=float(r["time_s"]), flops=flops,
+                               matrix_class=r["matrix_class"], vector_flops=0.0, hbm_bytes=float(r["hbm_bytes"]),
+                               sram_bytes=flops / 128.0 * (fa.bytes_per_element + fb.bytes_per_element),
+                               comm_bytes=0.0, detail=f"{g}x[{m}x{n}x{k}] {wider(fa, fb).name} on {r['matrix_class']}")
+            assert ops.gemm.__wrapped__(chip, cal, m, n, k, a, b, c, g, "w") == want, (a, b, c, m, n, k, g)
+
+
+def test_a_gemm_of_no_rows_is_refused_by_name():
+    chip, cal = seedchip.load_chip("h100-sxm"), load_calibration("h100-sxm")
+    for args, label in (((0, 8, 8, 1), "m = 0"), ((8, -1, 8, 1), "n = -1"), ((8, 8, 0, 1), "k = 0"),
+                        ((8, 8, 8, 0), "groups = 0")):
+        m, n, k, g = args
+        with pytest.raises(SpecError, match=f"gemm {label} must be a positive integer"):
+            ops.gemm.__wrapped__(chip, cal, m, n, k, groups=g)

@@ -168,22 +168,44 @@ def gemm_key(compute_fmt: NumericFormat, used_class: str) -> str:
     return used_class
 
 
+@lru_cache(maxsize=1024)
+def _gemm_constants(chip: ChipSpec, cal: Calibration, a_fmt: str, b_fmt: str, c_fmt: str) -> tuple:
+    """What :func:`gemm_model` computes from the chip, the calibration and the formats alone
+    (not the shape), in its own expressions, for :func:`gemm`'s scalar path."""
+    fa, fb, fc = get_format(a_fmt), get_format(b_fmt), get_format(c_fmt)
+    compute_fmt = wider(fa, fb)
+    peak, used_class = chip.peak_flops(compute_fmt.matrix_class)
+    g = cal.gemm
+    key = gemm_key(compute_fmt, used_class)
+    tiles = kernels.tile_candidates(chip.matrix.array_rows, chip.matrix.array_cols, g.min_tile,
+                                    chip.sram.per_core_bytes, max(fa.bytes_per_element, fb.bytes_per_element))
+    return (peak * cal.gemm_efficiency(key), chip.matrix.num_cores, tiles, cal.roofline, fa.bytes_per_element,
+            fb.bytes_per_element, fc.bytes_per_element, chip.sram.capacity_bytes, concurrent_block(chip, g.min_tile),
+            chip.hbm_bw_bytes_per_s * cal.gemm_memory_efficiency(key), g.overlap_p, cal.gemm_overhead(key),
+            used_class, compute_fmt.name)
+
+
 @lru_cache(maxsize=200_000)
 def gemm(chip: ChipSpec, cal: Calibration, m: int, n: int, k: int, a_fmt: str = "bf16", b_fmt: str = "bf16",
          c_fmt: str = "bf16", groups: int = 1, name: str = "gemm") -> OpCost:
-    """C[m, n] = A[m, k] . B[k, n] (``groups`` independent GEMMs of that shape)."""
-    for label, v in (("m", m), ("n", n), ("k", k), ("groups", groups)):
-        if v <= 0:
-            raise SpecError(f"gemm {label} = {v!r} must be a positive integer")
-    fa, fb, fc = get_format(a_fmt), get_format(b_fmt), get_format(c_fmt)
-    r = gemm_model(chip, cal, m, n, k, fa, fb, fc, groups)
-    compute, memory, time = float(r["compute_s"]), float(r["memory_s"]), float(r["time_s"])
-    flops = float(r["flops"])
-    sram = flops / 128.0 * (fa.bytes_per_element + fb.bytes_per_element)
-    return _finish(chip, cal, name, "gemm", compute_s=compute, memory_s=memory, comm_s=0.0,
-                   overhead_s=float(r["overhead_s"]), time_s=time, flops=flops, matrix_class=r["matrix_class"],
-                   vector_flops=0.0, hbm_bytes=float(r["hbm_bytes"]), sram_bytes=sram, comm_bytes=0.0,
-                   detail=f"{groups}x[{m}x{n}x{k}] {wider(fa, fb).name} on {r['matrix_class']}")
+    """C[m, n] = A[m, k] . B[k, n] (``groups`` independent GEMMs of that shape): :func:`gemm_model`'s
+    scalar path (tested equal), with what the shape does not change computed once."""
+    if m <= 0 or n <= 0 or k <= 0 or groups <= 0:
+        label, v = next((lab, v) for lab, v in (("m", m), ("n", n), ("k", k), ("groups", groups)) if v <= 0)
+        raise SpecError(f"gemm {label} = {v!r} must be a positive integer")
+    (rate, cores, tiles, ideal, ab, bb, cb, sram_bytes, block, bw, overlap_p, overhead, used,
+     wide) = _gemm_constants(chip, cal, a_fmt, b_fmt, c_fmt)
+    mf, nf, kf, gf = float(m), float(n), float(k), float(groups)
+    compute = kernels.gemm_compute_time_scalar(mf, nf, kf, gf, rate, cores, tiles, quantize=not ideal)
+    if ideal:  # pure roofline: every operand crosses HBM once
+        hbm = gf * (mf * kf * ab + kf * nf * bb + mf * nf * cb)
+    else:
+        hbm = kernels.gemm_hbm_bytes_scalar(mf, nf, kf, gf, ab, bb, cb, sram_bytes, block)
+    memory = hbm / bw
+    flops = 2.0 * mf * nf * kf * gf
+    return _finished(chip, cal, name, "gemm", float(compute), float(memory), 0.0, float(overhead),
+                     float(kernels.pnorm_scalar(compute, memory, overlap_p) + overhead), flops, used, 0.0, float(hbm),
+                     flops / 128.0 * (ab + bb), 0.0, f"{groups}x[{m}x{n}x{k}] {wide} on {used}")
 
 
 # ------------------------------------------------------------------------ attention
