@@ -112,3 +112,15 @@ def test_a_gemm_of_no_rows_is_refused_by_name():
         m, n, k, g = args
         with pytest.raises(SpecError, match=f"gemm {label} must be a positive integer"):
             ops.gemm.__wrapped__(chip, cal, m, n, k, groups=g)
+
+
+def test_an_op_from_positional_figures_is_the_keyword_built_op():
+    """The hot paths build an OpCost from its fields in order (ops._finished): the same op as
+    one built by name, whatever the field order becomes."""
+    chip, cal = seedchip.load_chip("h100-sxm"), load_calibration("h100-sxm")
+    o = ops._finished(chip, cal, "x", "gemm", 1e-5, 2e-5, 3e-6, 4e-6, 3e-5, 1e9, "bf16", 5.0, 1e6, 2e6, 7.0, "d")
+    work, active_w, _ = ops._power_terms(chip, "gemm", 1e9, "bf16", 5.0, 1e6, 2e6, 7.0)
+    want = ops.OpCost(name="x", op_class="gemm", time_s=3e-5, flops=1e9 + 5.0, hbm_bytes=1e6, comm_bytes=7.0,
+                      energy_j=work + (chip.energy.idle_w + active_w) * 3e-5, bound="memory", compute_s=1e-5,
+                      memory_s=2e-5, comm_s=3e-6, overhead_s=4e-6, count=1, detail="d")
+    assert o == want and o._asdict() == want._asdict()

@@ -102,10 +102,12 @@ def _finished(chip: ChipSpec, cal: Calibration, name: str, op_class: str, comput
         time_s = work / headroom_w        # the chip throttles to its TDP
         bound = "power"
     energy = work + (chip.energy.idle_w + active_w) * time_s
-    return OpCost(name=name, op_class=op_class, time_s=float(time_s), flops=float(flops + vector_flops),
-                  hbm_bytes=float(hbm_bytes), comm_bytes=float(comm_bytes), energy_j=float(energy),
-                  bound=bound, compute_s=float(compute_s), memory_s=float(memory_s), comm_s=float(comm_s),
-                  overhead_s=float(overhead_s), detail=detail)
+    return _new_op(OpCost, (name, op_class, float(time_s), float(flops + vector_flops), float(hbm_bytes),
+                            float(comm_bytes), float(energy), bound, float(compute_s), float(memory_s), float(comm_s),
+                            float(overhead_s), 1, detail))
+
+
+_new_op = tuple.__new__      # an OpCost from its fields in order, without the keyword call (the hot paths' ~10^5)
 
 
 # ----------------------------------------------------------------------------- GEMM
