@@ -203,6 +203,8 @@ class Engine:
         0 .. members - 1 (their sums from the cohort) and ``work`` follows, each sequence
         dealt to replica position mod dp as :func:`graph.split_replicas` deals them."""
         dp, coh = self.dep.dp, self.cohort
+        if dp == 1:
+            return self._summed_one(work, members)
         if not members:
             cnt, keys, longest = [0] * dp, [0] * dp, [0] * dp
         elif dp == 1:
@@ -234,6 +236,35 @@ class Engine:
                 decoding = False
         replicas = [ReplicaBatch(tokens[j], seqs[j], logits[j], dec[j], (float(keys[j]),), tuple(prefill[j]),
                                  float(longest[j]) if dec[j] else 0.0) for j in range(dp) if seqs[j]]
+        return replicas, None, num_tokens, decoding
+
+    def _summed_one(self, work: list, members: int) -> tuple[list, None, int, bool]:
+        """:meth:`_summed` of one replica (most deployments), in scalars rather than per-replica lists."""
+        if members:
+            coh = self.cohort
+            seqs = logits = dec = members
+            keys, longest = coh.keys(), coh.longest_context()
+        else:
+            seqs = logits = dec = keys = longest = 0
+        prefill = []
+        num_tokens, decoding = members, True
+        for r, n in work:
+            c = r.computed
+            known = r.input_len + r.generated
+            seqs += 1
+            if c + n == known:
+                logits += 1
+            if n == 1:
+                keys += c + 1
+                longest = c + 1 if not dec or c + 1 > longest else longest
+                dec += 1
+            else:
+                prefill.append((n, c))
+            num_tokens += n
+            if decoding and (c + 1 != known or r.generated <= 0):
+                decoding = False
+        replicas = [ReplicaBatch(num_tokens, seqs, logits, dec, (float(keys),), tuple(prefill),
+                                 float(longest) if dec else 0.0)] if seqs else []
         return replicas, None, num_tokens, decoding
 
     def _block_room(self, work: list, kmax: int, members: int = 0) -> int:
