@@ -10,12 +10,12 @@ the objects that exist when it is entered are frozen (never walked again while i
 ``gc.freeze``) and collections run far less often: a young one every 50,000 net allocations,
 and one of the middle generation, which walks every survivor of the young ones (the growing
 caches: ~1 s of a 100,000-request run at every 20 young ones), after 1,000 of them; the
-simulator makes little cyclic garbage for it to find (a few hundred objects a run). On leaving, the previous thresholds come
-back and the frozen objects return to the oldest generation with those the block made (a
-simulation's caches and requests: walking them in the younger collections that the restored
-thresholds set off at once took ~0.5 s after a run), so cyclic garbage among them is still
-collected later, by the next full collection. Nested uses hold it once. Results do not depend
-on it: only when cycles are reclaimed changes.
+simulator makes little cyclic garbage for it to find (a few hundred objects a run). On
+leaving, the previous thresholds come back and the frozen objects return to the oldest
+generation with those the block made (a simulation's caches and requests: walking them in the
+younger collections that the restored thresholds set off at once took ~0.5 s after a run), so
+cyclic garbage among them is still collected later, by the next full collection. Nested uses
+hold it once. Results do not depend on it: only when cycles are reclaimed changes.
 """
 
 from __future__ import annotations

@@ -207,8 +207,6 @@ class Engine:
             return self._summed_one(work, members)
         if not members:
             cnt, keys, longest = [0] * dp, [0] * dp, [0] * dp
-        elif dp == 1:
-            cnt, keys, longest = [members], [coh.keys()], [coh.longest_context()]
         else:
             cnt, offs, top = coh.replicas()
             t1 = coh.tick + 1
